@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* Engine internals shared by engine/*.c. Not installed. */
+#ifndef PGT_ENGINE_PVT_H
+#define PGT_ENGINE_PVT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgtrack/pgtrack.h"
+#include "pgtrack/probe.h"
+#include "engine/bitmap.h"
+#include "hal/compat_uapi.h"
+
+struct pgt_region;
+
+/*
+ * A dirty tracker. One instance per region (state in r->dpriv). All methods
+ * but on_wp_fault run with r->harvest_lock held.
+ */
+struct pgt_dirty_ops {
+	int method;
+	/* uffd features the method needs (0: no uffd) and register mode bits */
+	uint64_t uffd_features;
+	uint64_t uffd_mode;
+	/* Check that the method works for this region; -EOPNOTSUPP if not. */
+	int (*supported)(const struct pgt_region *r, const struct pgt_probe *p);
+	/* Arm tracking: from now on every write is recorded. */
+	int (*start)(struct pgt_region *r);
+	/*
+	 * Get-and-clear: report every page written since the previous collect
+	 * (or start) as runs of region page indices through @fn, and re-arm
+	 * those pages so the next write is seen again. Returns pages reported
+	 * or -errno.
+	 */
+	int64_t (*collect)(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg);
+	void (*stop)(struct pgt_region *r);
+	/* uffd-sync only: a write fault at page index @page from a handler thread. */
+	int (*on_wp_fault)(struct pgt_region *r, uint64_t page);
+};
+
+extern const struct pgt_dirty_ops pgt__dirty_uffd_async;
+extern const struct pgt_dirty_ops pgt__dirty_softdirty;
+extern const struct pgt_dirty_ops pgt__dirty_uffd_sync;
+extern const struct pgt_dirty_ops pgt__dirty_mprotect;
+
+struct pgt_dirty_view {
+	struct pgt_region *r;
+	struct pgt_dirty_view *next;
+	struct pgt_bitmap bm;   /* pages written since this view's last harvest */
+	uint64_t epoch;
+};
+
+struct pgt_region {
+	struct pgt_engine *eng;
+	struct pgt_region *next;    /* engine list, sorted by gpa */
+	char *name;
+
+	uint32_t backing;
+	uint32_t track;
+	uint8_t *addr;
+	uint64_t length;
+	uint64_t gpa;
+	uint64_t page_size;
+	unsigned page_shift;
+	uint64_t npages;
+	int fd;                     /* backing fd or -1 */
+	uint64_t fd_offset;
+	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
+	int numa_node;
+	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
+
+	/* userfaultfd context of this region (-1 if none) */
+	int uffd;
+	uint64_t uffd_features;     /* negotiated */
+	uint64_t uffd_ioctls;       /* range ioctls after register */
+	_Atomic bool dying;
+
+	/* dirty tracking */
+	const struct pgt_dirty_ops *dops;
+	void *dpriv;
+	pthread_mutex_t harvest_lock;   /* collect + views */
+	struct pgt_dirty_view *views;
+	unsigned nviews;
+	struct pgt_bitmap pending;      /* fault-driven methods record here */
+	pgt_wp_fn wp_cb;
+	void *wp_arg;
+
+	/* first touch (touch.c) */
+	struct pgt_bitmap touched;
+	_Atomic uint64_t ntouched;
+	void *tpriv;                    /* touch-order log etc. */
+	pgt_page_provider provider;
+	void *provider_arg;
+
+	/* counters */
+	_Atomic uint64_t touch_faults;
+	_Atomic uint64_t touch_errors;
+	_Atomic uint64_t wp_faults;
+	_Atomic uint64_t harvests;
+	_Atomic uint64_t dirty_reported;
+};
+
+struct pgt_engine {
+	pgt_log_fn log;
+	void *log_arg;
+	int log_level;
+	struct pgt_probe probe;
+
+	pthread_rwlock_t regions_lock;  /* list; write-held to remove a region */
+	struct pgt_region *regions;
+
+	/* userfaultfd handler threads: epoll over region uffds */
+	int epfd;
+	int stopfd;                     /* eventfd that wakes handlers to exit */
+	unsigned nthreads;
+	pthread_t *threads;
+	/* handlers hold it for reading while they work on a region */
+	pthread_rwlock_t fault_lock;
+};
+
+/* ---- engine.c ---- */
+void pgt__log(const struct pgt_engine *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Add/remove a region's uffd to the handler threads' epoll set. Removal
+ * returns only when no handler thread is still working on the region. */
+int pgt__fault_watch(struct pgt_region *r);
+void pgt__fault_unwatch(struct pgt_region *r);
+
+/* ---- region.c ---- */
+static inline uint64_t pgt__page_of(const struct pgt_region *r, const void *hva)
+{
+	return (uint64_t)((const uint8_t *)hva - r->addr) >> r->page_shift;
+}
+static inline void *pgt__page_addr(const struct pgt_region *r, uint64_t page)
+{
+	return r->addr + (page << r->page_shift);
+}
+/* Open r->uffd with @features, register [addr, addr+length) with @mode. */
+int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode);
+/* Write-protect (wp=true) or un-protect a range of pages via UFFDIO_WRITEPROTECT. */
+int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool wake);
+/* Open a userfaultfd (syscall, else /dev/userfaultfd); -errno. */
+int pgt__uffd_new(void);
+
+/* ---- dirty.c ---- */
+int pgt__dirty_init(struct pgt_region *r, int method);
+void pgt__dirty_fini(struct pgt_region *r);
+
+/* ---- touch.c ---- */
+/* Features/mode the touch tracker needs for this region's backing. */
+uint64_t pgt__touch_features(const struct pgt_region *r);
+uint64_t pgt__touch_mode(const struct pgt_region *r);
+/* Allocate touch state (after uffd registration). */
+int pgt__touch_init(struct pgt_region *r);
+void pgt__touch_fini(struct pgt_region *r);
+/* A MISSING or MINOR fault at @addr from a handler thread. */
+int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
+
+/* ---- track_softdirty.c (parsing, testable on injected data) ---- */
+/* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page
+ * first+i. Returns pages reported. */
+int64_t pgt__softdirty_parse(const uint64_t *entries, size_t n, uint64_t first,
+			     pgt_bitmap_run_fn fn, void *arg);
+
+#endif /* PGT_ENGINE_PVT_H */

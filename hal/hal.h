@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hardware abstraction layer: the only interface engine/ and numa/ use for
+ * anything architecture specific. Per-architecture code lives in hal/arch/
+ * and hal/simd_*.c; nothing else has an #ifdef __x86_64__.
+ */
+#ifndef PGT_HAL_H
+#define PGT_HAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Barriers, cpu_relax, prefetch and the raw cycle counter come from the arch
+ * header as static inlines: pgt_mb(), pgt_rmb(), pgt_wmb(), pgt_cpu_relax(),
+ * pgt_prefetch(p), pgt_prefetchw(p), pgt_cycles(). */
+#if defined(__x86_64__)
+#include "arch/x86_64.h"
+#elif defined(__aarch64__)
+#include "arch/aarch64.h"
+#else
+#include "arch/generic.h"
+#endif
+
+/** pgt_hal_page_size() - Base page size (sysconf, cached). */
+uint64_t pgt_hal_page_size(void);
+
+/** pgt_hal_cacheline() - L1 data cache line size in bytes (64 fallback). */
+unsigned pgt_hal_cacheline(void);
+
+/**
+ * pgt_hal_hugepage_sizes() - Hugepage sizes the host offers
+ * (/sys/kernel/mm/hugepages), ascending.
+ * Returns: the number of sizes (may exceed @cap; only @cap are stored).
+ */
+int pgt_hal_hugepage_sizes(uint64_t *sizes, int cap);
+
+/**
+ * pgt_hal_cycles_per_sec() - Cycle counter frequency, calibrated once against
+ * CLOCK_MONOTONIC (x86 TSC) or read from cntfrq_el0 (aarch64).
+ */
+uint64_t pgt_hal_cycles_per_sec(void);
+
+/** pgt_hal_cycles_to_ns() - Convert a cycle delta to nanoseconds. */
+uint64_t pgt_hal_cycles_to_ns(uint64_t cycles);
+
+/** pgt_hal_now_ns() - CLOCK_MONOTONIC in nanoseconds. */
+uint64_t pgt_hal_now_ns(void);
+
+/** SIMD implementations selectable for tests (enum pgt_simd bits, 0 = scalar). */
+uint32_t pgt_hal_simd_available(void);
+
+/**
+ * pgt_hal_is_zero() - Whether @len bytes at @p are all zero. Any alignment,
+ * any length; uses the best SIMD level the CPU has (chosen once at run time).
+ */
+bool pgt_hal_is_zero(const void *p, size_t len);
+
+/**
+ * pgt_hal_popcount() - Number of set bits in @nwords 64-bit words.
+ */
+uint64_t pgt_hal_popcount(const uint64_t *words, size_t nwords);
+
+/*
+ * Test hooks: force one implementation (an enum pgt_simd bit, or 0 for
+ * scalar). Returns 0, or -ENOTSUP when the CPU lacks that level. Not
+ * thread-safe against concurrent users; tests only.
+ */
+int pgt__hal_force_simd(uint32_t level);
+bool pgt__hal_is_zero_scalar(const void *p, size_t len);
+uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
+
+#endif /* PGT_HAL_H */

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* Umbrella header: everything public in pgtrack. */
+#ifndef PGTRACK_H
+#define PGTRACK_H
+
+#include <pgtrack/pgtrack.h>
+#include <pgtrack/probe.h>
+
+#endif

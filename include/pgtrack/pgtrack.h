@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgtrack: page-state tracking for hugepage-backed guest memory.
+ *
+ * Conventions (all functions):
+ *  - 0 or a count on success, a negative errno on failure; errno is not used.
+ *  - Handles are opaque. Argument structs that may grow start with a `size`
+ *    field the caller sets to sizeof(the struct) (as the kernel's pm_scan_arg).
+ *  - The library never prints and never exits; it logs through the callback
+ *    given in struct pgt_engine_config.
+ *  - Thread safety: an engine may be used from many threads. Harvests of one
+ *    region are serialised internally; guest (vCPU) threads writing to guest
+ *    memory never wait for a harvest.
+ */
+#ifndef PGTRACK_PGTRACK_H
+#define PGTRACK_PGTRACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PGT_VERSION_MAJOR 0
+#define PGT_VERSION_MINOR 1
+#define PGT_VERSION_PATCH 0
+
+typedef struct pgt_engine pgt_engine;
+typedef struct pgt_region pgt_region;
+typedef struct pgt_dirty_view pgt_dirty_view;
+
+/**
+ * pgt_version() - Library version as "major.minor.patch".
+ *
+ * Returns: a static string; never NULL.
+ */
+const char *pgt_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Engine                                                              */
+/* ------------------------------------------------------------------ */
+
+enum pgt_log_level {
+	PGT_LOG_ERR = 3,
+	PGT_LOG_WARN = 4,
+	PGT_LOG_INFO = 6,
+	PGT_LOG_DEBUG = 7,
+};
+
+/**
+ * typedef pgt_log_fn - Log sink.
+ * @arg:   the log_arg given in the engine config.
+ * @level: one of enum pgt_log_level.
+ * @msg:   NUL-terminated message without trailing newline; valid only
+ *         during the call.
+ *
+ * May be called from any pgtrack thread (fault handlers, workers).
+ */
+typedef void (*pgt_log_fn)(void *arg, int level, const char *msg);
+
+/** Dirty-tracking methods, best first. */
+enum pgt_dirty_method {
+	PGT_DIRTY_AUTO = 0,      /* best the probe proves to work */
+	PGT_DIRTY_UFFD_ASYNC,    /* uffd WP-async + PAGEMAP_SCAN get-and-clear */
+	PGT_DIRTY_SOFT_DIRTY,    /* clear_refs 4 + pagemap bit 55 */
+	PGT_DIRTY_UFFD_SYNC,     /* sync uffd-WP, faults to handler threads */
+	PGT_DIRTY_MPROTECT,      /* mprotect + SIGSEGV, portable baseline */
+	PGT_DIRTY_NONE,
+	PGT_DIRTY__COUNT
+};
+
+/**
+ * pgt_dirty_method_name() - Short stable name ("uffd-async", "soft-dirty",
+ * "uffd-sync", "mprotect", "none", "auto").
+ *
+ * Returns: a static string, or NULL for an unknown value.
+ */
+const char *pgt_dirty_method_name(int method);
+
+/**
+ * pgt_dirty_method_parse() - Inverse of pgt_dirty_method_name().
+ *
+ * Returns: the method (>= 0) or -EINVAL.
+ */
+int pgt_dirty_method_parse(const char *name);
+
+/**
+ * struct pgt_engine_config - Engine parameters.
+ * @size:          sizeof(struct pgt_engine_config).
+ * @flags:         reserved, must be 0.
+ * @log:           log callback, or NULL for silence.
+ * @log_arg:       passed to @log.
+ * @log_level:     highest level passed to @log (0 means PGT_LOG_WARN).
+ * @fault_threads: userfaultfd handler threads (0 means 1).
+ */
+struct pgt_engine_config {
+	uint32_t size;
+	uint32_t flags;
+	pgt_log_fn log;
+	void *log_arg;
+	int log_level;
+	unsigned fault_threads;
+};
+
+/**
+ * pgt_engine_open() - Probe the host and create an engine.
+ * @cfg: configuration, or NULL for defaults.
+ * @out: receives the engine; the caller owns it and frees it with
+ *       pgt_engine_close().
+ *
+ * Returns: 0, -EINVAL (bad config), -ENOMEM, or the error of starting
+ * handler threads.
+ */
+int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine **out);
+
+/**
+ * pgt_engine_close() - Stop all trackers, destroy all regions, join all
+ * threads and free the engine. NULL is a no-op. Memory that pgtrack did not
+ * allocate (registered regions) is left mapped.
+ */
+void pgt_engine_close(pgt_engine *eng);
+
+/* ------------------------------------------------------------------ */
+/* Regions                                                             */
+/* ------------------------------------------------------------------ */
+
+enum pgt_backing {
+	PGT_BACKING_ANON = 1,  /* private anonymous, 4 KiB pages */
+	PGT_BACKING_THP,       /* private anonymous with MADV_HUGEPAGE */
+	PGT_BACKING_HUGETLB,   /* memfd MFD_HUGETLB, 2 MiB pages, shared */
+	PGT_BACKING_MEMFD,     /* memfd (shmem), 4 KiB pages, shared */
+	PGT_BACKING_EXTERNAL,  /* registered: mapped by the caller */
+	PGT_BACKING__COUNT
+};
+
+/**
+ * pgt_backing_name() - "anon", "thp", "hugetlb", "memfd", "external".
+ * Returns: a static string, or NULL for an unknown value.
+ */
+const char *pgt_backing_name(int backing);
+
+/** Trackers a region is created with (struct pgt_region_config.track). */
+enum pgt_track {
+	PGT_TRACK_DIRTY = 1u << 0, /* dirty tracking (pgt_dirty_*) */
+	PGT_TRACK_TOUCH = 1u << 1, /* first touch via uffd MISSING/MINOR */
+};
+
+/**
+ * typedef pgt_page_provider - Supplies the contents of a page on first
+ * touch (snapshot restore, post-copy).
+ * @arg: the provider_arg of the region config.
+ * @gpa: guest-physical address of the page (aligned to the page size).
+ * @dst: buffer of @len bytes to fill.
+ * @len: the region's backing page size.
+ *
+ * Called from a fault-handler thread while the faulting vCPU waits.
+ * Returns: 0 when @dst was filled, 1 to map a zero page instead, or a
+ * negative errno when the page cannot be provided: the fault is then failed
+ * (the page is poisoned if the kernel supports UFFDIO_POISON, so the vCPU
+ * gets SIGBUS instead of hanging) and counted in touch_errors.
+ */
+typedef int (*pgt_page_provider)(void *arg, uint64_t gpa, void *dst, size_t len);
+
+/**
+ * typedef pgt_wp_fn - Called by the sync uffd-WP tracker before a write to a
+ * clean page proceeds (copy-on-write snapshots, post-copy style).
+ * The vCPU is blocked until it returns. Must not touch the faulting page.
+ */
+typedef void (*pgt_wp_fn)(void *arg, uint64_t gpa);
+
+/**
+ * struct pgt_region_config - Region parameters.
+ * @size:        sizeof(struct pgt_region_config).
+ * @backing:     enum pgt_backing (create) or PGT_BACKING_EXTERNAL (register).
+ * @length:      bytes; a multiple of the backing page size.
+ * @gpa:         guest-physical base; aligned to the backing page size.
+ * @track:       enum pgt_track bits.
+ * @dirty_method: enum pgt_dirty_method (AUTO picks the best available).
+ * @numa_node:   node to bind the memory to, or -1.
+ * @name:        optional label (copied).
+ * @addr:        register only: the caller's mapping (page aligned).
+ * @fd:          register only: backing fd or -1 (used for punch-hole).
+ * @fd_offset:   register only: offset of @addr in @fd.
+ * @page_size:   register only: backing page size (0: detect from the VMA).
+ * @provider:    first touch: page provider, or NULL for zero pages.
+ * @provider_arg: passed to @provider.
+ * @wp_cb:       sync uffd-WP: callback before a write, or NULL.
+ * @wp_arg:      passed to @wp_cb.
+ */
+struct pgt_region_config {
+	uint32_t size;
+	uint32_t backing;
+	uint64_t length;
+	uint64_t gpa;
+	uint32_t track;
+	int32_t dirty_method;
+	int32_t numa_node;
+	const char *name;
+	void *addr;
+	int fd;
+	uint64_t fd_offset;
+	uint64_t page_size;
+	pgt_page_provider provider;
+	void *provider_arg;
+	pgt_wp_fn wp_cb;
+	void *wp_arg;
+};
+
+/**
+ * pgt_region_create() - Allocate guest memory and track it.
+ * @eng: the engine.
+ * @cfg: configuration; @cfg->addr/fd/fd_offset are ignored.
+ * @out: receives the region, owned by the engine; destroy it with
+ *       pgt_region_destroy() or let pgt_engine_close() do it.
+ *
+ * Returns: 0; -EINVAL (bad size, alignment, backing or tracker);
+ * -EEXIST (guest-physical range overlaps another region); -ENOMEM (no
+ * memory or no hugepages in the pool); -EOPNOTSUPP (tracker not available on
+ * this kernel for this backing).
+ */
+int pgt_region_create(pgt_engine *eng, const struct pgt_region_config *cfg,
+		      pgt_region **out);
+
+/**
+ * pgt_region_register() - Track memory the caller already mapped.
+ * Same as pgt_region_create() but uses @cfg->addr, @cfg->fd and
+ * @cfg->fd_offset; the mapping must stay valid until the region is
+ * destroyed, and is not unmapped by pgtrack. Also -EEXIST when the host
+ * range overlaps another region.
+ */
+int pgt_region_register(pgt_engine *eng, const struct pgt_region_config *cfg,
+			pgt_region **out);
+
+/**
+ * pgt_region_destroy() - Stop tracking and free the region (and the memory
+ * if pgtrack allocated it). Open dirty views of the region must be closed
+ * first. Other regions keep being tracked.
+ *
+ * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open.
+ */
+int pgt_region_destroy(pgt_region *r);
+
+/**
+ * struct pgt_region_info - What pgt_region_info() reports.
+ * @name points into the region and lives as long as it does.
+ */
+struct pgt_region_info {
+	uint32_t size;
+	uint32_t backing;
+	void *addr;
+	uint64_t length;
+	uint64_t gpa;
+	uint64_t page_size;  /* tracking granularity (= backing page size) */
+	uint64_t npages;
+	int fd;
+	int dirty_method;    /* the resolved method, never AUTO */
+	uint32_t track;
+	int numa_node;
+	const char *name;
+};
+
+/**
+ * pgt_region_info() - Describe a region. @info->size must be set.
+ * Returns: 0 or -EINVAL.
+ */
+int pgt_region_info(const pgt_region *r, struct pgt_region_info *info);
+
+/**
+ * pgt_gpa_lookup() - Find the region holding a guest-physical address.
+ * @eng: engine.
+ * @gpa: guest-physical address.
+ * @r:   receives the region (may be NULL).
+ * @hva: receives the host virtual address of @gpa (may be NULL).
+ *
+ * Returns: 0, or -ENOENT when no region holds @gpa.
+ */
+int pgt_gpa_lookup(pgt_engine *eng, uint64_t gpa, pgt_region **r, void **hva);
+
+/* ------------------------------------------------------------------ */
+/* Dirty tracking                                                      */
+/* ------------------------------------------------------------------ */
+
+/**
+ * pgt_dirty_view_open() - Open an independent consumer of a region's dirty
+ * pages (a migration, a snapshot chain, a sampler). Each view sees every page
+ * written after it was opened, exactly once per harvest; a harvest by one view
+ * never takes pages from another. All views share one kernel tracking pass.
+ * @r:   a region created with PGT_TRACK_DIRTY.
+ * @out: receives the view; close it with pgt_dirty_view_close().
+ *
+ * Returns: 0, -EINVAL (region without dirty tracking), -ENOMEM.
+ */
+int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out);
+
+/** pgt_dirty_view_close() - Close a view. NULL is a no-op. */
+void pgt_dirty_view_close(pgt_dirty_view *v);
+
+/** One run of consecutive pages, guest-physical. */
+struct pgt_run {
+	uint64_t gpa;
+	uint64_t npages;
+};
+
+/**
+ * struct pgt_harvest - Output buffers and results of pgt_dirty_harvest().
+ * @size:         sizeof(struct pgt_harvest).
+ * @flags:        reserved, 0.
+ * @bitmap:       optional; KVM dirty-log layout: bit i of the array (bit
+ *                i%BITS of word i/BITS) is the region's page i, guest-physical
+ *                order. Overwritten (not OR-ed). NULL to skip.
+ * @bitmap_words: number of words at @bitmap; at least
+ *                ceil(npages / (8 * sizeof(unsigned long))).
+ * @runs:         optional run output, NULL to skip.
+ * @runs_cap:     capacity of @runs.
+ * @nruns:        out: runs written (or needed, with -ENOBUFS).
+ * @dirty_pages:  out: pages reported.
+ * @epoch:        out: this view's harvest number, 1 for the first.
+ */
+struct pgt_harvest {
+	uint32_t size;
+	uint32_t flags;
+	unsigned long *bitmap;
+	size_t bitmap_words;
+	struct pgt_run *runs;
+	size_t runs_cap;
+	size_t nruns;
+	uint64_t dirty_pages;
+	uint64_t epoch;
+};
+
+/**
+ * pgt_dirty_harvest() - Get and clear the pages written since this view's
+ * previous harvest (or its opening). Tracking is re-armed atomically: a write
+ * that lands after a page was reported is reported by the next harvest.
+ * vCPU threads are never blocked by it.
+ *
+ * Returns: the number of dirty pages (>= 0); -EINVAL (bad arguments);
+ * -ENOBUFS when @runs is too small (h->nruns says how many are needed) or
+ * @bitmap_words is too small: then nothing is consumed, the pages stay
+ * pending for the next harvest.
+ */
+int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h);
+
+/**
+ * pgt_dirty_merge() - Merge an external dirty bitmap (KVM dirty log,
+ * vhost-user log, offload device) into every view of the region.
+ * @bitmap: KVM layout, @nbits bits starting at the region's first page.
+ * Returns: 0 or -EINVAL.
+ */
+int pgt_dirty_merge(pgt_region *r, const unsigned long *bitmap, uint64_t nbits);
+
+/* ------------------------------------------------------------------ */
+/* First touch                                                         */
+/* ------------------------------------------------------------------ */
+
+/**
+ * pgt_touched_count() - Pages populated since tracking began.
+ * Returns: the count (>= 0), or -EINVAL when touch tracking is off.
+ */
+int64_t pgt_touched_count(const pgt_region *r);
+
+/**
+ * pgt_touched_test() - Whether the page holding @gpa was touched.
+ * Returns: 1, 0, -EINVAL (no touch tracking), -ERANGE (outside the region).
+ */
+int pgt_touched_test(const pgt_region *r, uint64_t gpa);
+
+/**
+ * pgt_touched_bitmap() - Copy the touched bitmap (KVM layout).
+ * Returns: the number of touched pages, -EINVAL, or -ENOBUFS if @words is
+ * too small.
+ */
+int64_t pgt_touched_bitmap(const pgt_region *r, unsigned long *bitmap, size_t words);
+
+/**
+ * pgt_touch_order() - The first-touch order: page indices in the order the
+ * guest first touched them, for restore-time prefetch.
+ * @start: index into the sequence to copy from.
+ * @pages: receives up to @cap page indices.
+ * Returns: the number copied (0 at the end), or -EINVAL.
+ */
+int64_t pgt_touch_order(const pgt_region *r, uint64_t start, uint64_t *pages, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+/**
+ * struct pgt_region_stats - Counters of one region (pages at the region's
+ * granularity unless said otherwise).
+ */
+struct pgt_region_stats {
+	uint32_t size;
+	uint32_t reserved;
+	uint64_t npages;
+	uint64_t touched;        /* touch tracking: pages populated */
+	uint64_t touch_faults;   /* faults resolved by handlers */
+	uint64_t touch_errors;   /* faults failed (provider error) */
+	uint64_t wp_faults;      /* uffd-sync / mprotect write faults */
+	uint64_t harvests;       /* kernel tracking passes */
+	uint64_t dirty_reported; /* pages reported by the kernel pass, total */
+	uint64_t views;          /* open dirty views */
+	uint64_t metadata_bytes; /* memory pgtrack uses for this region */
+};
+
+/**
+ * pgt_region_stats() - Snapshot a region's counters. @st->size must be set.
+ * Returns: 0 or -EINVAL.
+ */
+int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PGTRACK_PGTRACK_H */

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgtrack host capability probe: what this kernel and machine offer for page
+ * tracking, tested rather than guessed.
+ */
+#ifndef PGTRACK_PROBE_H
+#define PGTRACK_PROBE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PGT_PROBE_MAX_POOLS 32
+
+/** A hugetlb pool: global (@node = -1) or of one NUMA node. */
+struct pgt_hugepage_pool {
+	uint64_t page_size;
+	int node;
+	uint64_t total;
+	uint64_t free;
+	uint64_t reserved;  /* global pools only; 0 per node */
+	uint64_t surplus;
+};
+
+/** Memory types userfaultfd registration is probed on. */
+enum pgt_memtype {
+	PGT_MEM_ANON = 0,
+	PGT_MEM_SHMEM,
+	PGT_MEM_HUGETLB,
+	PGT_MEM__COUNT
+};
+
+/** SIMD levels (struct pgt_probe.simd bits). */
+enum pgt_simd {
+	PGT_SIMD_SSE2 = 1u << 0,
+	PGT_SIMD_AVX2 = 1u << 1,
+	PGT_SIMD_AVX512 = 1u << 2, /* AVX-512 F+BW */
+	PGT_SIMD_NEON = 1u << 3,
+};
+
+/**
+ * struct pgt_probe - Probe result. Errors are negative errnos explaining why
+ * a feature is missing (e.g. -ENOSYS: syscall absent, -EPERM: not allowed,
+ * -ENOTTY: ioctl unknown, -EOPNOTSUPP: present but not working).
+ */
+struct pgt_probe {
+	uint32_t size;             /* sizeof(struct pgt_probe), set by caller */
+
+	char kernel_release[65];
+	unsigned kernel_major, kernel_minor, kernel_patch;
+	char arch[16];             /* "x86_64", "aarch64", ... */
+
+	uint64_t page_size;        /* base page size */
+	unsigned cacheline;
+	uint32_t simd;             /* enum pgt_simd bits the CPU has */
+	uint64_t cycles_per_sec;   /* calibrated cycle counter frequency */
+
+	/* userfaultfd */
+	bool uffd_syscall;         /* userfaultfd(2) usable by this process */
+	bool uffd_dev;             /* /dev/userfaultfd opened */
+	int uffd_error;            /* 0 or why neither worked */
+	int unprivileged_uffd;     /* vm.unprivileged_userfaultfd, -1 unknown */
+	uint64_t uffd_features;    /* UFFDIO_API features */
+	uint64_t uffd_ioctls[PGT_MEM__COUNT]; /* range ioctls after REGISTER */
+	int uffd_register_error[PGT_MEM__COUNT];
+
+	/* dirty tracking */
+	bool pagemap_scan;         /* PAGEMAP_SCAN with WP-async works */
+	int pagemap_scan_error;
+	bool soft_dirty;           /* soft-dirty observed on a written page */
+	int soft_dirty_error;
+
+	/* THP */
+	char thp_enabled[16];      /* "always", "madvise", "never", "" */
+	char thp_defrag[16];
+	uint64_t thp_pmd_size;     /* hpage_pmd_size */
+	uint64_t mthp_sizes;       /* bit n set: 2^n-byte mTHP size exists */
+
+	/* hugetlb */
+	unsigned n_pools;
+	struct pgt_hugepage_pool pools[PGT_PROBE_MAX_POOLS];
+
+	/* NUMA, IOMMU, limits */
+	int numa_nodes;
+	bool iommufd;              /* /dev/iommu */
+	bool vfio_container;       /* /dev/vfio/vfio */
+	unsigned vfio_groups;
+	unsigned vfio_devices;     /* /dev/vfio/devices/ (cdev) */
+	uint64_t memlock_cur;      /* RLIMIT_MEMLOCK, UINT64_MAX = unlimited */
+	uint64_t memlock_max;
+
+	int best_dirty_method;     /* enum pgt_dirty_method */
+	bool touch_tracking;       /* uffd MISSING on anonymous memory */
+};
+
+/**
+ * pgt_probe() - Probe the running host. The first call does the work
+ * (about a millisecond) and caches it; later calls copy the cache.
+ * @out: result; @out->size must be set to sizeof(*out).
+ *
+ * Returns: 0 or -EINVAL. Missing features are not errors: they are reported
+ * in the struct.
+ */
+int pgt_probe(struct pgt_probe *out);
+
+/**
+ * pgt_probe_root() - Probe with /proc and /sys read below @root (a
+ * directory holding proc/ and sys/ trees, as a fixture or a chroot). The
+ * live kernel tests (userfaultfd, PAGEMAP_SCAN, soft-dirty) are skipped and
+ * reported as -ENOENT. Not cached.
+ *
+ * Returns: 0, -EINVAL, or -ENOENT/-EBADMSG when a required file (kernel
+ * release) is missing or malformed.
+ */
+int pgt_probe_root(const char *root, struct pgt_probe *out);
+
+/**
+ * pgt_uffd_feature_name() - Name of userfaultfd feature bit @bit
+ * ("wp_async", "minor_shmem", ...). Returns: a static string or NULL.
+ */
+const char *pgt_uffd_feature_name(unsigned bit);
+
+/**
+ * pgt_uffd_ioctl_name() - Name of userfaultfd ioctl number @nr ("copy",
+ * "zeropage", "continue", ...). Returns: a static string or NULL.
+ */
+const char *pgt_uffd_ioctl_name(unsigned nr);
+
+/** pgt_memtype_name() - "anon", "shmem", "hugetlb", or NULL. */
+const char *pgt_memtype_name(int memtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PGTRACK_PROBE_H */
