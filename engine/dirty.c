@@ -1,1 +1,271 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Dirty views and harvest.
+ *
+ * One kernel tracking pass per region feeds any number of views: a harvest by
+ * view V first collects what the tracker has (get-and-clear in the kernel or
+ * in the pending bitmap) and ORs it into every open view, then takes V's own
+ * bits. A page is therefore reported once to each view, and no view can take
+ * pages from another. Everything here runs under r->harvest_lock; writers
+ * (vCPUs) never take it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_pvt.h"
+#include "hal/export.h"
+
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
+
+static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
+	[PGT_DIRTY_UFFD_ASYNC] = &pgt__dirty_uffd_async,
+	[PGT_DIRTY_SOFT_DIRTY] = &pgt__dirty_softdirty,
+	[PGT_DIRTY_UFFD_SYNC] = &pgt__dirty_uffd_sync,
+	[PGT_DIRTY_MPROTECT] = &pgt__dirty_mprotect,
+};
+
+int pgt__dirty_resolve(struct pgt_region *r, int method)
+{
+	const struct pgt_probe *p = &r->eng->probe;
+
+	if (method == PGT_DIRTY_NONE) {
+		r->track &= ~(uint32_t)PGT_TRACK_DIRTY;
+		return 0;
+	}
+	if (method != PGT_DIRTY_AUTO) {
+		const struct pgt_dirty_ops *ops = methods[method];
+		int ret = ops->supported(r, p);
+
+		if (ret) {
+			pgt__log(r->eng, PGT_LOG_WARN, "region %s: dirty method %s unavailable: %s",
+				 r->name, pgt_dirty_method_name(method), strerror(-ret));
+			return ret;
+		}
+		r->dops = ops;
+		return 0;
+	}
+	/* AUTO: best first, as the probe measured it. */
+	for (int m = PGT_DIRTY_UFFD_ASYNC; m < PGT_DIRTY_NONE; m++) {
+		int ret = methods[m]->supported(r, p);
+
+		if (!ret) {
+			r->dops = methods[m];
+			return 0;
+		}
+		pgt__log(r->eng, PGT_LOG_INFO, "region %s: %s not usable (%s), trying next",
+			 r->name, pgt_dirty_method_name(m), strerror(-ret));
+	}
+	return -EOPNOTSUPP;
+}
+
+int pgt__dirty_init(struct pgt_region *r)
+{
+	int ret = 0;
+
+	if (r->dops->uses_pending)
+		ret = pgt__bitmap_init(&r->pending, r->npages);
+	if (!ret)
+		ret = r->dops->start(r);
+	if (!ret)
+		r->dops_started = true;
+	else
+		pgt__log(r->eng, PGT_LOG_ERR, "region %s: starting %s: %s", r->name,
+			 pgt_dirty_method_name(r->dops->method), strerror(-ret));
+	return ret;
+}
+
+void pgt__dirty_fini(struct pgt_region *r)
+{
+	if (r->dops && r->dops_started) {
+		pthread_mutex_lock(&r->harvest_lock);
+		r->dops->stop(r);
+		pthread_mutex_unlock(&r->harvest_lock);
+	}
+}
+
+PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
+{
+	struct pgt_dirty_view *v;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!r || !r->dops)
+		return -EINVAL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	ret = pgt__bitmap_init(&v->bm, r->npages);
+	if (ret) {
+		free(v);
+		return ret;
+	}
+	v->r = r;
+	pthread_mutex_lock(&r->harvest_lock);
+	/*
+	 * The first view starts clean from now: drop whatever the tracker saw
+	 * before anyone was listening (so its first harvest is "since open").
+	 * Later views start empty too; pages pending for older views stay theirs.
+	 */
+	if (!r->views)
+		r->dops->collect(r, NULL, NULL);
+	v->next = r->views;
+	r->views = v;
+	r->nviews++;
+	pthread_mutex_unlock(&r->harvest_lock);
+	*out = v;
+	return 0;
+}
+
+PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
+{
+	struct pgt_region *r;
+
+	if (!v)
+		return;
+	r = v->r;
+	pthread_mutex_lock(&r->harvest_lock);
+	for (struct pgt_dirty_view **pp = &r->views; *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			r->nviews--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__bitmap_fini(&v->bm);
+	free(v);
+}
+
+/* Collected run → every view. */
+static int fan_out(void *arg, uint64_t first, uint64_t n)
+{
+	struct pgt_region *r = arg;
+
+	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
+		pgt__bitmap_set_range(&v->bm, first, n);
+	return 0;
+}
+
+/* Called with harvest_lock held. */
+static int64_t collect(struct pgt_region *r)
+{
+	int64_t n = r->dops->collect(r, fan_out, r);
+
+	if (n >= 0) {
+		atomic_fetch_add_explicit(&r->harvests, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&r->dirty_reported, (uint64_t)n, memory_order_relaxed);
+	}
+	return n;
+}
+
+struct export_ctx {
+	const struct pgt_region *r;
+	struct pgt_harvest *h;
+};
+
+static void set_bits(unsigned long *bm, uint64_t first, uint64_t n)
+{
+	while (n) {
+		uint64_t w = first / BITS_PER_LONG, b = first % BITS_PER_LONG;
+		uint64_t k = BITS_PER_LONG - b < n ? BITS_PER_LONG - b : n;
+		unsigned long mask = k == BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << b;
+
+		bm[w] |= mask;
+		first += k;
+		n -= k;
+	}
+}
+
+static int export_run(void *arg, uint64_t first, uint64_t n)
+{
+	struct export_ctx *x = arg;
+	struct pgt_harvest *h = x->h;
+
+	if (h->runs) /* capacity was checked before taking */
+		h->runs[h->nruns] = (struct pgt_run){ x->r->gpa + (first << x->r->page_shift), n };
+	h->nruns++;
+	if (h->bitmap)
+		set_bits(h->bitmap, first, n);
+	return 0;
+}
+
+PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
+{
+	struct pgt_region *r;
+	struct export_ctx x;
+	int64_t n;
+
+	if (!v || !h || h->size < sizeof(*h) || h->flags)
+		return -EINVAL;
+	if (h->runs && !h->runs_cap)
+		return -EINVAL;
+	r = v->r;
+	if (h->bitmap && h->bitmap_words < (r->npages + BITS_PER_LONG - 1) / BITS_PER_LONG)
+		return -ENOBUFS;
+
+	pthread_mutex_lock(&r->harvest_lock);
+	n = collect(r);
+	if (n < 0)
+		goto out;
+	h->nruns = 0;
+	if (h->runs) {
+		uint64_t need = pgt__bitmap_count_runs(&v->bm);
+
+		if (need > h->runs_cap) {
+			/* Nothing consumed: the pages wait in the view. */
+			h->nruns = need;
+			n = -ENOBUFS;
+			goto out;
+		}
+	}
+	if (h->bitmap)
+		memset(h->bitmap, 0, h->bitmap_words * sizeof(unsigned long));
+	x = (struct export_ctx){ r, h };
+	n = (int64_t)pgt__bitmap_take_runs(&v->bm, export_run, &x);
+	h->dirty_pages = (uint64_t)n;
+	h->epoch = ++v->epoch;
+out:
+	pthread_mutex_unlock(&r->harvest_lock);
+	return n;
+}
+
+PGT_EXPORT int pgt_dirty_merge(pgt_region *r, const unsigned long *bitmap, uint64_t nbits)
+{
+	if (!r || !bitmap || !r->dops || nbits > r->npages)
+		return -EINVAL;
+	pthread_mutex_lock(&r->harvest_lock);
+	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
+		pgt__bitmap_or_kvm(&v->bm, bitmap, nbits);
+	pthread_mutex_unlock(&r->harvest_lock);
+	return 0;
+}
+
+PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st)
+{
+	struct pgt_region *rw = (struct pgt_region *)r;
+	uint64_t meta = sizeof(*r);
+
+	if (!r || !st || st->size < sizeof(*st))
+		return -EINVAL;
+	pthread_mutex_lock(&rw->harvest_lock);
+	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched);
+	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
+		meta += sizeof(*v) + pgt__bitmap_bytes(&v->bm);
+	*st = (struct pgt_region_stats){
+		.size = sizeof(*st),
+		.npages = r->npages,
+		.touched = atomic_load(&rw->ntouched),
+		.touch_faults = atomic_load(&rw->touch_faults),
+		.touch_errors = atomic_load(&rw->touch_errors),
+		.wp_faults = atomic_load(&rw->wp_faults),
+		.harvests = atomic_load(&rw->harvests),
+		.dirty_reported = atomic_load(&rw->dirty_reported),
+		.views = r->nviews,
+		.metadata_bytes = meta,
+	};
+	pthread_mutex_unlock(&rw->harvest_lock);
+	return 0;
+}

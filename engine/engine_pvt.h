@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Engine internals shared by engine/*.c. Not installed. */
+/* Engine internals shared by the engine sources. Not installed. */
 #ifndef PGT_ENGINE_PVT_H
 #define PGT_ENGINE_PVT_H
 
@@ -24,6 +24,8 @@ struct pgt_dirty_ops {
 	/* uffd features the method needs (0: no uffd) and register mode bits */
 	uint64_t uffd_features;
 	uint64_t uffd_mode;
+	/* faults record into r->pending (allocated by dirty.c) */
+	bool uses_pending;
 	/* Check that the method works for this region; -EOPNOTSUPP if not. */
 	int (*supported)(const struct pgt_region *r, const struct pgt_probe *p);
 	/* Arm tracking: from now on every write is recorded. */
@@ -32,7 +34,7 @@ struct pgt_dirty_ops {
 	 * Get-and-clear: report every page written since the previous collect
 	 * (or start) as runs of region page indices through @fn, and re-arm
 	 * those pages so the next write is seen again. Returns pages reported
-	 * or -errno.
+	 * or -errno. @fn may be NULL: collect and drop.
 	 */
 	int64_t (*collect)(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg);
 	void (*stop)(struct pgt_region *r);
@@ -70,6 +72,7 @@ struct pgt_region {
 	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
 	int numa_node;
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
+	bool hugetlb;               /* hugetlbfs backing (page_size > base) */
 
 	/* userfaultfd context of this region (-1 if none) */
 	int uffd;
@@ -80,12 +83,15 @@ struct pgt_region {
 	/* dirty tracking */
 	const struct pgt_dirty_ops *dops;
 	void *dpriv;
+	bool dops_started;
 	pthread_mutex_t harvest_lock;   /* collect + views */
 	struct pgt_dirty_view *views;
 	unsigned nviews;
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
 	pgt_wp_fn wp_cb;
 	void *wp_arg;
+	pgt_quiesce_fn quiesce;
+	void *quiesce_arg;
 
 	/* first touch (touch.c) */
 	struct pgt_bitmap touched;
@@ -129,6 +135,8 @@ int pgt__fault_watch(struct pgt_region *r);
 void pgt__fault_unwatch(struct pgt_region *r);
 
 /* ---- region.c ---- */
+/* Unlink and free a region, its views and its memory (if owned). */
+void pgt__region_free(struct pgt_region *r);
 static inline uint64_t pgt__page_of(const struct pgt_region *r, const void *hva)
 {
 	return (uint64_t)((const uint8_t *)hva - r->addr) >> r->page_shift;
@@ -145,7 +153,10 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 int pgt__uffd_new(void);
 
 /* ---- dirty.c ---- */
-int pgt__dirty_init(struct pgt_region *r, int method);
+/* Pick the tracker for @method (AUTO: best that works for this region). */
+int pgt__dirty_resolve(struct pgt_region *r, int method);
+/* After the uffd is open: allocate tracking state and arm it. */
+int pgt__dirty_init(struct pgt_region *r);
 void pgt__dirty_fini(struct pgt_region *r);
 
 /* ---- touch.c ---- */
@@ -161,7 +172,10 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
 /* ---- track_softdirty.c (parsing, testable on injected data) ---- */
 /* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page
  * first+i. Returns pages reported. */
-int64_t pgt__softdirty_parse(const uint64_t *entries, size_t n, uint64_t first,
-			     pgt_bitmap_run_fn fn, void *arg);
+/* @per_page_shift: log2 of pagemap entries per tracked page (0 for 4 KiB
+ * pages, 9 for 2 MiB); a page is dirty when any of its entries is. @n must be
+ * a multiple of 1 << per_page_shift. */
+int64_t pgt__softdirty_parse(const uint64_t *entries, size_t n, unsigned per_page_shift,
+			     uint64_t first_page, pgt_bitmap_run_fn fn, void *arg);
 
 #endif /* PGT_ENGINE_PVT_H */

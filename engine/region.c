@@ -1,1 +1,503 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Regions: guest memory pgtrack allocates (anon, THP, hugetlb memfd, shmem
+ * memfd) or that the VMM registers, its userfaultfd context, and lookup.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/memfd.h>
+#include <linux/mempolicy.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "engine/engine_pvt.h"
+#include "hal/export.h"
+#include "hal/hal.h"
+
+#define HUGE_2M (2ULL << 20)
+
+int pgt__uffd_new(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	/* vm.unprivileged_userfaultfd=0 still allows user-mode-only faults. */
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		int err = errno;
+
+		if (dev < 0)
+			return -err;
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		err = errno;
+		close(dev);
+		if (fd < 0)
+			return -err;
+	}
+	return fd;
+}
+
+int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)r->addr, .len = r->length },
+		.mode = mode,
+	};
+	int fd = pgt__uffd_new();
+	int ret;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		ret = errno == EINVAL ? -EOPNOTSUPP : -errno;
+		goto err;
+	}
+	if (ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		ret = errno == EINVAL ? -EOPNOTSUPP : -errno;
+		goto err;
+	}
+	r->uffd = fd;
+	r->uffd_features = api.features;
+	r->uffd_ioctls = reg.ioctls;
+	return 0;
+err:
+	pgt__log(r->eng, PGT_LOG_WARN, "region %s: userfaultfd features %#llx mode %#llx: %s",
+		 r->name, (unsigned long long)features, (unsigned long long)mode,
+		 strerror(-ret));
+	close(fd);
+	return ret;
+}
+
+int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool wake)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)pgt__page_addr(r, first), .len = n << r->page_shift },
+		.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+			(wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	};
+
+	while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w)) {
+		/* EAGAIN: the mm is changing under us (e.g. a concurrent mremap); retry. */
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+
+static int check_common(const pgt_engine *e, const struct pgt_region_config *c)
+{
+	if (!e || !c || c->size < sizeof(*c) || !c->length)
+		return -EINVAL;
+	if (c->track & ~(uint32_t)(PGT_TRACK_DIRTY | PGT_TRACK_TOUCH))
+		return -EINVAL;
+	if (c->dirty_method < 0 || c->dirty_method >= PGT_DIRTY__COUNT)
+		return -EINVAL;
+	if (c->numa_node < -1 || (c->numa_node >= 0 && c->numa_node >= e->probe.numa_nodes))
+		return -EINVAL;
+	return 0;
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/* Insert sorted by gpa; -EEXIST on guest-physical or host-virtual overlap. */
+static int link_region(struct pgt_engine *e, struct pgt_region *r)
+{
+	struct pgt_region **pp;
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&e->regions_lock);
+	for (struct pgt_region *o = e->regions; o; o = o->next) {
+		if (overlaps(o->gpa, o->length, r->gpa, r->length) ||
+		    overlaps((uintptr_t)o->addr, o->length, (uintptr_t)r->addr, r->length)) {
+			ret = -EEXIST;
+			goto out;
+		}
+	}
+	for (pp = &e->regions; *pp && (*pp)->gpa < r->gpa; pp = &(*pp)->next)
+		;
+	r->next = *pp;
+	*pp = r;
+out:
+	pthread_rwlock_unlock(&e->regions_lock);
+	return ret;
+}
+
+static void unlink_region(struct pgt_region *r)
+{
+	struct pgt_engine *e = r->eng;
+
+	pthread_rwlock_wrlock(&e->regions_lock);
+	for (struct pgt_region **pp = &e->regions; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&e->regions_lock);
+}
+
+static struct pgt_region *region_alloc(pgt_engine *e, const struct pgt_region_config *c)
+{
+	struct pgt_region *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->eng = e;
+	r->name = strdup(c->name ? c->name : "guest-ram");
+	if (!r->name) {
+		free(r);
+		return NULL;
+	}
+	r->track = c->track;
+	r->gpa = c->gpa;
+	r->length = c->length;
+	r->numa_node = c->numa_node;
+	r->fd = -1;
+	r->uffd = -1;
+	r->provider = c->provider;
+	r->provider_arg = c->provider_arg;
+	r->wp_cb = c->wp_cb;
+	r->wp_arg = c->wp_arg;
+	r->quiesce = c->quiesce;
+	r->quiesce_arg = c->quiesce_arg;
+	pthread_mutex_init(&r->harvest_lock, NULL);
+	return r;
+}
+
+static int set_page_size(struct pgt_region *r, uint64_t ps)
+{
+	if (!ps || (ps & (ps - 1)))
+		return -EINVAL;
+	r->page_size = ps;
+	r->page_shift = (unsigned)__builtin_ctzll(ps);
+	if ((r->length & (ps - 1)) || (r->gpa & (ps - 1)) || ((uintptr_t)r->addr & (ps - 1)))
+		return -EINVAL;
+	r->npages = r->length >> r->page_shift;
+	return 0;
+}
+
+static int bind_node(struct pgt_region *r)
+{
+	unsigned long mask[16] = { 0 };
+
+	if (r->numa_node < 0)
+		return 0;
+	if (r->numa_node >= (int)(sizeof(mask) * 8))
+		return -EINVAL;
+	mask[r->numa_node / 64] = 1UL << (r->numa_node % 64);
+	if (syscall(SYS_mbind, r->addr, r->length, MPOL_BIND, mask, sizeof(mask) * 8, 0))
+		return -errno;
+	return 0;
+}
+
+/* Map anonymous memory aligned to @align (THP wants 2 MiB-aligned PMDs). */
+static void *map_aligned(uint64_t len, uint64_t align)
+{
+	uint8_t *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uintptr_t a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	if ((uintptr_t)p + len + align > a + len)
+		munmap((void *)(a + len), (uintptr_t)p + len + align - (a + len));
+	return (void *)a;
+}
+
+static int map_backing(struct pgt_region *r, uint32_t backing)
+{
+	uint64_t base = pgt_hal_page_size();
+	void *p = MAP_FAILED;
+	int ret;
+
+	r->backing = backing;
+	switch (backing) {
+	case PGT_BACKING_ANON:
+		if ((ret = set_page_size(r, base)))
+			return ret;
+		p = mmap(NULL, r->length, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		break;
+	case PGT_BACKING_THP:
+		/* Tracked at 4 KiB: a write splits the PMD under WP (PLATFORM-NOTES). */
+		if ((ret = set_page_size(r, base)))
+			return ret;
+		p = map_aligned(r->length, HUGE_2M);
+		if (!p)
+			p = MAP_FAILED;
+		else if (madvise(p, r->length, MADV_HUGEPAGE))
+			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_HUGEPAGE: %s", r->name,
+				 strerror(errno));
+		break;
+	case PGT_BACKING_HUGETLB:
+	case PGT_BACKING_MEMFD: {
+		bool huge = backing == PGT_BACKING_HUGETLB;
+
+		if ((ret = set_page_size(r, huge ? HUGE_2M : base)))
+			return ret;
+		r->fd = memfd_create(r->name, MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+		if (r->fd < 0)
+			return -errno;
+		if (ftruncate(r->fd, (off_t)r->length))
+			return -errno;
+		/* hugetlb reserves the pages here: ENOMEM when the pool is short. */
+		p = mmap(NULL, r->length, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+		r->shared = true;
+		r->hugetlb = huge;
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	if (p == MAP_FAILED)
+		return -errno;
+	r->addr = p;
+	r->owned = true;
+	return 0;
+}
+
+/* Tracker setup shared by create and register. */
+static int setup_tracking(struct pgt_region *r, int method)
+{
+	uint64_t features = 0, mode = 0;
+	int ret;
+
+	if (r->track & PGT_TRACK_DIRTY) {
+		ret = pgt__dirty_resolve(r, method);
+		if (ret)
+			return ret;
+		features |= r->dops->uffd_features;
+		mode |= r->dops->uffd_mode;
+	}
+	if (r->track & PGT_TRACK_TOUCH) {
+		if (!r->eng->probe.touch_tracking)
+			return -EOPNOTSUPP;
+		features |= pgt__touch_features(r);
+		mode |= pgt__touch_mode(r);
+	}
+	/* Ask only for what this kernel has; trackers check what they need. */
+	features &= r->eng->probe.uffd_features;
+	if (mode) {
+		ret = pgt__uffd_open(r, features, mode);
+		if (ret)
+			return ret;
+	}
+	if (r->track & PGT_TRACK_TOUCH) {
+		ret = pgt__touch_init(r);
+		if (ret)
+			return ret;
+	}
+	if (r->track & PGT_TRACK_DIRTY) {
+		ret = pgt__dirty_init(r);
+		if (ret)
+			return ret;
+	}
+	if (r->uffd >= 0)
+		return pgt__fault_watch(r);
+	return 0;
+}
+
+static void region_release(struct pgt_region *r)
+{
+	if (r->uffd >= 0) {
+		struct uffdio_range range = { .start = (uintptr_t)r->addr, .len = r->length };
+
+		pgt__fault_unwatch(r);
+		pgt__dirty_fini(r);
+		ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
+		/* Closing wakes any vCPU still blocked in a fault on this range. */
+		close(r->uffd);
+		r->uffd = -1;
+	} else {
+		pgt__dirty_fini(r);
+	}
+	if (r->track & PGT_TRACK_TOUCH)
+		pgt__touch_fini(r);
+	while (r->views) {
+		struct pgt_dirty_view *v = r->views;
+
+		r->views = v->next;
+		pgt__bitmap_fini(&v->bm);
+		free(v);
+	}
+	pgt__bitmap_fini(&r->touched);
+	pgt__bitmap_fini(&r->pending);
+	if (r->owned && r->addr)
+		munmap(r->addr, r->length);
+	if (r->owned && r->fd >= 0)
+		close(r->fd);
+	pthread_mutex_destroy(&r->harvest_lock);
+	free(r->name);
+	free(r);
+}
+
+void pgt__region_free(struct pgt_region *r)
+{
+	unlink_region(r);
+	region_release(r);
+}
+
+static int finish(pgt_engine *e, struct pgt_region *r, int method, pgt_region **out)
+{
+	int ret = bind_node(r);
+
+	if (!ret)
+		ret = setup_tracking(r, method);
+	if (!ret)
+		ret = link_region(e, r);
+	if (ret) {
+		region_release(r);
+		return ret;
+	}
+	pgt__log(e, PGT_LOG_INFO, "region %s: %s %llu MiB at gpa %#llx, page %llu KiB, dirty %s%s",
+		 r->name, pgt_backing_name((int)r->backing),
+		 (unsigned long long)(r->length >> 20), (unsigned long long)r->gpa,
+		 (unsigned long long)(r->page_size >> 10),
+		 r->dops ? pgt_dirty_method_name(r->dops->method) : "off",
+		 (r->track & PGT_TRACK_TOUCH) ? ", touch" : "");
+	*out = r;
+	return 0;
+}
+
+PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *c,
+				 pgt_region **out)
+{
+	struct pgt_region *r;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	ret = check_common(e, c);
+	if (ret)
+		return ret;
+	if (c->backing == PGT_BACKING_EXTERNAL || c->backing >= PGT_BACKING__COUNT || !c->backing)
+		return -EINVAL;
+	r = region_alloc(e, c);
+	if (!r)
+		return -ENOMEM;
+	ret = map_backing(r, c->backing);
+	if (ret) {
+		region_release(r);
+		return ret;
+	}
+	return finish(e, r, c->dirty_method, out);
+}
+
+/* Backing page size of a registered mapping: hugetlbfs block size or base. */
+static uint64_t detect_page_size(const struct pgt_region_config *c)
+{
+	struct statfs sfs;
+
+	if (c->page_size)
+		return c->page_size;
+	if (c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC)
+		return (uint64_t)sfs.f_bsize;
+	return pgt_hal_page_size();
+}
+
+PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config *c,
+				   pgt_region **out)
+{
+	struct pgt_region *r;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	ret = check_common(e, c);
+	if (ret)
+		return ret;
+	if (!c->addr || (c->backing && c->backing != PGT_BACKING_EXTERNAL))
+		return -EINVAL;
+	r = region_alloc(e, c);
+	if (!r)
+		return -ENOMEM;
+	r->backing = PGT_BACKING_EXTERNAL;
+	r->addr = c->addr;
+	r->fd = c->fd;
+	r->fd_offset = c->fd_offset;
+	r->shared = c->fd >= 0;
+	ret = set_page_size(r, detect_page_size(c));
+	if (!ret && (c->fd_offset & (r->page_size - 1)))
+		ret = -EINVAL;
+	if (ret) {
+		region_release(r);
+		return ret;
+	}
+	r->hugetlb = r->page_size > pgt_hal_page_size() && r->shared;
+	return finish(e, r, c->dirty_method, out);
+}
+
+PGT_EXPORT int pgt_region_destroy(pgt_region *r)
+{
+	if (!r)
+		return -EINVAL;
+	pthread_mutex_lock(&r->harvest_lock);
+	if (r->views) {
+		pthread_mutex_unlock(&r->harvest_lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__region_free(r);
+	return 0;
+}
+
+PGT_EXPORT int pgt_region_info(const pgt_region *r, struct pgt_region_info *info)
+{
+	if (!r || !info || info->size < sizeof(*info))
+		return -EINVAL;
+	*info = (struct pgt_region_info){
+		.size = sizeof(*info),
+		.backing = r->backing,
+		.addr = r->addr,
+		.length = r->length,
+		.gpa = r->gpa,
+		.page_size = r->page_size,
+		.npages = r->npages,
+		.fd = r->fd,
+		.dirty_method = r->dops ? r->dops->method : PGT_DIRTY_NONE,
+		.track = r->track,
+		.numa_node = r->numa_node,
+		.name = r->name,
+	};
+	return 0;
+}
+
+PGT_EXPORT int pgt_gpa_lookup(pgt_engine *e, uint64_t gpa, pgt_region **rp, void **hva)
+{
+	int ret = -ENOENT;
+
+	if (!e)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (struct pgt_region *r = e->regions; r && r->gpa <= gpa; r = r->next) {
+		if (gpa - r->gpa < r->length) {
+			if (rp)
+				*rp = r;
+			if (hva)
+				*hva = r->addr + (gpa - r->gpa);
+			ret = 0;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&e->regions_lock);
+	return ret;
+}

@@ -1,1 +1,121 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Dirty tracking with synchronous userfaultfd write-protect: the first write
+ * to a clean page blocks the vCPU and wakes a handler thread, which may run
+ * the VMM's callback (copy-on-write snapshot, post-copy) before letting the
+ * write proceed. For kernels without WP-async (6.1 LTS) and for users that
+ * must act before a write.
+ *
+ * Ordering (the no-lost-write argument): the handler un-protects the page
+ * (without waking), then sets its pending bit, then wakes the writer. The
+ * harvester exchanges pending words and only then write-protects the pages it
+ * took. So a page that is writable always has its bit set or a handler about
+ * to set it; a page whose bit was taken is protected again before the next
+ * write could be missed, and a write that slips in between the exchange and
+ * the re-protect happened before the harvest returned, so the caller's copy
+ * after the harvest sees it.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "engine/engine_pvt.h"
+
+static int sync_supported(const struct pgt_region *r, const struct pgt_probe *p)
+{
+	uint64_t need = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+
+	if (r->shared || r->hugetlb)
+		need |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if (p->uffd_error || (p->uffd_features & need) != need)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static int sync_start(struct pgt_region *r)
+{
+	/*
+	 * Without WP_UNPOPULATED (before 6.4) an anonymous hole is not
+	 * protected and its first write would go unseen. Map the zero page
+	 * read-only everywhere first (no memory cost) so every pte can carry
+	 * the uffd-wp bit. shmem/hugetlbfs use pte markers for holes.
+	 */
+	if (!(r->uffd_features & UFFD_FEATURE_WP_UNPOPULATED) && !r->shared &&
+	    madvise(r->addr, r->length, 22 /* MADV_POPULATE_READ */))
+		return -errno;
+	return pgt__uffd_wp(r, 0, r->npages, true, false);
+}
+
+static int sync_fault(struct pgt_region *r, uint64_t page)
+{
+	struct uffdio_range wake = {
+		.start = (uintptr_t)pgt__page_addr(r, page),
+		.len = r->page_size,
+	};
+	int ret;
+
+	atomic_fetch_add_explicit(&r->wp_faults, 1, memory_order_relaxed);
+	if (r->wp_cb)
+		r->wp_cb(r->wp_arg, r->gpa + (page << r->page_shift));
+	ret = pgt__uffd_wp(r, page, 1, false, false);
+	pgt__bitmap_set(&r->pending, page);
+	if (ioctl(r->uffd, UFFDIO_WAKE, &wake) && !ret)
+		ret = -errno;
+	if (ret)
+		pgt__log(r->eng, PGT_LOG_ERR, "region %s: resolving write fault: %s", r->name,
+			 strerror(-ret));
+	return ret;
+}
+
+struct reprotect {
+	struct pgt_region *r;
+	pgt_bitmap_run_fn fn;
+	void *arg;
+	int err;
+};
+
+static int reprotect_run(void *arg, uint64_t first, uint64_t n)
+{
+	struct reprotect *x = arg;
+	int ret = pgt__uffd_wp(x->r, first, n, true, false);
+
+	if (ret) {
+		/* Still writable: keep them pending so no later write is lost. */
+		pgt__bitmap_set_range(&x->r->pending, first, n);
+		if (!x->err)
+			x->err = ret;
+	}
+	if (x->fn)
+		x->fn(x->arg, first, n);
+	return 0;
+}
+
+static int64_t sync_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
+{
+	struct reprotect x = { r, fn, arg, 0 };
+	uint64_t n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
+
+	if (x.err)
+		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",
+			 r->name, strerror(-x.err));
+	return (int64_t)n;
+}
+
+static void sync_stop(struct pgt_region *r)
+{
+	pgt__uffd_wp(r, 0, r->npages, false, true);
+}
+
+const struct pgt_dirty_ops pgt__dirty_uffd_sync = {
+	.method = PGT_DIRTY_UFFD_SYNC,
+	.uffd_features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED |
+			 UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+	.uffd_mode = UFFDIO_REGISTER_MODE_WP,
+	.uses_pending = true,
+	.supported = sync_supported,
+	.start = sync_start,
+	.collect = sync_collect,
+	.stop = sync_stop,
+	.on_wp_fault = sync_fault,
+};

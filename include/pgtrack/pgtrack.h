@@ -171,6 +171,17 @@ typedef int (*pgt_page_provider)(void *arg, uint64_t gpa, void *dst, size_t len)
 typedef void (*pgt_wp_fn)(void *arg, uint64_t gpa);
 
 /**
+ * typedef pgt_quiesce_fn - Pause (@pause true) or resume the guest's writers.
+ * Used by the soft-dirty tracker only: its harvest reads /proc/self/pagemap and
+ * then clears soft-dirty bits process-wide (clear_refs), and a write landing
+ * between the two would be lost. With this callback the harvest pauses the
+ * vCPUs for that window (as a VMM does for a migration round); without it the
+ * tracker logs a warning and is exact only when writers are idle.
+ * Returns 0 or a negative errno (the harvest then fails with it).
+ */
+typedef int (*pgt_quiesce_fn)(void *arg, bool pause);
+
+/**
  * struct pgt_region_config - Region parameters.
  * @size:        sizeof(struct pgt_region_config).
  * @backing:     enum pgt_backing (create) or PGT_BACKING_EXTERNAL (register).
@@ -188,6 +199,8 @@ typedef void (*pgt_wp_fn)(void *arg, uint64_t gpa);
  * @provider_arg: passed to @provider.
  * @wp_cb:       sync uffd-WP: callback before a write, or NULL.
  * @wp_arg:      passed to @wp_cb.
+ * @quiesce:     soft-dirty: pause/resume writers around a harvest, or NULL.
+ * @quiesce_arg: passed to @quiesce.
  */
 struct pgt_region_config {
 	uint32_t size;
@@ -206,6 +219,8 @@ struct pgt_region_config {
 	void *provider_arg;
 	pgt_wp_fn wp_cb;
 	void *wp_arg;
+	pgt_quiesce_fn quiesce;
+	void *quiesce_arg;
 };
 
 /**
