@@ -1,1 +1,885 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * First-touch tracking: userfaultfd MISSING (every backing) and MINOR
+ * (shared backings) faults are resolved here, and each page's first
+ * population is recorded in r->touched and in a compact first-touch order
+ * log.
+ *
+ * How a fault is resolved:
+ *  - MINOR (the page is already in the page cache, written through another
+ *    mapping or the fd): UFFDIO_CONTINUE maps it.
+ *  - MISSING without a provider: UFFDIO_ZEROPAGE where the kernel offers it
+ *    (anon, shmem), else a UFFDIO_COPY from a read-only zero buffer
+ *    (hugetlbfs has no ZEROPAGE). An anonymous write fault also takes the
+ *    COPY path: ZEROPAGE would map the shared zero page and the retried
+ *    write would fault again to replace it.
+ *  - MISSING with a provider: the provider fills a bounce buffer, which is
+ *    copied in with UFFDIO_COPY; the provider returning 1 means "zero page".
+ *
+ * Dirty tracking on the same uffd (UFFDIO_REGISTER_MODE_WP): a read fault is
+ * resolved with *_MODE_WP so the new page starts clean; ZEROPAGE has no WP
+ * mode, and it refuses to overwrite the uffd-wp marker WP_UNPOPULATED leaves
+ * on empty ptes (-EEXIST forever), so WP regions always use COPY. A write
+ * fault is resolved without WP under WP-async (the page counts as written),
+ * but with WP under synchronous WP tracking: the retried write then takes a
+ * WP fault and reaches the dirty tracker through its own path instead of
+ * being lost.
+ *
+ * A fault that cannot be resolved (provider error, no hugepage left) must
+ * not leave the faulting thread blocked forever. In order of preference:
+ * UFFDIO_POISON (the thread gets SIGBUS with BUS_MCEERR_AR at the page, as
+ * for a hardware memory error); else tgkill(SIGBUS) to the faulting thread
+ * when the kernel reports its id (UFFD_FEATURE_THREAD_ID): the signal ends
+ * its interruptible uffd wait, si_code is SI_TKILL; if its handler returns,
+ * the access faults again and the provider is asked again. Else (the fault
+ * came from another process, e.g. process_vm_readv) the range is woken so
+ * the access is retried: the failure repeats and is counted, it does not
+ * hang silently.
+ *
+ * The touched bit is set before the resolving ioctl wakes the vCPU, so once
+ * an access has completed pgt_touched_test() reports the page. A page whose
+ * provider failed is not marked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "engine/engine_pvt.h"
+#include "hal/export.h"
+#include "hal/hal.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+/* ------------------------------------------------------------------ */
+/* First-touch order log                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The order is a sequence of page indices, stored as tokens in fixed-size
+ * chunks. A token encodes a run of consecutive pages [first, first + n):
+ *   varint(zigzag(first - prev) << 1 | (n > 1)) [varint(n - 2) if n > 1]
+ * where prev is the last page of the previous token. Sequential touching
+ * costs a few bytes per run, not per page; a random page in a 1 GiB region
+ * of 4 KiB pages costs 3 bytes. The run being extended is kept open (not
+ * yet encoded) so appending never rewrites bytes.
+ *
+ * Each chunk records the sequence index of its first entry and the delta
+ * base it starts from: a chunk is a checkpoint, and pgt_touch_order(start)
+ * binary-searches the chunk and decodes at most one chunk to reach @start.
+ */
+#define TLOG_CHUNK_BYTES 1024
+#define TLOG_TOKEN_MAX 20 /* two 10-byte varints */
+
+struct tlog_chunk {
+	uint64_t seq;  /* sequence index of the first entry */
+	uint64_t prev; /* delta base for the first token */
+	uint32_t used; /* bytes of data[] in use */
+	uint8_t data[];
+};
+
+#define TLOG_DATA_BYTES (TLOG_CHUNK_BYTES - offsetof(struct tlog_chunk, data))
+
+struct tlog {
+	pthread_mutex_t lock;
+	struct tlog_chunk **chunks;
+	size_t nchunks;
+	size_t cap;
+	uint64_t encoded;   /* entries held by the chunks */
+	uint64_t last;      /* last page encoded */
+	uint64_t run_first; /* open run, not yet encoded */
+	uint64_t run_len;
+	bool truncated;     /* allocation failed: the log is a prefix */
+};
+
+static inline uint64_t zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Decoding only reads bytes this file wrote, so no bounds checks beyond @end. */
+static const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	unsigned shift = 0;
+
+	while (p < end && shift < 64) {
+		uint8_t b = *p++;
+
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return p;
+		}
+		shift += 7;
+	}
+	return NULL;
+}
+
+static int tlog_init(struct tlog *l)
+{
+	memset(l, 0, sizeof(*l));
+	return -pthread_mutex_init(&l->lock, NULL);
+}
+
+static void tlog_fini(struct tlog *l)
+{
+	for (size_t i = 0; i < l->nchunks; i++)
+		free(l->chunks[i]);
+	free(l->chunks);
+	pthread_mutex_destroy(&l->lock);
+}
+
+static struct tlog_chunk *tlog_new_chunk(struct tlog *l)
+{
+	struct tlog_chunk *c;
+
+	if (l->nchunks == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 16;
+		struct tlog_chunk **nc = realloc(l->chunks, ncap * sizeof(*nc));
+
+		if (!nc)
+			return NULL;
+		l->chunks = nc;
+		l->cap = ncap;
+	}
+	c = malloc(TLOG_CHUNK_BYTES);
+	if (!c)
+		return NULL;
+	c->seq = l->encoded;
+	c->prev = l->last;
+	c->used = 0;
+	l->chunks[l->nchunks++] = c;
+	return c;
+}
+
+/* Encode the open run. Caller holds l->lock. */
+static int tlog_flush_run(struct tlog *l)
+{
+	struct tlog_chunk *c = l->nchunks ? l->chunks[l->nchunks - 1] : NULL;
+	uint8_t tok[TLOG_TOKEN_MAX];
+	uint64_t head;
+	size_t n;
+
+	if (!l->run_len)
+		return 0;
+	/* Page indices stay far below 2^62, so the shift cannot lose bits. */
+	head = zigzag((int64_t)(l->run_first - l->last)) << 1 | (l->run_len > 1);
+	n = put_varint(tok, head);
+	if (l->run_len > 1)
+		n += put_varint(tok + n, l->run_len - 2);
+	if (!c || c->used + n > TLOG_DATA_BYTES) {
+		c = tlog_new_chunk(l);
+		if (!c)
+			return -ENOMEM;
+	}
+	memcpy(c->data + c->used, tok, n);
+	c->used += (uint32_t)n;
+	l->encoded += l->run_len;
+	l->last = l->run_first + l->run_len - 1;
+	l->run_len = 0;
+	return 0;
+}
+
+static int tlog_append(struct tlog *l, uint64_t page)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->truncated) {
+		ret = -ENOMEM;
+	} else if (l->run_len && page == l->run_first + l->run_len) {
+		l->run_len++;
+	} else {
+		ret = tlog_flush_run(l);
+		if (ret) {
+			l->truncated = true;
+		} else {
+			l->run_first = page;
+			l->run_len = 1;
+		}
+	}
+	pthread_mutex_unlock(&l->lock);
+	return ret;
+}
+
+/* Copy entries [start, start + cap) of the sequence. Caller holds l->lock. */
+static size_t tlog_read(const struct tlog *l, uint64_t start, uint64_t *out, size_t cap)
+{
+	size_t got = 0;
+	size_t lo, hi;
+
+	if (start < l->encoded) {
+		/* last chunk whose seq <= start */
+		lo = 0;
+		hi = l->nchunks;
+		while (hi - lo > 1) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (l->chunks[mid]->seq <= start)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		for (size_t ci = lo; ci < l->nchunks && got < cap; ci++) {
+			const struct tlog_chunk *c = l->chunks[ci];
+			const uint8_t *p = c->data, *end = c->data + c->used;
+			uint64_t seq = c->seq, prev = c->prev;
+
+			while (p < end && got < cap) {
+				uint64_t head, n = 1, first;
+
+				p = get_varint(p, end, &head);
+				if (!p)
+					return got; /* cannot happen: we wrote it */
+				if (head & 1) {
+					p = get_varint(p, end, &n);
+					if (!p)
+						return got;
+					n += 2;
+				}
+				first = prev + (uint64_t)unzigzag(head >> 1);
+				prev = first + n - 1;
+				if (seq + n <= start) {
+					seq += n;
+					continue;
+				}
+				for (uint64_t k = start > seq ? start - seq : 0; k < n && got < cap; k++)
+					out[got++] = first + k;
+				seq += n;
+			}
+		}
+	}
+	if (got < cap && l->run_len) {
+		uint64_t pos = start + got; /* sequence index of the next entry */
+
+		if (pos >= l->encoded) {
+			for (uint64_t k = pos - l->encoded; k < l->run_len && got < cap; k++)
+				out[got++] = l->run_first + k;
+		}
+	}
+	return got;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-region state                                                    */
+/* ------------------------------------------------------------------ */
+
+struct touch_state {
+	struct tlog log;
+	uint64_t base_page;  /* system page size: unit of -EEXIST skips */
+	uint64_t exist_unit; /* granularity the kernel fills at */
+	bool hugetlb;
+	/* read-only anonymous mapping: reads as zeros, costs no memory */
+	void *zero;
+	/* bounce buffers for providers, one per concurrently faulting handler */
+	pthread_mutex_t buf_lock;
+	void *free_bufs;     /* singly linked through the first word */
+	unsigned nbufs;
+	_Atomic unsigned err_logged;
+	_Atomic bool no_wp;  /* COPY_MODE_WP was refused: VMA not WP-registered */
+};
+
+/* Log the first few errors of a region, then one in 1024: a failing
+ * provider should not flood the log from the fault path. */
+static bool touch_should_log(struct touch_state *ts)
+{
+	unsigned n = atomic_fetch_add(&ts->err_logged, 1);
+
+	return n < 8 || (n & 1023) == 0;
+}
+
+static bool region_is_hugetlb(const struct pgt_region *r)
+{
+	struct statfs sfs;
+
+	if (r->backing == PGT_BACKING_HUGETLB)
+		return true;
+	if (r->backing != PGT_BACKING_EXTERNAL)
+		return false;
+	if (r->fd >= 0 && fstatfs(r->fd, &sfs) == 0)
+		return sfs.f_type == HUGETLBFS_MAGIC;
+	/* Anonymous MAP_HUGETLB: the only external mapping with a page size
+	 * larger than the base page that uffd handles at that size. */
+	return r->page_size > pgt_hal_page_size() && !r->shared;
+}
+
+uint64_t pgt__touch_features(const struct pgt_region *r)
+{
+	uint64_t avail = r->eng->probe.uffd_features;
+	uint64_t f;
+
+	/* MISSING on shmem/hugetlbfs needs these on old kernels only; they
+	 * are informational today, so ask for whatever is offered. */
+	f = avail & (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS);
+	if (r->shared)
+		f |= avail & (region_is_hugetlb(r) ? UFFD_FEATURE_MINOR_HUGETLBFS
+						   : UFFD_FEATURE_MINOR_SHMEM);
+	f |= avail & (UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID);
+	return f;
+}
+
+uint64_t pgt__touch_mode(const struct pgt_region *r)
+{
+	uint64_t avail = r->eng->probe.uffd_features;
+	uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
+
+	if (r->shared &&
+	    (avail & (region_is_hugetlb(r) ? UFFD_FEATURE_MINOR_HUGETLBFS
+					   : UFFD_FEATURE_MINOR_SHMEM)))
+		mode |= UFFDIO_REGISTER_MODE_MINOR;
+	return mode;
+}
+
+/* Record the first touch of @page. Returns true when it was the first. */
+static bool touch_mark(struct pgt_region *r, struct touch_state *ts, uint64_t page)
+{
+	if (pgt__bitmap_test_and_set(&r->touched, page))
+		return false;
+	atomic_fetch_add(&r->ntouched, 1);
+	if (tlog_append(&ts->log, page) && touch_should_log(ts))
+		pgt__log(r->eng, PGT_LOG_WARN,
+			 "region %s: out of memory for the first-touch order; "
+			 "it is truncated from page %llu on",
+			 r->name ? r->name : "?", (unsigned long long)page);
+	return true;
+}
+
+static void touch_mark_range(struct pgt_region *r, struct touch_state *ts,
+			     uint64_t start, uint64_t end)
+{
+	uint64_t base = (uint64_t)(uintptr_t)r->addr;
+	uint64_t first, last;
+
+	if (end <= base || start >= base + r->length)
+		return;
+	if (start < base)
+		start = base;
+	if (end > base + r->length)
+		end = base + r->length;
+	first = (start - base) >> r->page_shift;
+	last = (end - 1 - base) >> r->page_shift;
+	for (uint64_t p = first; p <= last; p++)
+		touch_mark(r, ts, p);
+}
+
+/*
+ * Pages populated before registration never fault: mark them. PAGEMAP_SCAN
+ * reports present/swapped runs directly; older kernels get a pagemap read.
+ */
+static int touch_scan_present(struct pgt_region *r, struct touch_state *ts)
+{
+	uint64_t start = (uint64_t)(uintptr_t)r->addr, end = start + r->length;
+	struct page_region vec[256];
+	struct pm_scan_arg arg;
+	int fd, ret = 0;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+
+	memset(&arg, 0, sizeof(arg));
+	arg.size = sizeof(arg);
+	arg.start = start;
+	arg.end = end;
+	arg.vec = (uint64_t)(uintptr_t)vec;
+	arg.vec_len = sizeof(vec) / sizeof(vec[0]);
+	arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	for (;;) {
+		int n = ioctl(fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			touch_mark_range(r, ts, vec[i].start, vec[i].end);
+		if (arg.walk_end >= end || arg.walk_end <= arg.start)
+			break;
+		arg.start = arg.walk_end;
+	}
+	if (ret == -ENOTTY || ret == -EINVAL) {
+		/* Pre-6.7 kernel: 8 bytes of pagemap per base page. */
+		uint64_t buf[512], bp = pgt_hal_page_size();
+
+		ret = 0;
+		for (uint64_t a = start; a < end;) {
+			size_t want = (size_t)((end - a) / bp);
+			ssize_t got;
+
+			if (want > sizeof(buf) / sizeof(buf[0]))
+				want = sizeof(buf) / sizeof(buf[0]);
+			got = pread(fd, buf, want * sizeof(buf[0]), (off_t)(a / bp * 8));
+			if (got <= 0) {
+				ret = got < 0 ? -errno : -EIO;
+				break;
+			}
+			for (size_t i = 0; i < (size_t)got / 8; i++)
+				if (buf[i] & (PGT_PM_PRESENT | PGT_PM_SWAP))
+					touch_mark_range(r, ts, a + i * bp, a + (i + 1) * bp);
+			a += (uint64_t)got / 8 * bp;
+		}
+	}
+	close(fd);
+	return ret;
+}
+
+/*
+ * Without MINOR registration a shared page already in the page cache maps
+ * silently on first access: we would never see it. Count such pages as
+ * touched now (mincore reports page-cache residency for shmem).
+ */
+static void touch_scan_cached(struct pgt_region *r, struct touch_state *ts)
+{
+	uint64_t bp = pgt_hal_page_size();
+	unsigned char vec[4096];
+
+	for (uint64_t off = 0; off < r->length;) {
+		uint64_t n = (r->length - off) / bp;
+
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore(r->addr + off, n * bp, vec))
+			return;
+		for (uint64_t i = 0; i < n; i++)
+			if (vec[i] & 1)
+				touch_mark(r, ts, (off + i * bp) >> r->page_shift);
+		off += n * bp;
+	}
+}
+
+static void touch_state_free(struct touch_state *ts, uint64_t page_size)
+{
+	void *b;
+
+	if (!ts)
+		return;
+	while ((b = ts->free_bufs)) {
+		ts->free_bufs = *(void **)b;
+		munmap(b, page_size);
+	}
+	if (ts->zero)
+		munmap(ts->zero, page_size);
+	pthread_mutex_destroy(&ts->buf_lock);
+	tlog_fini(&ts->log);
+	free(ts);
+}
+
+int pgt__touch_init(struct pgt_region *r)
+{
+	struct touch_state *ts;
+	int ret;
+
+	if (!r || r->tpriv || !r->npages)
+		return -EINVAL;
+	ts = calloc(1, sizeof(*ts));
+	if (!ts)
+		return -ENOMEM;
+	ret = tlog_init(&ts->log);
+	if (ret) {
+		free(ts);
+		return ret;
+	}
+	ret = -pthread_mutex_init(&ts->buf_lock, NULL);
+	if (ret) {
+		tlog_fini(&ts->log);
+		free(ts);
+		return ret;
+	}
+	ts->base_page = pgt_hal_page_size();
+	ts->hugetlb = region_is_hugetlb(r);
+	ts->exist_unit = ts->hugetlb ? r->page_size : ts->base_page;
+
+	ts->zero = mmap(NULL, r->page_size, PROT_READ,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ts->zero == MAP_FAILED) {
+		ts->zero = NULL;
+		touch_state_free(ts, r->page_size);
+		return -ENOMEM;
+	}
+	/* Map the zero page in now, so the first COPY from it does not take
+	 * the kernel's slow "source not present" retry. Best effort. */
+	(void)madvise(ts->zero, r->page_size, MADV_POPULATE_READ);
+
+	ret = pgt__bitmap_init(&r->touched, r->npages);
+	if (ret) {
+		touch_state_free(ts, r->page_size);
+		return ret;
+	}
+	atomic_store(&r->ntouched, 0);
+
+	ret = touch_scan_present(r, ts);
+	if (ret)
+		pgt__log(r->eng, PGT_LOG_WARN,
+			 "region %s: cannot scan for pages present before tracking (%s); "
+			 "they are not counted as touched",
+			 r->name ? r->name : "?", strerror(-ret));
+	if (r->shared && !(r->uffd_features & (UFFD_FEATURE_MINOR_SHMEM |
+					       UFFD_FEATURE_MINOR_HUGETLBFS)))
+		touch_scan_cached(r, ts);
+	r->tpriv = ts;
+	return 0;
+}
+
+void pgt__touch_fini(struct pgt_region *r)
+{
+	if (!r || !r->tpriv)
+		return;
+	touch_state_free(r->tpriv, r->page_size);
+	r->tpriv = NULL;
+	pgt__bitmap_fini(&r->touched);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fault resolution                                                    */
+/* ------------------------------------------------------------------ */
+
+enum fill_op { FILL_COPY, FILL_ZERO, FILL_CONTINUE };
+
+/*
+ * One ioctl; returns 0 when the whole range was done, else -errno with
+ * *done set to the bytes done before the error.
+ */
+static int fill_once(struct pgt_region *r, enum fill_op op, uint64_t dst, uint64_t len,
+		     const void *src, bool wp, uint64_t *done)
+{
+	int64_t res;
+	int ret;
+
+	*done = 0;
+	switch (op) {
+	case FILL_COPY: {
+		struct uffdio_copy c = {
+			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
+			.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+		};
+
+		ret = ioctl(r->uffd, UFFDIO_COPY, &c);
+		res = c.copy;
+		break;
+	}
+	case FILL_ZERO: {
+		struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
+
+		ret = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+		res = z.zeropage;
+		break;
+	}
+	case FILL_CONTINUE:
+	default: {
+		struct uffdio_continue c = {
+			.range = { .start = dst, .len = len },
+			.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+		};
+
+		ret = ioctl(r->uffd, UFFDIO_CONTINUE, &c);
+		res = c.mapped;
+		break;
+	}
+	}
+	if (ret == 0) {
+		*done = len;
+		return 0;
+	}
+	ret = -errno;
+	/* A partial fill returns -EAGAIN with the bytes done in the result
+	 * field; a failure without progress stores -errno there. */
+	if (res > 0)
+		*done = (uint64_t)res;
+	return ret;
+}
+
+static void uffd_wake(struct pgt_region *r, uint64_t start, uint64_t len)
+{
+	struct uffdio_range w = { .start = start, .len = len };
+
+	(void)ioctl(r->uffd, UFFDIO_WAKE, &w);
+}
+
+/*
+ * Fill [dst, dst + len). Pieces that already exist (another handler raced
+ * us, or a concurrent population) are skipped: -EEXIST is success, and the
+ * range is woken at the end since nobody else may wake a waiter there.
+ * -EAGAIN without progress (mappings changing under a non-cooperative event)
+ * is retried a few times and then returned: the caller wakes the faulting
+ * thread so it faults again once the event has been consumed.
+ */
+static int fill_range(struct pgt_region *r, struct touch_state *ts, enum fill_op op,
+		      uint64_t dst, uint64_t len, const uint8_t *src, bool wp)
+{
+	uint64_t pos = 0;
+	bool skipped = false;
+	unsigned again = 0;
+
+	while (pos < len) {
+		uint64_t done;
+		int ret = fill_once(r, op, dst + pos, len - pos, src ? src + pos : NULL,
+				    wp, &done);
+
+		pos += done;
+		if (!ret)
+			break;
+		if (done)
+			continue;
+		if (ret == -EEXIST) {
+			/* Skip one kernel-sized piece, keeping alignment. */
+			uint64_t next = (dst + pos + ts->exist_unit) & ~(ts->exist_unit - 1);
+
+			pos = next - dst;
+			skipped = true;
+			continue;
+		}
+		if (ret == -EINVAL && wp && op != FILL_ZERO) {
+			/* VMA not WP-registered after all: fill unprotected. */
+			atomic_store(&ts->no_wp, true);
+			wp = false;
+			continue;
+		}
+		if (ret == -EAGAIN && ++again <= 3) {
+			sched_yield();
+			continue;
+		}
+		if (skipped && pos)
+			uffd_wake(r, dst, pos < len ? pos : len);
+		return ret;
+	}
+	if (skipped)
+		uffd_wake(r, dst, len);
+	return 0;
+}
+
+static void *buf_get(struct pgt_region *r, struct touch_state *ts)
+{
+	void *b;
+
+	pthread_mutex_lock(&ts->buf_lock);
+	b = ts->free_bufs;
+	if (b)
+		ts->free_bufs = *(void **)b;
+	pthread_mutex_unlock(&ts->buf_lock);
+	if (b)
+		return b;
+	/* First fault on this handler thread's slot: allocate once, reuse. */
+	b = mmap(NULL, r->page_size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return NULL;
+	if (r->page_size > ts->base_page)
+		(void)madvise(b, r->page_size, MADV_HUGEPAGE);
+	pthread_mutex_lock(&ts->buf_lock);
+	ts->nbufs++;
+	pthread_mutex_unlock(&ts->buf_lock);
+	return b;
+}
+
+static void buf_put(struct touch_state *ts, void *b)
+{
+	pthread_mutex_lock(&ts->buf_lock);
+	*(void **)b = ts->free_bufs;
+	ts->free_bufs = b;
+	pthread_mutex_unlock(&ts->buf_lock);
+}
+
+/*
+ * The page cannot be provided: make sure the faulting thread does not wait
+ * forever (see the comment at the top of the file).
+ */
+static void touch_fail(struct pgt_region *r, const struct uffd_msg *msg, uint64_t start)
+{
+	uint32_t tid = 0;
+
+	if (r->uffd_features & UFFD_FEATURE_POISON) {
+		struct uffdio_poison p = {
+			.range = { .start = start, .len = r->page_size },
+		};
+
+		if (ioctl(r->uffd, UFFDIO_POISON, &p) == 0)
+			return;
+		/* -EEXIST: a uffd-wp marker (WP_UNPOPULATED) or a racing fill;
+		 * poison refuses to overwrite either. Fall through. */
+	}
+	if (r->uffd_features & UFFD_FEATURE_THREAD_ID)
+		tid = msg->arg.pagefault.feat.ptid;
+	if (tid && syscall(SYS_tgkill, getpid(), (pid_t)tid, SIGBUS) == 0)
+		return;
+	uffd_wake(r, start, r->page_size);
+}
+
+int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
+{
+	struct touch_state *ts = r ? r->tpriv : NULL;
+	uint64_t base, addr, flags, page, start;
+	bool write, wp, wp_regd;
+	const char *what;
+	int ret;
+
+	if (!ts || !msg || msg->event != UFFD_EVENT_PAGEFAULT)
+		return -EINVAL;
+	base = (uint64_t)(uintptr_t)r->addr;
+	addr = msg->arg.pagefault.address;
+	flags = msg->arg.pagefault.flags;
+	if (addr < base || addr >= base + r->length) {
+		if (touch_should_log(ts))
+			pgt__log(r->eng, PGT_LOG_ERR,
+				 "region %s: fault at 0x%llx outside the region",
+				 r->name ? r->name : "?", (unsigned long long)addr);
+		return -EFAULT;
+	}
+	page = (addr - base) >> r->page_shift;
+	start = base + (page << r->page_shift);
+	write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+
+	wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP) &&
+		  !atomic_load(&ts->no_wp);
+	/* Keep the new page write-protected unless the write must count as
+	 * done now (WP-async: an unprotected page is a written page). */
+	wp = wp_regd && !(write && (r->uffd_features & UFFD_FEATURE_WP_ASYNC));
+
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+		what = "continue";
+		touch_mark(r, ts, page);
+		ret = fill_range(r, ts, FILL_CONTINUE, start, r->page_size, NULL, wp);
+		if (ret == -EFAULT) {
+			/* The page left the page cache (punched) since the fault:
+			 * the retried access becomes a MISSING fault. */
+			uffd_wake(r, start, r->page_size);
+			ret = 0;
+		}
+	} else if (r->provider) {
+		uint64_t gpa = r->gpa + (page << r->page_shift);
+		void *buf = buf_get(r, ts);
+		int pr;
+
+		what = "copy";
+		if (!buf) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		pr = r->provider(r->provider_arg, gpa, buf, r->page_size);
+		if (pr < 0 || pr > 1) {
+			buf_put(ts, buf);
+			atomic_fetch_add(&r->touch_errors, 1);
+			if (touch_should_log(ts))
+				pgt__log(r->eng, PGT_LOG_ERR,
+					 "region %s: page provider failed for gpa 0x%llx (%d); "
+					 "failing the access",
+					 r->name ? r->name : "?", (unsigned long long)gpa, pr);
+			touch_fail(r, msg, start);
+			return pr < 0 ? pr : -EINVAL;
+		}
+		touch_mark(r, ts, page);
+		if (pr == 0)
+			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, buf, wp);
+		else
+			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, ts->zero, wp);
+		buf_put(ts, buf);
+	} else {
+		bool zp = (r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)) && !wp_regd &&
+			  !(write && !r->shared);
+
+		touch_mark(r, ts, page);
+		what = zp ? "zeropage" : "copy";
+		if (zp)
+			ret = fill_range(r, ts, FILL_ZERO, start, r->page_size, NULL, false);
+		else
+			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, ts->zero, wp);
+	}
+	if (ret == 0) {
+		atomic_fetch_add(&r->touch_faults, 1);
+		return 0;
+	}
+	if (ret == -EAGAIN) {
+		/* Let the access fault again after the pending mapping change. */
+		uffd_wake(r, start, r->page_size);
+		return ret;
+	}
+fail:
+	atomic_fetch_add(&r->touch_errors, 1);
+	if (touch_should_log(ts))
+		pgt__log(r->eng, PGT_LOG_ERR,
+			 "region %s: cannot resolve fault at page %llu (%s): %s; "
+			 "failing the access",
+			 r->name ? r->name : "?", (unsigned long long)page, what,
+			 strerror(-ret));
+	touch_fail(r, msg, start);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public API                                                          */
+/* ------------------------------------------------------------------ */
+
+static bool touch_on(const pgt_region *r)
+{
+	return r && (r->track & PGT_TRACK_TOUCH) && r->tpriv;
+}
+
+PGT_EXPORT int64_t pgt_touched_count(const pgt_region *r)
+{
+	if (!touch_on(r))
+		return -EINVAL;
+	return (int64_t)atomic_load((_Atomic uint64_t *)&r->ntouched);
+}
+
+PGT_EXPORT int pgt_touched_test(const pgt_region *r, uint64_t gpa)
+{
+	if (!touch_on(r))
+		return -EINVAL;
+	if (gpa < r->gpa || gpa - r->gpa >= r->length)
+		return -ERANGE;
+	return pgt__bitmap_test(&r->touched, (gpa - r->gpa) >> r->page_shift);
+}
+
+PGT_EXPORT int64_t pgt_touched_bitmap(const pgt_region *r, unsigned long *bitmap, size_t words)
+{
+	if (!touch_on(r) || !bitmap)
+		return -EINVAL;
+	return pgt__bitmap_export_kvm(&r->touched, bitmap, words);
+}
+
+PGT_EXPORT int64_t pgt_touch_order(const pgt_region *r, uint64_t start, uint64_t *pages,
+				   size_t cap)
+{
+	struct touch_state *ts;
+	size_t got;
+
+	if (!touch_on(r) || (!pages && cap))
+		return -EINVAL;
+	if (!cap)
+		return 0;
+	ts = r->tpriv;
+	pthread_mutex_lock(&ts->log.lock);
+	got = tlog_read(&ts->log, start, pages, cap);
+	pthread_mutex_unlock(&ts->log.lock);
+	return (int64_t)got;
+}
