@@ -70,4 +70,19 @@ int pgt__hal_force_simd(uint32_t level);
 bool pgt__hal_is_zero_scalar(const void *p, size_t len);
 uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
 
+/*
+ * Flag for pgt__hal_force_simd() together with PGT_SIMD_AVX512: count bits
+ * with the AVX-512BW byte-table code even where AVX512-VPOPCNTDQ exists, so
+ * tests reach both paths. pgt__hal_force_simd() returns -EINVAL for unknown
+ * bits, more than one level, or this flag without PGT_SIMD_AVX512.
+ */
+#define PGT__SIMD_NO_VPOPCNTDQ (1u << 31)
+
+/* Names of the implementations in use ("scalar", "avx2", "avx512-vpopcntdq"...). */
+const char *pgt__hal_is_zero_impl(void);
+const char *pgt__hal_popcount_impl(void);
+
+/* pgt_hal_hugepage_sizes() reading @dir instead of /sys/kernel/mm/hugepages. */
+int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
+
 #endif /* PGT_HAL_H */

@@ -1,1 +1,588 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Zero-page check and bitmap popcount with one implementation per SIMD level.
+ *
+ * The level is picked once, at the first call, from what the CPU (and, for
+ * AVX, the kernel's XSAVE state) supports. x86 variants are compiled with
+ * per-function target attributes so the library needs no -m flags and still
+ * runs on a baseline x86-64 CPU. Callers go through function pointers that
+ * start out pointing at a resolver.
+ */
+#include "hal/hal.h"
+#include "pgtrack/probe.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+typedef bool (*is_zero_fn)(const void *p, size_t len);
+typedef uint64_t (*popcount_fn)(const uint64_t *words, size_t nwords);
+
+#define ALL_LEVELS (PGT_SIMD_SSE2 | PGT_SIMD_AVX2 | PGT_SIMD_AVX512 | PGT_SIMD_NEON)
+
+/* memcpy keeps unaligned and type-punned loads defined; it compiles to a mov. */
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32_t load32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline const uint8_t *align_up(const uint8_t *p, uintptr_t a)
+{
+	return (const uint8_t *)(((uintptr_t)p + a - 1) & ~(a - 1));
+}
+
+/*
+ * Up to 32 bytes with overlapping word loads: shorter than any vector, and
+ * a byte loop here would dominate the small-tail cases.
+ */
+static inline bool is_zero_small(const uint8_t *s, size_t len)
+{
+	uint8_t acc = 0;
+
+	/* No pointer arithmetic on s before len is known non-zero: s may be NULL. */
+	if (len >= 16)
+		return !(load64(s) | load64(s + 8) | load64(s + len - 16) | load64(s + len - 8));
+	if (len >= 8)
+		return !(load64(s) | load64(s + len - 8));
+	if (len >= 4)
+		return !(load32(s) | load32(s + len - 4));
+	for (size_t i = 0; i < len; i++)
+		acc |= s[i];
+	return !acc;
+}
+
+/* ---- scalar ---------------------------------------------------------- */
+
+bool pgt__hal_is_zero_scalar(const void *p, size_t len)
+{
+	const uint8_t *s = p, *end, *q;
+	uint64_t acc;
+
+	if (len <= 32)
+		return is_zero_small(s, len);
+	/* Head and tail as unaligned words; everything between aligned. */
+	end = s + len;
+	acc = load64(s) | load64(end - 8);
+	q = align_up(s + 1, 8);
+	while (end - q >= 64) {
+		acc |= load64(q) | load64(q + 8) | load64(q + 16) | load64(q + 24) |
+		       load64(q + 32) | load64(q + 40) | load64(q + 48) | load64(q + 56);
+		if (acc)
+			return false;
+		q += 64;
+	}
+	for (; end - q >= 8; q += 8)
+		acc |= load64(q);
+	return !acc;
+}
+
+uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords)
+{
+	uint64_t a = 0, b = 0;
+	size_t i = 0;
+
+	for (; i + 2 <= nwords; i += 2) {
+		a += (uint64_t)__builtin_popcountll(words[i]);
+		b += (uint64_t)__builtin_popcountll(words[i + 1]);
+	}
+	if (i < nwords)
+		a += (uint64_t)__builtin_popcountll(words[i]);
+	return a + b;
+}
+
+/* ---- x86_64 ---------------------------------------------------------- */
+#if defined(__x86_64__)
+
+#define TARGET_AVX2 __attribute__((target("avx2,popcnt")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,popcnt")))
+#define TARGET_VPOPCNT __attribute__((target("avx512f,avx512bw,avx512vpopcntdq,popcnt")))
+
+/* SSE2 is part of x86-64 itself: no target attribute needed. */
+
+static inline bool zero128(__m128i v)
+{
+	return _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) == 0xffff;
+}
+
+static bool is_zero_sse2(const void *p, size_t len)
+{
+	const uint8_t *s = p, *end, *q;
+	__m128i acc;
+
+	if (len <= 32)
+		return is_zero_small(s, len);
+	end = s + len;
+	acc = _mm_or_si128(_mm_loadu_si128((const __m128i *)s),
+			   _mm_loadu_si128((const __m128i *)(end - 16)));
+	q = align_up(s + 1, 16);
+	while (end - q >= 64) {
+		const __m128i *v = (const __m128i *)q;
+
+		acc = _mm_or_si128(acc, _mm_or_si128(_mm_or_si128(_mm_load_si128(v), _mm_load_si128(v + 1)),
+						     _mm_or_si128(_mm_load_si128(v + 2), _mm_load_si128(v + 3))));
+		if (!zero128(acc))
+			return false;
+		q += 64;
+	}
+	for (; end - q >= 16; q += 16)
+		acc = _mm_or_si128(acc, _mm_load_si128((const __m128i *)q));
+	return zero128(acc);
+}
+
+/* Bits per byte by the SWAR halving steps (SSE2 has no byte shuffle). */
+static inline __m128i popcnt8_sse2(__m128i v)
+{
+	const __m128i m1 = _mm_set1_epi8(0x55), m2 = _mm_set1_epi8(0x33);
+	const __m128i m4 = _mm_set1_epi8(0x0f);
+
+	v = _mm_sub_epi8(v, _mm_and_si128(_mm_srli_epi64(v, 1), m1));
+	v = _mm_add_epi8(_mm_and_si128(v, m2), _mm_and_si128(_mm_srli_epi64(v, 2), m2));
+	return _mm_and_si128(_mm_add_epi8(v, _mm_srli_epi64(v, 4)), m4);
+}
+
+static uint64_t popcount_sse2(const uint64_t *w, size_t n)
+{
+	const __m128i zero = _mm_setzero_si128();
+	__m128i acc = zero, c;
+	const __m128i *v;
+	uint64_t total;
+
+	/* Four vectors add at most 32 per byte before psadbw widens them. */
+	for (; n >= 8; w += 8, n -= 8) {
+		v = (const __m128i *)w;
+		c = _mm_add_epi8(_mm_add_epi8(popcnt8_sse2(_mm_loadu_si128(v)),
+					      popcnt8_sse2(_mm_loadu_si128(v + 1))),
+				 _mm_add_epi8(popcnt8_sse2(_mm_loadu_si128(v + 2)),
+					      popcnt8_sse2(_mm_loadu_si128(v + 3))));
+		acc = _mm_add_epi64(acc, _mm_sad_epu8(c, zero));
+	}
+	for (; n >= 2; w += 2, n -= 2)
+		acc = _mm_add_epi64(acc, _mm_sad_epu8(popcnt8_sse2(_mm_loadu_si128((const __m128i *)w)), zero));
+	total = (uint64_t)_mm_cvtsi128_si64(acc) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+	if (n)
+		total += (uint64_t)__builtin_popcountll(*w);
+	return total;
+}
+
+TARGET_AVX2 static bool is_zero_avx2(const void *p, size_t len)
+{
+	const uint8_t *s = p, *end, *q;
+	__m256i acc;
+
+	if (len <= 32)
+		return is_zero_small(s, len);
+	end = s + len;
+	acc = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)s),
+			      _mm256_loadu_si256((const __m256i *)(end - 32)));
+	q = align_up(s + 1, 32);
+	while (end - q >= 128) {
+		const __m256i *v = (const __m256i *)q;
+
+		acc = _mm256_or_si256(acc, _mm256_or_si256(
+			_mm256_or_si256(_mm256_load_si256(v), _mm256_load_si256(v + 1)),
+			_mm256_or_si256(_mm256_load_si256(v + 2), _mm256_load_si256(v + 3))));
+		if (!_mm256_testz_si256(acc, acc))
+			return false;
+		q += 128;
+	}
+	for (; end - q >= 32; q += 32)
+		acc = _mm256_or_si256(acc, _mm256_load_si256((const __m256i *)q));
+	return _mm256_testz_si256(acc, acc);
+}
+
+/* Bits per byte from a 16-entry nibble table (pshufb), per 128-bit lane. */
+TARGET_AVX2 static inline __m256i popcnt8_avx2(__m256i v)
+{
+	const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+					     0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	__m256i lo = _mm256_and_si256(v, m4);
+	__m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+
+	return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+}
+
+TARGET_AVX2 static uint64_t popcount_avx2(const uint64_t *w, size_t n)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	__m256i acc = zero, c;
+	const __m256i *v;
+	uint64_t total;
+
+	for (; n >= 16; w += 16, n -= 16) {
+		v = (const __m256i *)w;
+		c = _mm256_add_epi8(_mm256_add_epi8(popcnt8_avx2(_mm256_loadu_si256(v)),
+						    popcnt8_avx2(_mm256_loadu_si256(v + 1))),
+				    _mm256_add_epi8(popcnt8_avx2(_mm256_loadu_si256(v + 2)),
+						    popcnt8_avx2(_mm256_loadu_si256(v + 3))));
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(c, zero));
+	}
+	for (; n >= 4; w += 4, n -= 4)
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(popcnt8_avx2(_mm256_loadu_si256((const __m256i *)w)), zero));
+	total = (uint64_t)_mm256_extract_epi64(acc, 0) + (uint64_t)_mm256_extract_epi64(acc, 1) +
+		(uint64_t)_mm256_extract_epi64(acc, 2) + (uint64_t)_mm256_extract_epi64(acc, 3);
+	for (; n; w++, n--)
+		total += (uint64_t)__builtin_popcountll(*w);
+	return total;
+}
+
+TARGET_AVX512 static bool is_zero_avx512(const void *p, size_t len)
+{
+	const uint8_t *s = p, *end, *q;
+	__m512i acc;
+
+	if (!len)
+		return true;
+	if (len <= 64) {
+		/* Masked-off bytes are not accessed, so this cannot fault. */
+		__mmask64 m = len == 64 ? ~0ull : (1ull << len) - 1;
+
+		acc = _mm512_maskz_loadu_epi8(m, s);
+		return !_mm512_test_epi64_mask(acc, acc);
+	}
+	end = s + len;
+	acc = _mm512_or_si512(_mm512_loadu_si512(s), _mm512_loadu_si512(end - 64));
+	q = align_up(s + 1, 64);
+	while (end - q >= 256) {
+		acc = _mm512_or_si512(acc, _mm512_or_si512(
+			_mm512_or_si512(_mm512_load_si512(q), _mm512_load_si512(q + 64)),
+			_mm512_or_si512(_mm512_load_si512(q + 128), _mm512_load_si512(q + 192))));
+		if (_mm512_test_epi64_mask(acc, acc))
+			return false;
+		q += 256;
+	}
+	for (; end - q >= 64; q += 64)
+		acc = _mm512_or_si512(acc, _mm512_load_si512(q));
+	return !_mm512_test_epi64_mask(acc, acc);
+}
+
+TARGET_AVX512 static inline __m512i popcnt8_avx512(__m512i v)
+{
+	const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3,
+								 1, 2, 2, 3, 2, 3, 3, 4));
+	const __m512i m4 = _mm512_set1_epi8(0x0f);
+	__m512i lo = _mm512_and_si512(v, m4);
+	__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+
+	return _mm512_add_epi8(_mm512_shuffle_epi8(lut, lo), _mm512_shuffle_epi8(lut, hi));
+}
+
+TARGET_AVX512 static uint64_t popcount_avx512bw(const uint64_t *w, size_t n)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	__m512i acc = zero, c;
+
+	for (; n >= 32; w += 32, n -= 32) {
+		c = _mm512_add_epi8(_mm512_add_epi8(popcnt8_avx512(_mm512_loadu_si512(w)),
+						    popcnt8_avx512(_mm512_loadu_si512(w + 8))),
+				    _mm512_add_epi8(popcnt8_avx512(_mm512_loadu_si512(w + 16)),
+						    popcnt8_avx512(_mm512_loadu_si512(w + 24))));
+		acc = _mm512_add_epi64(acc, _mm512_sad_epu8(c, zero));
+	}
+	for (; n >= 8; w += 8, n -= 8)
+		acc = _mm512_add_epi64(acc, _mm512_sad_epu8(popcnt8_avx512(_mm512_loadu_si512(w)), zero));
+	if (n) {
+		c = _mm512_maskz_loadu_epi64((__mmask8)((1u << n) - 1), w);
+		acc = _mm512_add_epi64(acc, _mm512_sad_epu8(popcnt8_avx512(c), zero));
+	}
+	return (uint64_t)_mm512_reduce_add_epi64(acc);
+}
+
+TARGET_VPOPCNT static uint64_t popcount_vpopcntdq(const uint64_t *w, size_t n)
+{
+	__m512i a0 = _mm512_setzero_si512(), a1 = a0;
+
+	for (; n >= 32; w += 32, n -= 32) {
+		a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_loadu_si512(w)));
+		a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_loadu_si512(w + 8)));
+		a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_loadu_si512(w + 16)));
+		a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_loadu_si512(w + 24)));
+	}
+	for (; n >= 8; w += 8, n -= 8)
+		a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_loadu_si512(w)));
+	if (n)
+		a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(
+			_mm512_maskz_loadu_epi64((__mmask8)((1u << n) - 1), w)));
+	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
+}
+
+static uint64_t xgetbv0(void)
+{
+	uint32_t lo, hi;
+
+	/* Raw opcode users would need -mxsave for _xgetbv(); the asm does not. */
+	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/*
+ * CPUID says what the core implements; XCR0 says whether the kernel saves
+ * the wider registers across context switches. Both are needed.
+ */
+static uint32_t cpu_detect(bool *vpopcntdq)
+{
+	unsigned a, b, c, d;
+	uint32_t lv = PGT_SIMD_SSE2;
+	bool popcnt;
+	uint64_t xcr0;
+
+	*vpopcntdq = false;
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return lv;
+	popcnt = c & (1u << 23);
+	if (!(c & (1u << 27)) || !(c & (1u << 28)))     /* OSXSAVE, AVX */
+		return lv;
+	xcr0 = xgetbv0();
+	if ((xcr0 & 0x6) != 0x6)                         /* XMM, YMM state */
+		return lv;
+	if (__get_cpuid_max(0, NULL) < 7)
+		return lv;
+	__cpuid_count(7, 0, a, b, c, d);
+	if ((b & (1u << 5)) && popcnt)                   /* AVX2 */
+		lv |= PGT_SIMD_AVX2;
+	if ((b & (1u << 16)) && (b & (1u << 30)) && popcnt &&  /* AVX512F, BW */
+	    (xcr0 & 0xe6) == 0xe6) {                     /* + opmask, ZMM state */
+		lv |= PGT_SIMD_AVX512;
+		*vpopcntdq = c & (1u << 14);
+	}
+	return lv;
+}
+
+/* ---- aarch64 --------------------------------------------------------- */
+#elif defined(__aarch64__)
+
+static inline bool zero_neon(uint8x16_t v)
+{
+	return !vmaxvq_u32(vreinterpretq_u32_u8(v));
+}
+
+static bool is_zero_neon(const void *p, size_t len)
+{
+	const uint8_t *s = p, *end, *q;
+	uint8x16_t acc;
+
+	if (len <= 32)
+		return is_zero_small(s, len);
+	end = s + len;
+	acc = vorrq_u8(vld1q_u8(s), vld1q_u8(end - 16));
+	q = align_up(s + 1, 16);
+	while (end - q >= 64) {
+		acc = vorrq_u8(acc, vorrq_u8(vorrq_u8(vld1q_u8(q), vld1q_u8(q + 16)),
+					     vorrq_u8(vld1q_u8(q + 32), vld1q_u8(q + 48))));
+		if (!zero_neon(acc))
+			return false;
+		q += 64;
+	}
+	for (; end - q >= 16; q += 16)
+		acc = vorrq_u8(acc, vld1q_u8(q));
+	return zero_neon(acc);
+}
+
+static inline uint8x16_t cnt_words(const uint64_t *w)
+{
+	return vcntq_u8(vreinterpretq_u8_u64(vld1q_u64(w)));
+}
+
+static uint64_t popcount_neon(const uint64_t *w, size_t n)
+{
+	uint64x2_t acc64 = vdupq_n_u64(0);
+	uint16x8_t acc16 = vdupq_n_u16(0);
+	unsigned blocks = 0;
+	uint64_t total;
+
+	/*
+	 * Each block adds at most 64 to a 16-bit lane (four vectors of at most
+	 * 8 per byte, pairwise); widen before 1024 blocks could overflow it.
+	 */
+	for (; n >= 8; w += 8, n -= 8) {
+		uint8x16_t c = vaddq_u8(vaddq_u8(cnt_words(w), cnt_words(w + 2)),
+					vaddq_u8(cnt_words(w + 4), cnt_words(w + 6)));
+
+		acc16 = vpadalq_u8(acc16, c);
+		if (++blocks == 1000) {
+			acc64 = vpadalq_u32(acc64, vpaddlq_u16(acc16));
+			acc16 = vdupq_n_u16(0);
+			blocks = 0;
+		}
+	}
+	for (; n >= 2; w += 2, n -= 2)
+		acc16 = vpadalq_u8(acc16, cnt_words(w));
+	acc64 = vpadalq_u32(acc64, vpaddlq_u16(acc16));
+	total = vgetq_lane_u64(acc64, 0) + vgetq_lane_u64(acc64, 1);
+	if (n)
+		total += (uint64_t)__builtin_popcountll(*w);
+	return total;
+}
+
+/* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
+static uint32_t cpu_detect(bool *vpopcntdq)
+{
+	*vpopcntdq = false;
+	return PGT_SIMD_NEON;
+}
+
+#else
+
+static uint32_t cpu_detect(bool *vpopcntdq)
+{
+	*vpopcntdq = false;
+	return 0;
+}
+
+#endif
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static bool is_zero_resolve(const void *p, size_t len);
+static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
+
+/*
+ * The code a pointer names never changes, so relaxed loads are enough: a
+ * thread that still sees the resolver goes through pthread_once, which
+ * orders it after the installation.
+ */
+static _Atomic(is_zero_fn) is_zero_ptr = is_zero_resolve;
+static _Atomic(popcount_fn) popcount_ptr = popcount_resolve;
+static _Atomic(const char *) is_zero_name = "unresolved";
+static _Atomic(const char *) popcount_name = "unresolved";
+
+static pthread_once_t simd_once = PTHREAD_ONCE_INIT;
+static uint32_t cpu_levels;
+static bool cpu_vpopcntdq;
+
+static void install(uint32_t level, bool no_vpopcntdq)
+{
+	is_zero_fn z = pgt__hal_is_zero_scalar;
+	popcount_fn pc = pgt__hal_popcount_scalar;
+	const char *zn = "scalar", *pn = "scalar";
+
+#if defined(__x86_64__)
+	switch (level) {
+	case PGT_SIMD_SSE2:
+		z = is_zero_sse2;
+		pc = popcount_sse2;
+		zn = pn = "sse2";
+		break;
+	case PGT_SIMD_AVX2:
+		z = is_zero_avx2;
+		pc = popcount_avx2;
+		zn = pn = "avx2";
+		break;
+	case PGT_SIMD_AVX512:
+		z = is_zero_avx512;
+		zn = "avx512bw";
+		if (cpu_vpopcntdq && !no_vpopcntdq) {
+			pc = popcount_vpopcntdq;
+			pn = "avx512-vpopcntdq";
+		} else {
+			pc = popcount_avx512bw;
+			pn = "avx512bw";
+		}
+		break;
+	}
+#elif defined(__aarch64__)
+	if (level == PGT_SIMD_NEON) {
+		z = is_zero_neon;
+		pc = popcount_neon;
+		zn = pn = "neon";
+	}
+#endif
+	(void)no_vpopcntdq;
+	atomic_store_explicit(&is_zero_name, zn, memory_order_relaxed);
+	atomic_store_explicit(&popcount_name, pn, memory_order_relaxed);
+	atomic_store_explicit(&is_zero_ptr, z, memory_order_relaxed);
+	atomic_store_explicit(&popcount_ptr, pc, memory_order_relaxed);
+}
+
+static uint32_t best_level(uint32_t levels)
+{
+	static const uint32_t order[] = {
+		PGT_SIMD_AVX512, PGT_SIMD_AVX2, PGT_SIMD_SSE2, PGT_SIMD_NEON,
+	};
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (levels & order[i])
+			return order[i];
+	return 0;
+}
+
+static void simd_init(void)
+{
+	cpu_levels = cpu_detect(&cpu_vpopcntdq);
+	install(best_level(cpu_levels), false);
+}
+
+static bool is_zero_resolve(const void *p, size_t len)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&is_zero_ptr, memory_order_relaxed)(p, len);
+}
+
+static uint64_t popcount_resolve(const uint64_t *words, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&popcount_ptr, memory_order_relaxed)(words, nwords);
+}
+
+uint32_t pgt_hal_simd_available(void)
+{
+	pthread_once(&simd_once, simd_init);
+	return cpu_levels;
+}
+
+bool pgt_hal_is_zero(const void *p, size_t len)
+{
+	return atomic_load_explicit(&is_zero_ptr, memory_order_relaxed)(p, len);
+}
+
+uint64_t pgt_hal_popcount(const uint64_t *words, size_t nwords)
+{
+	return atomic_load_explicit(&popcount_ptr, memory_order_relaxed)(words, nwords);
+}
+
+int pgt__hal_force_simd(uint32_t level)
+{
+	bool no_vpop = level & PGT__SIMD_NO_VPOPCNTDQ;
+
+	pthread_once(&simd_once, simd_init);
+	level &= ~PGT__SIMD_NO_VPOPCNTDQ;
+	if ((level & ~ALL_LEVELS) || (level & (level - 1)))
+		return -EINVAL;
+	if (no_vpop && level != PGT_SIMD_AVX512)
+		return -EINVAL;
+	if (level && !(cpu_levels & level))
+		return -ENOTSUP;
+	install(level, no_vpop);
+	return 0;
+}
+
+const char *pgt__hal_is_zero_impl(void)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&is_zero_name, memory_order_relaxed);
+}
+
+const char *pgt__hal_popcount_impl(void)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&popcount_name, memory_order_relaxed);
+}
