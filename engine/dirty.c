@@ -10,6 +10,7 @@
  * (vCPUs) never take it.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,14 @@ static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
 	[PGT_DIRTY_UFFD_SYNC] = &pgt__dirty_uffd_sync,
 	[PGT_DIRTY_MPROTECT] = &pgt__dirty_mprotect,
 };
+
+void pgt__flight_wait(struct pgt_flight *f)
+{
+	unsigned old = atomic_fetch_add(&f->epoch, 1) & 1;
+
+	while (atomic_load_explicit(&f->count[old], memory_order_acquire))
+		sched_yield();
+}
 
 int pgt__dirty_resolve(struct pgt_region *r, int method)
 {

@@ -16,6 +16,39 @@
 struct pgt_region;
 
 /*
+ * In-flight tracking for fault handlers (uffd handler threads, SIGSEGV
+ * handlers on vCPU threads), so a harvest can wait for handlers that began
+ * before it: an epoch flip and two counters, async-signal-safe on the
+ * handler side. A handler enters, does its work, exits; the harvester's
+ * wait returns once every handler that entered before the flip has exited.
+ * New handlers are never blocked.
+ */
+struct pgt_flight {
+	_Atomic unsigned epoch;
+	_Atomic unsigned count[2];
+};
+
+static inline unsigned pgt__flight_enter(struct pgt_flight *f)
+{
+	for (;;) {
+		unsigned e = atomic_load(&f->epoch);
+
+		atomic_fetch_add(&f->count[e & 1], 1);
+		/* raced with a flip: count under the new epoch instead */
+		if (atomic_load(&f->epoch) == e)
+			return e & 1;
+		atomic_fetch_sub(&f->count[e & 1], 1);
+	}
+}
+
+static inline void pgt__flight_exit(struct pgt_flight *f, unsigned idx)
+{
+	atomic_fetch_sub_explicit(&f->count[idx], 1, memory_order_release);
+}
+
+void pgt__flight_wait(struct pgt_flight *f);
+
+/*
  * A dirty tracker. One instance per region (state in r->dpriv). All methods
  * but on_wp_fault run with r->harvest_lock held.
  */
@@ -88,6 +121,7 @@ struct pgt_region {
 	struct pgt_dirty_view *views;
 	unsigned nviews;
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
+	struct pgt_flight flight;       /* their handlers in flight */
 	pgt_wp_fn wp_cb;
 	void *wp_arg;
 	pgt_quiesce_fn quiesce;

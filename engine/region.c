@@ -81,8 +81,9 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 {
 	struct uffdio_writeprotect w = {
 		.range = { .start = (uintptr_t)pgt__page_addr(r, first), .len = n << r->page_shift },
-		.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
-			(wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+		/* The kernel rejects WP|DONTWAKE: protecting never wakes anyway. */
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP
+			   : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 
 	while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w)) {

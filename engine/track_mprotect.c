@@ -8,9 +8,10 @@
  * ranges the handler searches lock-free. Removal clears a slot, then waits
  * for handlers that might still be inside it (a per-slot in-flight count).
  *
- * Ordering is as in track_uffd.c: the handler makes the page writable, then
- * sets its pending bit; the harvester exchanges pending words, then protects
- * the pages it took.
+ * Ordering is as in track_uffd.c: the handler sets the pending bit, makes the
+ * page writable, and sets the bit again if a harvest took it meanwhile; the
+ * harvester waits for handlers in flight, exchanges pending words, then
+ * protects the pages it took.
  *
  * Cost: every protected page is its own VMA once split; beyond roughly
  * vm.max_map_count (65530) dirty runs mprotect fails with ENOMEM, which is
@@ -50,14 +51,18 @@ static bool handle(void *addr)
 		r = atomic_load_explicit(&s->r, memory_order_acquire);
 		if (r && (uint8_t *)addr >= r->addr && (uint8_t *)addr < r->addr + r->length) {
 			uint64_t page = pgt__page_of(r, addr);
+			unsigned fl = pgt__flight_enter(&r->flight);
 
 			ours = true;
+			pgt__bitmap_set(&r->pending, page);
 			if (mprotect(pgt__page_addr(r, page), r->page_size, PROT_READ | PROT_WRITE) == 0) {
-				pgt__bitmap_set(&r->pending, page);
+				if (!pgt__bitmap_test(&r->pending, page))
+					pgt__bitmap_set(&r->pending, page);
 				atomic_fetch_add_explicit(&r->wp_faults, 1, memory_order_relaxed);
 			} else {
 				ours = false; /* let the default action report it */
 			}
+			pgt__flight_exit(&r->flight, fl);
 		}
 		atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_release);
 		if (ours)
@@ -175,7 +180,10 @@ static int reprotect_run(void *arg, uint64_t first, uint64_t n)
 static int64_t mp_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
 {
 	struct reprotect x = { r, fn, arg, 0 };
-	uint64_t n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
+	uint64_t n;
+
+	pgt__flight_wait(&r->flight);
+	n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
 
 	if (x.err)
 		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",

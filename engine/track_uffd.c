@@ -6,14 +6,15 @@
  * write proceed. For kernels without WP-async (6.1 LTS) and for users that
  * must act before a write.
  *
- * Ordering (the no-lost-write argument): the handler un-protects the page
- * (without waking), then sets its pending bit, then wakes the writer. The
- * harvester exchanges pending words and only then write-protects the pages it
- * took. So a page that is writable always has its bit set or a handler about
- * to set it; a page whose bit was taken is protected again before the next
- * write could be missed, and a write that slips in between the exchange and
- * the re-protect happened before the harvest returned, so the caller's copy
- * after the harvest sees it.
+ * Ordering (the no-lost-write argument). Handler: set the pending bit, then
+ * un-protect the page, then test the bit again and set it once more if a
+ * harvest took it meanwhile, then wake the writer. Harvester: wait for
+ * handlers already in flight, exchange pending words, then write-protect the
+ * pages it took. Every interleaving ends with "writable ⇒ bit set"; a write
+ * enabled by a handler is reported by the first harvest that starts after
+ * the handler exits, and harvests wait for handlers that began before them,
+ * so a write that lands before a harvest starts is in that harvest.
+ * (stress_atomicity checks exactly this.)
  */
 #include <errno.h>
 #include <string.h>
@@ -53,13 +54,18 @@ static int sync_fault(struct pgt_region *r, uint64_t page)
 		.start = (uintptr_t)pgt__page_addr(r, page),
 		.len = r->page_size,
 	};
+	unsigned fl;
 	int ret;
 
 	atomic_fetch_add_explicit(&r->wp_faults, 1, memory_order_relaxed);
 	if (r->wp_cb)
 		r->wp_cb(r->wp_arg, r->gpa + (page << r->page_shift));
-	ret = pgt__uffd_wp(r, page, 1, false, false);
+	fl = pgt__flight_enter(&r->flight);
 	pgt__bitmap_set(&r->pending, page);
+	ret = pgt__uffd_wp(r, page, 1, false, false);
+	if (!pgt__bitmap_test(&r->pending, page))
+		pgt__bitmap_set(&r->pending, page);
+	pgt__flight_exit(&r->flight, fl);
 	if (ioctl(r->uffd, UFFDIO_WAKE, &wake) && !ret)
 		ret = -errno;
 	if (ret)
@@ -94,7 +100,10 @@ static int reprotect_run(void *arg, uint64_t first, uint64_t n)
 static int64_t sync_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
 {
 	struct reprotect x = { r, fn, arg, 0 };
-	uint64_t n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
+	uint64_t n;
+
+	pgt__flight_wait(&r->flight);
+	n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
 
 	if (x.err)
 		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",
