@@ -33,6 +33,14 @@ enum pgt_memtype {
 	PGT_MEM__COUNT
 };
 
+/** Userfaultfd registration modes (struct pgt_probe.uffd_modes bits), the
+ * kernel's UFFDIO_REGISTER_MODE_* values. */
+enum pgt_uffd_mode {
+	PGT_UFFD_MODE_MISSING = 1u << 0,
+	PGT_UFFD_MODE_WP = 1u << 1,
+	PGT_UFFD_MODE_MINOR = 1u << 2,
+};
+
 /** SIMD levels (struct pgt_probe.simd bits). */
 enum pgt_simd {
 	PGT_SIMD_SSE2 = 1u << 0,
@@ -60,11 +68,17 @@ struct pgt_probe {
 
 	/* userfaultfd */
 	bool uffd_syscall;         /* userfaultfd(2) usable by this process */
+	bool uffd_user_only;       /* ... only with UFFD_USER_MODE_ONLY: faults
+	                            * taken in the kernel (KVM, O_DIRECT, vhost)
+	                            * are not delivered */
 	bool uffd_dev;             /* /dev/userfaultfd opened */
 	int uffd_error;            /* 0 or why neither worked */
 	int unprivileged_uffd;     /* vm.unprivileged_userfaultfd, -1 unknown */
 	uint64_t uffd_features;    /* UFFDIO_API features */
-	uint64_t uffd_ioctls[PGT_MEM__COUNT]; /* range ioctls after REGISTER */
+	uint64_t uffd_ioctls[PGT_MEM__COUNT]; /* range ioctls after REGISTER:
+	                            * bit n is ioctl number n (_UFFDIO_COPY...) */
+	uint32_t uffd_modes[PGT_MEM__COUNT]; /* enum pgt_uffd_mode bits that
+	                            * registered together */
 	int uffd_register_error[PGT_MEM__COUNT];
 
 	/* dirty tracking */
@@ -77,20 +91,28 @@ struct pgt_probe {
 	char thp_enabled[16];      /* "always", "madvise", "never", "" */
 	char thp_defrag[16];
 	uint64_t thp_pmd_size;     /* hpage_pmd_size */
-	uint64_t mthp_sizes;       /* bit n set: 2^n-byte mTHP size exists */
+	uint64_t mthp_sizes;       /* bit n set: anonymous mTHP of 2^n
+	                            * bytes offered (6.8+) */
+	int thp_error;             /* 0, or why THP settings are unknown */
 
 	/* hugetlb */
 	unsigned n_pools;
-	struct pgt_hugepage_pool pools[PGT_PROBE_MAX_POOLS];
+	struct pgt_hugepage_pool pools[PGT_PROBE_MAX_POOLS]; /* global pools
+	                            * by size, then per node by node and size */
+	int pools_error;           /* 0, -ENOENT (no hugetlbfs), -EBADMSG, or
+	                            * -ENOSPC when more than MAX_POOLS exist */
 
 	/* NUMA, IOMMU, limits */
-	int numa_nodes;
+	int numa_nodes;            /* online nodes (1 for a kernel without NUMA) */
+	int numa_max_node;         /* highest online node id */
+	int numa_error;
 	bool iommufd;              /* /dev/iommu */
 	bool vfio_container;       /* /dev/vfio/vfio */
 	unsigned vfio_groups;
 	unsigned vfio_devices;     /* /dev/vfio/devices/ (cdev) */
 	uint64_t memlock_cur;      /* RLIMIT_MEMLOCK, UINT64_MAX = unlimited */
 	uint64_t memlock_max;
+	int memlock_error;
 
 	int best_dirty_method;     /* enum pgt_dirty_method */
 	bool touch_tracking;       /* uffd MISSING on anonymous memory */
