@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT 65536
+#define PGT_FUZZ_MAX 65536
 
 static uint64_t rng(uint64_t *s)
 {
@@ -26,9 +26,9 @@ static uint64_t rng(uint64_t *s)
 
 int main(int argc, char **argv)
 {
-	static uint8_t corpus[64][MAX_INPUT];
+	static uint8_t corpus[64][PGT_FUZZ_MAX];
 	static size_t clen[64];
-	static uint8_t buf[MAX_INPUT];
+	static uint8_t buf[PGT_FUZZ_MAX];
 	size_t n = 0;
 	uint64_t s = 0x9e3779b97f4a7c15ULL;
 	long iters = 20000;
@@ -50,7 +50,7 @@ int main(int argc, char **argv)
 			f = fopen(path, "rb");
 			if (!f)
 				continue;
-			clen[n] = fread(corpus[n], 1, MAX_INPUT, f);
+			clen[n] = fread(corpus[n], 1, PGT_FUZZ_MAX, f);
 			fclose(f);
 			LLVMFuzzerTestOneInput(corpus[n], clen[n]);
 			n++;
@@ -78,8 +78,8 @@ int main(int argc, char **argv)
 			size_t o = rng(&s) % n, cut = len ? rng(&s) % len : 0;
 			size_t add = clen[o] ? rng(&s) % clen[o] : 0;
 
-			if (cut + add > MAX_INPUT)
-				add = MAX_INPUT - cut;
+			if (cut + add > PGT_FUZZ_MAX)
+				add = PGT_FUZZ_MAX - cut;
 			memcpy(buf + cut, corpus[o], add);
 			len = cut + add;
 			break;
