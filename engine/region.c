@@ -114,20 +114,36 @@ static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
-/* Insert sorted by gpa; -EEXIST on guest-physical or host-virtual overlap. */
+/* -EEXIST on guest-physical or host-virtual overlap. Caller holds regions_lock. */
+static int check_overlap(const struct pgt_engine *e, const struct pgt_region *r)
+{
+	for (const struct pgt_region *o = e->regions; o; o = o->next)
+		if (overlaps(o->gpa, o->length, r->gpa, r->length) ||
+		    overlaps((uintptr_t)o->addr, o->length, (uintptr_t)r->addr, r->length))
+			return -EEXIST;
+	return 0;
+}
+
+static int precheck(struct pgt_engine *e, const struct pgt_region *r)
+{
+	int ret;
+
+	pthread_rwlock_rdlock(&e->regions_lock);
+	ret = check_overlap(e, r);
+	pthread_rwlock_unlock(&e->regions_lock);
+	return ret;
+}
+
+/* Insert sorted by gpa; -EEXIST on overlap (checked again: creation races). */
 static int link_region(struct pgt_engine *e, struct pgt_region *r)
 {
 	struct pgt_region **pp;
-	int ret = 0;
+	int ret;
 
 	pthread_rwlock_wrlock(&e->regions_lock);
-	for (struct pgt_region *o = e->regions; o; o = o->next) {
-		if (overlaps(o->gpa, o->length, r->gpa, r->length) ||
-		    overlaps((uintptr_t)o->addr, o->length, (uintptr_t)r->addr, r->length)) {
-			ret = -EEXIST;
-			goto out;
-		}
-	}
+	ret = check_overlap(e, r);
+	if (ret)
+		goto out;
 	for (pp = &e->regions; *pp && (*pp)->gpa < r->gpa; pp = &(*pp)->next)
 		;
 	r->next = *pp;
@@ -357,7 +373,11 @@ void pgt__region_free(struct pgt_region *r)
 
 static int finish(pgt_engine *e, struct pgt_region *r, int method, pgt_region **out)
 {
-	int ret = bind_node(r);
+	/* before touching the memory or registering it with userfaultfd */
+	int ret = precheck(e, r);
+
+	if (!ret)
+		ret = bind_node(r);
 
 	if (!ret)
 		ret = setup_tracking(r, method);
