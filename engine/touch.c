@@ -36,13 +36,20 @@
  * the access is retried: the failure repeats and is counted, it does not
  * hang silently.
  *
- * The touched bit is set before the resolving ioctl wakes the vCPU, so once
- * an access has completed pgt_touched_test() reports the page. A page whose
- * provider failed is not marked.
+ * The touched bit is set (and the fault counted) before the resolving ioctl
+ * wakes the vCPU, so once an access has completed pgt_touched_test() and the
+ * stats report it. A page whose provider failed is not marked. If the fill
+ * itself then fails (no hugepage left), the page stays marked although it
+ * was never populated: the guest did touch it.
+ *
+ * Pages already populated when tracking starts (a registered mapping) never
+ * fault; pgt__touch_init() marks them (PAGEMAP_SCAN present/swapped, else a
+ * pagemap read) and puts them first in the order, ascending. Without MINOR
+ * registration, shared pages already in the page cache would map silently,
+ * so they are marked at init too (mincore).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -52,7 +59,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "engine/engine_pvt.h"
@@ -307,7 +313,19 @@ struct touch_state {
 	unsigned nbufs;
 	_Atomic unsigned err_logged;
 	_Atomic bool no_wp;  /* COPY_MODE_WP was refused: VMA not WP-registered */
+	uint64_t asked;      /* uffd features this tracker asked for */
 };
+
+/*
+ * Features in force for the tracker. UFFDIO_API answers with every feature
+ * the kernel has, not the ones the context was opened with, so
+ * r->uffd_features may hold more than was negotiated; intersect with what
+ * was asked for.
+ */
+static inline uint64_t touch_feat(const struct pgt_region *r, const struct touch_state *ts)
+{
+	return r->uffd_features & ts->asked;
+}
 
 /* Log the first few errors of a region, then one in 1024: a failing
  * provider should not flood the log from the fault path. */
@@ -316,21 +334,6 @@ static bool touch_should_log(struct touch_state *ts)
 	unsigned n = atomic_fetch_add(&ts->err_logged, 1);
 
 	return n < 8 || (n & 1023) == 0;
-}
-
-static bool region_is_hugetlb(const struct pgt_region *r)
-{
-	struct statfs sfs;
-
-	if (r->backing == PGT_BACKING_HUGETLB)
-		return true;
-	if (r->backing != PGT_BACKING_EXTERNAL)
-		return false;
-	if (r->fd >= 0 && fstatfs(r->fd, &sfs) == 0)
-		return sfs.f_type == HUGETLBFS_MAGIC;
-	/* Anonymous MAP_HUGETLB: the only external mapping with a page size
-	 * larger than the base page that uffd handles at that size. */
-	return r->page_size > pgt_hal_page_size() && !r->shared;
 }
 
 uint64_t pgt__touch_features(const struct pgt_region *r)
@@ -342,7 +345,7 @@ uint64_t pgt__touch_features(const struct pgt_region *r)
 	 * are informational today, so ask for whatever is offered. */
 	f = avail & (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS);
 	if (r->shared)
-		f |= avail & (region_is_hugetlb(r) ? UFFD_FEATURE_MINOR_HUGETLBFS
+		f |= avail & (r->hugetlb ? UFFD_FEATURE_MINOR_HUGETLBFS
 						   : UFFD_FEATURE_MINOR_SHMEM);
 	f |= avail & (UFFD_FEATURE_POISON | UFFD_FEATURE_THREAD_ID);
 	return f;
@@ -354,7 +357,7 @@ uint64_t pgt__touch_mode(const struct pgt_region *r)
 	uint64_t mode = UFFDIO_REGISTER_MODE_MISSING;
 
 	if (r->shared &&
-	    (avail & (region_is_hugetlb(r) ? UFFD_FEATURE_MINOR_HUGETLBFS
+	    (avail & (r->hugetlb ? UFFD_FEATURE_MINOR_HUGETLBFS
 					   : UFFD_FEATURE_MINOR_SHMEM)))
 		mode |= UFFDIO_REGISTER_MODE_MINOR;
 	return mode;
@@ -517,7 +520,11 @@ int pgt__touch_init(struct pgt_region *r)
 		return ret;
 	}
 	ts->base_page = pgt_hal_page_size();
-	ts->hugetlb = region_is_hugetlb(r);
+	ts->asked = pgt__touch_features(r);
+	/* hugetlbfs registrations offer no ZEROPAGE; that also catches a
+	 * registered private MAP_HUGETLB mapping r->hugetlb does not flag. */
+	ts->hugetlb = r->hugetlb || (r->page_size > ts->base_page &&
+				     !(r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)));
 	ts->exist_unit = ts->hugetlb ? r->page_size : ts->base_page;
 
 	ts->zero = mmap(NULL, r->page_size, PROT_READ,
@@ -544,8 +551,7 @@ int pgt__touch_init(struct pgt_region *r)
 			 "region %s: cannot scan for pages present before tracking (%s); "
 			 "they are not counted as touched",
 			 r->name ? r->name : "?", strerror(-ret));
-	if (r->shared && !(r->uffd_features & (UFFD_FEATURE_MINOR_SHMEM |
-					       UFFD_FEATURE_MINOR_HUGETLBFS)))
+	if (r->shared && !(pgt__touch_mode(r) & UFFDIO_REGISTER_MODE_MINOR))
 		touch_scan_cached(r, ts);
 	r->tpriv = ts;
 	return 0;
@@ -661,7 +667,12 @@ static int fill_range(struct pgt_region *r, struct touch_state *ts, enum fill_op
 		}
 		if (ret == -EINVAL && wp && op != FILL_ZERO) {
 			/* VMA not WP-registered after all: fill unprotected. */
-			atomic_store(&ts->no_wp, true);
+			if (!atomic_exchange(&ts->no_wp, true))
+				pgt__log(r->eng, PGT_LOG_WARN,
+					 "region %s: %s with write-protect refused (EINVAL); "
+					 "new pages are filled writable",
+					 r->name ? r->name : "?",
+					 op == FILL_COPY ? "UFFDIO_COPY" : "UFFDIO_CONTINUE");
 			wp = false;
 			continue;
 		}
@@ -714,11 +725,12 @@ static void buf_put(struct touch_state *ts, void *b)
  * The page cannot be provided: make sure the faulting thread does not wait
  * forever (see the comment at the top of the file).
  */
-static void touch_fail(struct pgt_region *r, const struct uffd_msg *msg, uint64_t start)
+static void touch_fail(struct pgt_region *r, struct touch_state *ts,
+		       const struct uffd_msg *msg, uint64_t start)
 {
 	uint32_t tid = 0;
 
-	if (r->uffd_features & UFFD_FEATURE_POISON) {
+	if (touch_feat(r, ts) & UFFD_FEATURE_POISON) {
 		struct uffdio_poison p = {
 			.range = { .start = start, .len = r->page_size },
 		};
@@ -728,11 +740,22 @@ static void touch_fail(struct pgt_region *r, const struct uffd_msg *msg, uint64_
 		/* -EEXIST: a uffd-wp marker (WP_UNPOPULATED) or a racing fill;
 		 * poison refuses to overwrite either. Fall through. */
 	}
-	if (r->uffd_features & UFFD_FEATURE_THREAD_ID)
+	if (touch_feat(r, ts) & UFFD_FEATURE_THREAD_ID)
 		tid = msg->arg.pagefault.feat.ptid;
 	if (tid && syscall(SYS_tgkill, getpid(), (pid_t)tid, SIGBUS) == 0)
 		return;
 	uffd_wake(r, start, r->page_size);
+}
+
+/*
+ * Mark the page and count the fault before the resolving ioctl wakes the
+ * vCPU, so a thread that has completed its access sees both (the counter is
+ * taken back if the resolution fails).
+ */
+static void touch_begin(struct pgt_region *r, struct touch_state *ts, uint64_t page)
+{
+	touch_mark(r, ts, page);
+	atomic_fetch_add(&r->touch_faults, 1);
 }
 
 int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
@@ -763,11 +786,11 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
 		  !atomic_load(&ts->no_wp);
 	/* Keep the new page write-protected unless the write must count as
 	 * done now (WP-async: an unprotected page is a written page). */
-	wp = wp_regd && !(write && (r->uffd_features & UFFD_FEATURE_WP_ASYNC));
+	wp = wp_regd && !(write && (r->dops->uffd_features & UFFD_FEATURE_WP_ASYNC));
 
 	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
 		what = "continue";
-		touch_mark(r, ts, page);
+		touch_begin(r, ts, page);
 		ret = fill_range(r, ts, FILL_CONTINUE, start, r->page_size, NULL, wp);
 		if (ret == -EFAULT) {
 			/* The page left the page cache (punched) since the fault:
@@ -794,10 +817,10 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
 					 "region %s: page provider failed for gpa 0x%llx (%d); "
 					 "failing the access",
 					 r->name ? r->name : "?", (unsigned long long)gpa, pr);
-			touch_fail(r, msg, start);
+			touch_fail(r, ts, msg, start);
 			return pr < 0 ? pr : -EINVAL;
 		}
-		touch_mark(r, ts, page);
+		touch_begin(r, ts, page);
 		if (pr == 0)
 			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, buf, wp);
 		else
@@ -807,19 +830,21 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
 		bool zp = (r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)) && !wp_regd &&
 			  !(write && !r->shared);
 
-		touch_mark(r, ts, page);
+		touch_begin(r, ts, page);
 		what = zp ? "zeropage" : "copy";
 		if (zp)
 			ret = fill_range(r, ts, FILL_ZERO, start, r->page_size, NULL, false);
 		else
 			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, ts->zero, wp);
 	}
-	if (ret == 0) {
-		atomic_fetch_add(&r->touch_faults, 1);
+	if (ret == 0)
 		return 0;
-	}
+	atomic_fetch_sub(&r->touch_faults, 1);
 	if (ret == -EAGAIN) {
 		/* Let the access fault again after the pending mapping change. */
+		pgt__log(r->eng, PGT_LOG_DEBUG, "region %s: page %llu (%s): mappings changing, "
+			 "retrying the access", r->name ? r->name : "?",
+			 (unsigned long long)page, what);
 		uffd_wake(r, start, r->page_size);
 		return ret;
 	}
@@ -831,7 +856,7 @@ fail:
 			 "failing the access",
 			 r->name ? r->name : "?", (unsigned long long)page, what,
 			 strerror(-ret));
-	touch_fail(r, msg, start);
+	touch_fail(r, ts, msg, start);
 	return ret;
 }
 
