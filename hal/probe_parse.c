@@ -691,7 +691,10 @@ void pgt__probe_numa(const char *root, struct pgt_probe *p)
 	p->numa_error = ret;
 }
 
-/* Entries of a directory whose names are all digits (when @numeric). */
+/*
+ * Entries of a directory; with @numeric only VFIO group names: "<n>" or
+ * "noiommu-<n>" (groups of devices without an IOMMU).
+ */
 static unsigned count_entries(const char *root, const char *rel, bool numeric)
 {
 	char path[PATH_MAX];
@@ -710,9 +713,14 @@ static unsigned count_entries(const char *root, const char *rel, bool numeric)
 		if (s[0] == '.')
 			continue;
 		if (numeric) {
+			const char *num;
+
+			if (!strncmp(s, "noiommu-", 8))
+				s += 8;
+			num = s;
 			while (*s && is_digit(*s))
 				s++;
-			if (*s || s == de->d_name)
+			if (*s || s == num)
 				continue;
 		}
 		n++;

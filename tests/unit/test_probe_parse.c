@@ -437,7 +437,7 @@ static void test_fixture_arm64(void **state)
 	assert_int_equal(p.numa_max_node, 1);
 	assert_true(p.iommufd);
 	assert_true(p.vfio_container);
-	assert_int_equal(p.vfio_groups, 2);
+	assert_int_equal(p.vfio_groups, 3); /* 12, 13, noiommu-0 */
 	assert_int_equal(p.vfio_devices, 0);
 	assert_int_equal(p.memlock_cur, 8388608);
 	assert_int_equal(p.best_dirty_method, PGT_DIRTY_MPROTECT);
