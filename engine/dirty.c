@@ -260,7 +260,8 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 	if (!r || !st || st->size < sizeof(*st))
 		return -EINVAL;
 	pthread_mutex_lock(&rw->harvest_lock);
-	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched);
+	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched) +
+		pgt__touch_bytes(r);
 	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
 		meta += sizeof(*v) + pgt__bitmap_bytes(&v->bm);
 	*st = (struct pgt_region_stats){

@@ -200,6 +200,8 @@ uint64_t pgt__touch_mode(const struct pgt_region *r);
 /* Allocate touch state (after uffd registration). */
 int pgt__touch_init(struct pgt_region *r);
 void pgt__touch_fini(struct pgt_region *r);
+/* Memory the touch state holds (order log, bounce buffers). */
+size_t pgt__touch_bytes(const struct pgt_region *r);
 /* A MISSING or MINOR fault at @addr from a handler thread. */
 int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
 

@@ -66,7 +66,8 @@ int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode)
 		goto err;
 	}
 	r->uffd = fd;
-	r->uffd_features = api.features;
+	/* The reply lists everything the kernel has, not what this context got. */
+	r->uffd_features = features;
 	r->uffd_ioctls = reg.ioctls;
 	return 0;
 err:

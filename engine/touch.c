@@ -481,6 +481,22 @@ static void touch_scan_cached(struct pgt_region *r, struct touch_state *ts)
 	}
 }
 
+size_t pgt__touch_bytes(const struct pgt_region *r)
+{
+	struct touch_state *ts = r->tpriv;
+	size_t n;
+
+	if (!ts)
+		return 0;
+	pthread_mutex_lock(&ts->log.lock);
+	n = sizeof(*ts) + ts->log.nchunks * TLOG_CHUNK_BYTES + ts->log.cap * sizeof(void *);
+	pthread_mutex_unlock(&ts->log.lock);
+	pthread_mutex_lock(&ts->buf_lock);
+	n += (size_t)ts->nbufs * r->page_size;
+	pthread_mutex_unlock(&ts->buf_lock);
+	return n;
+}
+
 static void touch_state_free(struct touch_state *ts, uint64_t page_size)
 {
 	void *b;

@@ -43,6 +43,7 @@ static int sync_start(struct pgt_region *r)
 	 * the uffd-wp bit. shmem/hugetlbfs use pte markers for holes.
 	 */
 	if (!(r->uffd_features & UFFD_FEATURE_WP_UNPOPULATED) && !r->shared &&
+	    !(r->track & PGT_TRACK_TOUCH) && /* MISSING faults fill pages protected */
 	    madvise(r->addr, r->length, 22 /* MADV_POPULATE_READ */))
 		return -errno;
 	return pgt__uffd_wp(r, 0, r->npages, true, false);
