@@ -506,6 +506,7 @@ static void install(uint32_t level, bool no_vpopcntdq)
 		zn = pn = "neon";
 	}
 #endif
+	(void)level;
 	(void)no_vpopcntdq;
 	atomic_store_explicit(&is_zero_name, zn, memory_order_relaxed);
 	atomic_store_explicit(&popcount_name, pn, memory_order_relaxed);
