@@ -5,5 +5,6 @@
 
 #include <pgtrack/pgtrack.h>
 #include <pgtrack/probe.h>
+#include <pgtrack/stats.h>
 
 #endif
