@@ -140,6 +140,9 @@ struct pgt_region {
 	_Atomic uint64_t wp_faults;
 	_Atomic uint64_t harvests;
 	_Atomic uint64_t dirty_reported;
+
+	/* release.c */
+	_Atomic(struct pgt_rel *) rel;  /* release/pin/zero/age state, lazily */
 };
 
 struct pgt_engine {

@@ -5,6 +5,7 @@
 
 #include <pgtrack/pgtrack.h>
 #include <pgtrack/probe.h>
+#include <pgtrack/release.h>
 #include <pgtrack/stats.h>
 
 #endif
