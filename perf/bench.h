@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgtrack-bench: shared pieces of the benchmark program (options, timing,
+ * CPU placement, statistics, JSON helpers). See perf/README.md.
+ */
+#ifndef PGT_BENCH_H
+#define PGT_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#define BENCH_MAX_SIZES 8
+
+/* Measured methods of the dirty benchmark (also the --methods names). */
+enum bench_method {
+	BM_UNTRACKED = 0, /* plain writes, no tracking: the writer baseline */
+	BM_RAW_IOCTL,     /* hand-registered uffd WP-async + PAGEMAP_SCAN loop */
+	BM_PAGEMAP_READ,  /* pread + parse of /proc/self/pagemap */
+	BM_UFFD_ASYNC,    /* engine methods from here on */
+	BM_UFFD_SYNC,
+	BM_MPROTECT,
+	BM_SOFT_DIRTY,
+	BM__COUNT
+};
+
+struct bench_opts {
+	bool json;
+	bool quick;
+	bool no_hugetlb;
+	bool no_anon;
+	bool verbose;
+	unsigned reps;              /* measured repetitions per cell */
+	unsigned nsizes;
+	uint64_t sizes[BENCH_MAX_SIZES];
+	uint32_t methods;           /* 1 << enum bench_method */
+	uint32_t touch_access;      /* bit 0: write, bit 1: read */
+	uint64_t seed;
+	double cell_budget_s;       /* soft time cap per measured cell */
+};
+
+/* ---- bench_main.c ---- */
+const char *bench_method_name(int m);
+uint64_t bench_now_ns(void);
+/* CPUs this process may run on (sorted); returns the count (>= 1). */
+int bench_cpus(int *cpus, int cap);
+/* Pin the calling thread to one CPU. Returns 0 or -errno. */
+int bench_pin_self(int cpu);
+/* Restore the calling thread's affinity to every allowed CPU. */
+void bench_unpin_self(void);
+/* Free 2 MiB hugepages in the pool, -1 when unknown. */
+long bench_free_hugepages(void);
+/* vm.max_map_count (65530 when unreadable) and mappings of this process. */
+long bench_max_map_count(void);
+long bench_map_count(void);
+/* Progress line on stderr (unless --json without --verbose is quiet). */
+void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_set_quiet(bool quiet);
+/* Sort @v in place and return the @q quantile (0..1, nearest rank). */
+uint64_t bench_quantile_u64(uint64_t *v, size_t n, double q);
+double bench_quantile_dbl(double *v, size_t n, double q);
+/* "256M", "1G": the label of a size in bytes. */
+void bench_size_label(uint64_t bytes, char *buf, size_t len);
+/* xorshift64* */
+uint64_t bench_rand(uint64_t *s);
+
+/* JSON helpers: add a key, or null when @ok is false. */
+void bench_json_dbl(struct json_object *o, const char *key, double v, bool ok);
+void bench_json_u64(struct json_object *o, const char *key, uint64_t v, bool ok);
+void bench_json_str(struct json_object *o, const char *key, const char *s);
+/*
+ * A ratio entry: value (null when !ok), goal (null when goal_op is NULL),
+ * goal_op ("<=" or ">="), met (null without a goal or a value).
+ */
+struct json_object *bench_ratio(double value, bool ok, const char *goal_op, double goal,
+				const char *what);
+
+/* ---- bench_dirty.c / bench_touch.c ---- */
+int bench_dirty(const struct bench_opts *o, struct json_object *results,
+		struct json_object *ratios, struct json_object *info);
+int bench_touch(const struct bench_opts *o, struct json_object *results,
+		struct json_object *ratios, struct json_object *info);
+
+#endif /* PGT_BENCH_H */

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Smoke test of pgtrack-bench: run `--quick --json`, check that stdout is one
+JSON object with results and every ratio key (value/goal/met). Timings are not
+judged: they mean nothing on a shared CI machine."""
+import json
+import subprocess
+import sys
+
+RATIOS = {
+    "engine_vs_raw_ioctl": True,
+    "pagemap_read_vs_engine_2m": True,
+    "pagemap_read_vs_engine_4k": False,  # reported, no goal
+    "mprotect_vs_engine": True,
+    "uffd_sync_vs_engine": True,
+    "ns_per_dirty_page": True,
+    "touch_engine_vs_raw": True,
+}
+RESULT_KEYS = ("method", "backing", "size", "placement", "status")
+
+
+def fail(msg):
+    print("not ok 1 - " + msg)
+    sys.exit(1)
+
+
+def main():
+    print("1..1")
+    cmd = [sys.argv[1], "--quick", "--json"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=280)
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr)
+        fail("%s exited with %d" % (" ".join(cmd), p.returncode))
+    try:
+        doc = json.loads(p.stdout)
+    except ValueError as e:
+        fail("output is not JSON: %s" % e)
+    if not isinstance(doc, dict):
+        fail("output is not one JSON object")
+    res = doc.get("results")
+    if not isinstance(res, list) or not res:
+        fail("no results list")
+    for e in res:
+        for k in RESULT_KEYS:
+            if k not in e:
+                fail("result without %r: %r" % (k, e))
+        if e["status"] not in ("ok", "skipped", "error"):
+            fail("bad status %r" % e["status"])
+        if e["status"] != "ok" and not e.get("reason"):
+            fail("non-ok result without a reason: %r" % e)
+    ratios = doc.get("ratios")
+    if not isinstance(ratios, dict):
+        fail("no ratios object")
+    for k, has_goal in RATIOS.items():
+        r = ratios.get(k)
+        if not isinstance(r, dict):
+            fail("ratio %s missing" % k)
+        for f in ("value", "goal", "goal_op", "met"):
+            if f not in r:
+                fail("ratio %s has no %s" % (k, f))
+        if has_goal and r["goal"] is None:
+            fail("ratio %s has no goal" % k)
+        if r["value"] is not None and r["met"] is None and has_goal:
+            fail("ratio %s has a value but no met" % k)
+    ok = sum(1 for e in res if e["status"] == "ok")
+    print("# %d results (%d ok), ratios: %s" % (
+        len(res), ok, ", ".join("%s=%s" % (k, ratios[k]["value"]) for k in RATIOS)))
+    print("ok 1 - pgtrack-bench --quick --json")
+
+
+if __name__ == "__main__":
+    main()
