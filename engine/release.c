@@ -1164,3 +1164,59 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 			 r->name, (unsigned long long)x.found);
 	return (int64_t)x.found;
 }
+
+/* ------------------------------------------------------------------ */
+/* Self-check                                                          */
+/* ------------------------------------------------------------------ */
+
+bool pgt__rel_validate(struct pgt_region *r, const char **reason)
+{
+	struct pgt_rel *rel = pgt__rel_peek(r);
+	const char *why = NULL;
+	uint64_t partial = 0, units = 0;
+
+	if (!rel)
+		return true;
+	pthread_mutex_lock(&rel->lock);
+	if (pgt__bitmap_popcount(&rel->released) != rel->released_pages)
+		why = "released page count differs from its bitmap";
+	else if (!pgt__bitmap_validate(&rel->released, &why) ||
+		 !pgt__bitmap_validate(&rel->pinned, &why))
+		;
+	else if (pgt__pin_count(rel, 0, rel->nunits) != rel->pinned_units)
+		why = "pinned unit count differs from the pins";
+	for (uint64_t p = 0; !why && p < rel->released.nbits; p++) {
+		const struct pgt_sub *s = rel->sub ? rel->sub[p] : NULL;
+		bool released = pgt__bitmap_test(&rel->released, p);
+		bool pinpage = pgt__bitmap_test(&rel->pinned, p);
+		uint64_t u0 = p << rel->sub_shift;
+
+		if (pinpage != (pgt__pin_count(rel, u0, rel->upp) != 0))
+			why = "pinned page bitmap differs from the pins";
+		else if (released && s)
+			why = "a released page also has partial state";
+		else if (released && pinpage && page_released(r, rel, p))
+			why = "a pinned page is released";
+		if (why || !s)
+			continue;
+		uint64_t c = 0;
+
+		for (uint64_t i = 0; i < rel->upp; i++) {
+			if (!sub_test(s, i))
+				continue;
+			c++;
+			if (pgt__pin_test(rel, u0 + i))
+				why = "a pinned piece is released";
+		}
+		if (c != s->count || !c || c >= rel->upp)
+			why = "partial page count wrong (or empty, or complete)";
+		partial++;
+		units += c;
+	}
+	if (!why && (partial != rel->npartial || units != rel->partial_units))
+		why = "partial page totals differ from the pages";
+	pthread_mutex_unlock(&rel->lock);
+	if (why && reason)
+		*reason = why;
+	return !why;
+}

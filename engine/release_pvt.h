@@ -122,6 +122,13 @@ void pgt__pin_fini(struct pgt_rel *rel);
 void pgt__age_fini(struct pgt_region *r, struct pgt_rel *rel);
 size_t pgt__age_bytes(const struct pgt_rel *rel);
 
+/*
+ * Self-check of a region's release state (counters equal their bitmaps, no
+ * pinned unit released, partial pages consistent). Takes rel->lock.
+ * Returns true when valid, else false with *reason set (static string).
+ */
+bool pgt__rel_validate(struct pgt_region *r, const char **reason);
+
 /* Bytes of release state held. rel->lock held. */
 size_t pgt__rel_bytes(const struct pgt_rel *rel);
 

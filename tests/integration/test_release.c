@@ -58,8 +58,12 @@ static int open_region(struct fx *f, int backing, uint64_t len, uint32_t track, 
 
 static void close_region(struct fx *f)
 {
+	const char *why = NULL;
+
 	if (!f->eng)
 		return;
+	if (!pgt__rel_validate((struct pgt_region *)f->r, &why))
+		fail_msg("release state invalid: %s", why);
 	pgt_region_destroy(f->r);
 	pgt_engine_close(f->eng);
 	f->eng = NULL;
