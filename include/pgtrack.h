@@ -4,6 +4,7 @@
 #define PGTRACK_H
 
 #include <pgtrack/pgtrack.h>
+#include <pgtrack/numa.h>
 #include <pgtrack/probe.h>
 #include <pgtrack/release.h>
 #include <pgtrack/stats.h>

@@ -30,6 +30,7 @@ extern "C" {
 typedef struct pgt_engine pgt_engine;
 typedef struct pgt_region pgt_region;
 typedef struct pgt_dirty_view pgt_dirty_view;
+struct pgt_numa_extent;
 
 /**
  * pgt_version() - Library version as "major.minor.patch".
@@ -201,6 +202,12 @@ typedef int (*pgt_quiesce_fn)(void *arg, bool pause);
  * @wp_arg:      passed to @wp_cb.
  * @quiesce:     soft-dirty: pause/resume writers around a harvest, or NULL.
  * @quiesce_arg: passed to @quiesce.
+ * @numa_policy: enum pgt_numa_policy (pgtrack/numa.h); 0 (DEFAULT) binds to
+ *               @numa_node when it is >= 0, as before.
+ * @numa_nextents: PGT_NUMA_EXTENTS: entries at @numa_extents.
+ * @numa_nodemask: PGT_NUMA_INTERLEAVE: bit n set = node n takes part.
+ * @numa_extents: PGT_NUMA_EXTENTS: per-node ranges covering the region
+ *               (struct pgt_numa_extent); read during the call only.
  */
 struct pgt_region_config {
 	uint32_t size;
@@ -221,6 +228,10 @@ struct pgt_region_config {
 	void *wp_arg;
 	pgt_quiesce_fn quiesce;
 	void *quiesce_arg;
+	uint32_t numa_policy;
+	uint32_t numa_nextents;
+	uint64_t numa_nodemask;
+	const struct pgt_numa_extent *numa_extents;
 };
 
 /**

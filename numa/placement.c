@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Where memory really is (move_pages with no target nodes: a query, nothing
+ * moves), the layout and shards of tracked regions, and per-node accounting.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hal/export.h"
+#include "numa/numa_pvt.h"
+
+#define BATCH 1024
+
+static_assert(sizeof(struct pgt_numa_node_stats) % sizeof(uint64_t) == 0,
+	      "node stats are summed as an array of counters");
+
+/* The region's layout, or a temporary one from its bound node. */
+static int region_layout(const pgt_region *r, struct pgt_region_info *info,
+			 struct pgt_numa_region **nr, bool *temp)
+{
+	struct pgt_numa_region_params p;
+	int ret;
+
+	info->size = sizeof(*info);
+	ret = pgt_region_info(r, info);
+	if (ret)
+		return ret;
+	*temp = false;
+	*nr = pgt__region_numa(r);
+	if (*nr)
+		return 0;
+	p = (struct pgt_numa_region_params){
+		.addr = info->addr, .length = info->length, .gpa = info->gpa,
+		.page_size = info->page_size, .name = info->name,
+		.numa_node = info->numa_node,
+	};
+	ret = pgt__numa_region_init(NULL, &p, nr);
+	if (ret) { /* a node this host does not have: report it as unknown */
+		p.numa_node = -1;
+		ret = pgt__numa_region_init(NULL, &p, nr);
+	}
+	*temp = !ret;
+	return ret;
+}
+
+static void layout_done(struct pgt_numa_region *nr, bool temp)
+{
+	if (temp)
+		pgt__numa_region_fini(nr);
+}
+
+PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_extent *out,
+				      size_t cap)
+{
+	struct pgt_region_info info;
+	struct pgt_numa_region *nr;
+	size_t n = 0;
+	bool temp;
+	int ret;
+
+	if (!r || (!out && cap))
+		return -EINVAL;
+	ret = region_layout(r, &info, &nr, &temp);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < nr->nsegs; i++) {
+		const struct pgt_numa_seg *s = &nr->segs[i];
+
+		if (!(s->flags & PGT_EXTENT_INTERLEAVED)) {
+			if (n < cap)
+				out[n] = (struct pgt_numa_extent){
+					nr->gpa + (s->first << nr->page_shift),
+					s->npages << nr->page_shift, s->node, 0 };
+			n++;
+			continue;
+		}
+		for (unsigned k = 0; k < nr->nshards; k++) {
+			const struct pgt_shard_geom *g = &nr->shards[k];
+
+			if (g->first < s->first || g->first >= s->first + s->npages)
+				continue;
+			if (n < cap)
+				out[n] = (struct pgt_numa_extent){
+					nr->gpa + (g->first << nr->page_shift),
+					g->npages << nr->page_shift, g->node,
+					PGT_EXTENT_INTERLEAVED };
+			n++;
+		}
+	}
+	layout_done(nr, temp);
+	return (int)n;
+}
+
+PGT_EXPORT int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard_info *out,
+				      size_t cap)
+{
+	struct pgt_region_info info;
+	struct pgt_numa_region *nr;
+	bool temp;
+	int ret;
+
+	if (!r || (!out && cap))
+		return -EINVAL;
+	ret = region_layout(r, &info, &nr, &temp);
+	if (ret)
+		return ret;
+	for (unsigned k = 0; k < nr->nshards && k < cap; k++) {
+		const struct pgt_shard_geom *g = &nr->shards[k];
+		const struct pgt_cpuset *cpus = NULL;
+
+		out[k] = (struct pgt_numa_shard_info){
+			.gpa = nr->gpa + (g->first << nr->page_shift),
+			.len = g->npages << nr->page_shift,
+			.node = g->node,
+			.worker = g->worker,
+		};
+		if (nr->numa && g->worker >= 0)
+			cpus = pgt__workers_cpus(nr->numa->workers, (unsigned)g->worker);
+		if (cpus)
+			pgt__cpuset_format(cpus, out[k].cpulist, sizeof(out[k].cpulist));
+	}
+	ret = (int)nr->nshards;
+	layout_done(nr, temp);
+	return ret;
+}
+
+/* ---- move_pages queries ---- */
+
+static bool in_mask(uint64_t mask, int node)
+{
+	return node >= 0 && node < 64 && (mask >> node & 1);
+}
+
+/* Query pages [first, first + n) of @page_size at @addr into @status. */
+static int query(int pid, uint64_t addr, uint64_t page_size, size_t n, int *status)
+{
+	void *pages[BATCH];
+
+	for (size_t i = 0; i < n; i++) {
+		pages[i] = (void *)(uintptr_t)(addr + i * page_size);
+		status[i] = -EFAULT;
+	}
+	return pgt__numa_sys_ops.move_pages(NULL, pid, n, pages, NULL, status, 0);
+}
+
+static void count_page(struct pgt_placement *out, uint64_t idx, int st, bool misplaced)
+{
+	if (out->status && idx < out->status_cap)
+		out->status[idx] = st;
+	if (st >= 0) {
+		out->resident++;
+		if (st < PGT_NUMA_MAX_NODES) {
+			out->node_pages[st]++;
+			if ((uint32_t)st + 1 > out->nnodes)
+				out->nnodes = (uint32_t)st + 1;
+		} else {
+			out->unknown_node++;
+		}
+		out->misplaced += misplaced;
+	} else if (st == -ENOENT) {
+		out->absent++;
+	} else {
+		out->errors++;
+	}
+}
+
+static int start_out(struct pgt_placement *out, uint64_t page_size)
+{
+	int32_t *status;
+	size_t cap;
+
+	if (!out || out->size < sizeof(*out))
+		return -EINVAL;
+	status = out->status;
+	cap = out->status_cap;
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	out->status = status;
+	out->status_cap = cap;
+	out->page_size = page_size;
+	return 0;
+}
+
+PGT_EXPORT int64_t pgt_placement_query(int pid, uint64_t addr, uint64_t len, uint64_t page_size,
+				       int intended, struct pgt_placement *out)
+{
+	int status[BATCH];
+	uint64_t npages, done = 0;
+	int ret;
+
+	if (pid < 0 || page_size < 4096 || (page_size & (page_size - 1)) || !len ||
+	    (addr & (page_size - 1)) || (len & (page_size - 1)) || addr + len < addr ||
+	    intended < -1)
+		return -EINVAL;
+	ret = start_out(out, page_size);
+	if (ret)
+		return ret;
+	npages = len / page_size;
+	while (done < npages) {
+		size_t n = npages - done < BATCH ? (size_t)(npages - done) : BATCH;
+
+		ret = query(pid, addr + done * page_size, page_size, n, status);
+		if (ret)
+			return ret;
+		for (size_t i = 0; i < n; i++)
+			count_page(out, done + i, status[i], intended >= 0 && status[i] != intended);
+		done += n;
+	}
+	out->pages = npages;
+	return (int64_t)npages;
+}
+
+/*
+ * Walk a region's pages through move_pages: @fn gets each page's index, its
+ * node or error, and the node it should be on (-1 any, -2 interleaved).
+ */
+typedef void (*page_fn)(void *arg, uint64_t page, int st, int intended);
+
+static int walk_region(const struct pgt_numa_region *nr, page_fn fn, void *arg)
+{
+	int status[BATCH];
+
+	for (uint64_t done = 0; done < nr->npages;) {
+		size_t n = nr->npages - done < BATCH ? (size_t)(nr->npages - done) : BATCH;
+		int ret = query(0, (uintptr_t)nr->addr + (done << nr->page_shift), nr->page_size,
+				n, status);
+
+		if (ret)
+			return ret;
+		for (size_t i = 0; i < n; i++)
+			fn(arg, done + i, status[i], pgt__numa_intended(nr, done + i));
+		done += n;
+	}
+	return 0;
+}
+
+struct place_ctx {
+	const struct pgt_numa_region *nr;
+	struct pgt_placement *out;
+};
+
+static bool is_misplaced(const struct pgt_numa_region *nr, int st, int intended)
+{
+	if (st < 0)
+		return false;
+	if (intended == -2)
+		return !in_mask(nr->nodemask, st);
+	return intended >= 0 && st != intended;
+}
+
+static void place_page(void *arg, uint64_t page, int st, int intended)
+{
+	struct place_ctx *c = arg;
+
+	count_page(c->out, page, st, is_misplaced(c->nr, st, intended));
+}
+
+PGT_EXPORT int64_t pgt_region_placement(pgt_region *r, struct pgt_placement *out)
+{
+	struct pgt_region_info info;
+	struct pgt_numa_region *nr;
+	struct place_ctx c;
+	bool temp;
+	int ret;
+
+	if (!r)
+		return -EINVAL;
+	ret = region_layout(r, &info, &nr, &temp);
+	if (ret)
+		return ret;
+	ret = start_out(out, nr->page_size);
+	if (!ret) {
+		c = (struct place_ctx){ nr, out };
+		ret = walk_region(nr, place_page, &c);
+	}
+	if (!ret)
+		out->pages = nr->npages;
+	layout_done(nr, temp);
+	return ret ? ret : (int64_t)info.npages;
+}
+
+/* ---- per-node accounting ---- */
+
+static struct pgt_numa_node_stats *slot(struct pgt_numa_stats *s, int node)
+{
+	if (node < 0 || node >= PGT_NUMA_MAX_NODES)
+		return &s->unknown;
+	return &s->node[node];
+}
+
+static uint64_t popcount_kvm(const unsigned long *bm, uint64_t first, uint64_t n)
+{
+	uint64_t c = 0;
+
+	while (n) {
+		uint64_t w = first / 64, b = first % 64;
+		uint64_t k = 64 - b < n ? 64 - b : n;
+		uint64_t mask = k == 64 ? ~0ULL : ((1ULL << k) - 1) << b;
+
+		c += (uint64_t)__builtin_popcountll((uint64_t)bm[w] & mask);
+		first += k;
+		n -= k;
+	}
+	return c;
+}
+
+struct acct_range {
+	uint64_t first, npages;
+	int node;
+};
+
+/* Accounting ranges: segments, and shards inside interleaved segments. */
+static size_t acct_ranges(const struct pgt_numa_region *nr, struct acct_range *out)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < nr->nsegs; i++) {
+		const struct pgt_numa_seg *s = &nr->segs[i];
+
+		if (!(s->flags & PGT_EXTENT_INTERLEAVED)) {
+			out[n++] = (struct acct_range){ s->first, s->npages, s->node };
+			continue;
+		}
+		for (unsigned k = 0; k < nr->nshards; k++) {
+			const struct pgt_shard_geom *g = &nr->shards[k];
+			uint64_t a = g->first > s->first ? g->first : s->first;
+			uint64_t e1 = g->first + g->npages, e2 = s->first + s->npages;
+			uint64_t b = e1 < e2 ? e1 : e2;
+
+			if (a < b)
+				out[n++] = (struct acct_range){ a, b - a, g->node };
+		}
+	}
+	return n;
+}
+
+struct measure_ctx {
+	const struct pgt_numa_region *nr;
+	struct pgt_numa_stats *s;
+};
+
+static void measure_page(void *arg, uint64_t page, int st, int intended)
+{
+	struct measure_ctx *c = arg;
+
+	if (st < 0)
+		return;
+	slot(c->s, st)->resident++;
+	if (!is_misplaced(c->nr, st, intended))
+		return;
+	if (intended == -2)
+		intended = c->nr->shards[pgt__numa_shard_of(c->nr, page)].node;
+	slot(c->s, intended)->misplaced++;
+}
+
+static void finish_nnodes(struct pgt_numa_stats *s)
+{
+	s->nnodes = 0;
+	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++) {
+		const uint64_t *v = (const uint64_t *)&s->node[i];
+
+		for (size_t k = 0; k < sizeof(s->node[i]) / sizeof(uint64_t); k++)
+			if (v[k])
+				s->nnodes = i + 1;
+	}
+}
+
+PGT_EXPORT int pgt_region_numa_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)
+{
+	struct pgt_region_info info;
+	struct pgt_numa_region *nr;
+	struct acct_range *ranges = NULL;
+	unsigned long *touched = NULL;
+	size_t nranges;
+	bool temp;
+	int ret;
+
+	if (!r || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+		return -EINVAL;
+	ret = region_layout(r, &info, &nr, &temp);
+	if (ret)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	ranges = calloc((size_t)nr->nsegs + nr->nshards, sizeof(*ranges));
+	if (!ranges) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	nranges = acct_ranges(nr, ranges);
+	if (info.track & PGT_TRACK_TOUCH) {
+		size_t words = (size_t)((nr->npages + 63) / 64);
+
+		touched = calloc(words, sizeof(unsigned long));
+		if (!touched) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (pgt_touched_bitmap(r, touched, words) < 0) {
+			free(touched);
+			touched = NULL;
+		}
+	}
+	for (size_t i = 0; i < nranges; i++) {
+		struct pgt_numa_node_stats *ns = slot(out, ranges[i].node);
+
+		ns->pages += ranges[i].npages;
+		if (touched)
+			ns->touched += popcount_kvm(touched, ranges[i].first, ranges[i].npages);
+	}
+	for (unsigned k = 0; k < nr->nshards; k++) {
+		struct pgt_numa_node_stats *ns = slot(out, nr->shards[k].node);
+		struct pgt_shard_ctr *c = &nr->ctr[k];
+
+		ns->shards++;
+		ns->dirty_reported += atomic_load_explicit(&c->dirty, memory_order_relaxed);
+		ns->released += atomic_load_explicit(&c->released, memory_order_relaxed);
+		ns->remote_touch += atomic_load_explicit(&c->remote_touch, memory_order_relaxed);
+		ns->harvest_ns += atomic_load_explicit(&c->harvest_ns, memory_order_relaxed);
+		ns->metadata_bytes += atomic_load_explicit(&c->meta_bytes, memory_order_relaxed);
+	}
+	if (flags & PGT_NUMA_STATS_MEASURE) {
+		struct measure_ctx mc = { nr, out };
+
+		ret = walk_region(nr, measure_page, &mc);
+	}
+	finish_nnodes(out);
+out:
+	free(touched);
+	free(ranges);
+	layout_done(nr, temp);
+	return ret;
+}
+
+struct sum_ctx {
+	uint32_t flags;
+	struct pgt_numa_stats *sum;
+	struct pgt_numa_stats one;
+	int regions;
+	int err;
+};
+
+static void add_node(struct pgt_numa_node_stats *d, const struct pgt_numa_node_stats *s)
+{
+	uint64_t *dv = (uint64_t *)d;
+	const uint64_t *sv = (const uint64_t *)s;
+
+	for (size_t k = 0; k < sizeof(*d) / sizeof(uint64_t); k++)
+		dv[k] += sv[k];
+}
+
+static int sum_region(void *arg, struct pgt_region *r)
+{
+	struct sum_ctx *c = arg;
+	int ret;
+
+	c->one.size = sizeof(c->one);
+	ret = pgt_region_numa_stats(r, c->flags, &c->one);
+	if (ret)
+		return ret;
+	add_node(&c->sum->unknown, &c->one.unknown);
+	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++)
+		add_node(&c->sum->node[i], &c->one.node[i]);
+	c->regions++;
+	return 0;
+}
+
+PGT_EXPORT int pgt_engine_numa_stats(pgt_engine *eng, uint32_t flags, struct pgt_numa_stats *out)
+{
+	struct sum_ctx *c;
+	int ret;
+
+	if (!eng || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	c->flags = flags;
+	c->sum = out;
+	ret = pgt__engine_for_each_region(eng, sum_region, c);
+	if (!ret)
+		ret = c->regions;
+	finish_nnodes(out);
+	free(c);
+	return ret;
+}
