@@ -170,8 +170,18 @@ int pgt__numa_shard_geometry(const struct pgt_numa *n, const struct pgt_numa_seg
 			uint64_t start = (s->first + s->npages * k / parts) & ~63ULL;
 			int node = nodes[k];
 
-			if (ns && start <= out[ns - 1].first)
-				continue; /* under 64 pages: joins the previous shard */
+			if (ns && start <= out[ns - 1].first) {
+				/*
+				 * The previous part covers under 64 pages once
+				 * rounded: a sliver. Its pages go to this part's
+				 * node (at most 63 pages tracked off-node).
+				 */
+				out[ns - 1].node = node;
+				if (ns > 1 && out[ns - 2].node == node &&
+				    !(s->flags & PGT_EXTENT_INTERLEAVED))
+					ns--;
+				continue;
+			}
 			if (ns && out[ns - 1].node == node && !(s->flags & PGT_EXTENT_INTERLEAVED))
 				continue; /* same node again after a dropped sliver */
 			if (ns == cap)
