@@ -208,8 +208,6 @@ PGT_EXPORT int64_t pgt_pinned_count(const pgt_region *cr)
  * lines are skipped. Returns locked VMAs found.
  */
 int pgt__parse_smaps_locked(const char *buf, size_t len,
-			    void (*fn)(void *arg, uint64_t start, uint64_t end), void *arg);
-int pgt__parse_smaps_locked(const char *buf, size_t len,
 			    void (*fn)(void *arg, uint64_t start, uint64_t end), void *arg)
 {
 	uint64_t start = 0, end = 0;

@@ -118,7 +118,18 @@ uint64_t pgt__pin_count(const struct pgt_rel *rel, uint64_t u0, uint64_t n);
 bool pgt__pin_test(const struct pgt_rel *rel, uint64_t u);
 void pgt__pin_fini(struct pgt_rel *rel);
 
-/* account.c */
+/*
+ * pinned.c: for each VMA of smaps text whose VmFlags hold "lo", report
+ * [start, end). Bounded by @len. Returns locked VMAs found.
+ */
+int pgt__parse_smaps_locked(const char *buf, size_t len,
+			    void (*fn)(void *arg, uint64_t start, uint64_t end), void *arg);
+
+/* account.c: the value of line "<key>[: ]number[ kB]" of NUL-terminated
+ * @buf, in bytes when the unit is kB. 0, -ENOENT or -EBADMSG. */
+int pgt__kv_get(const char *buf, const char *key, uint64_t *val);
+
+/* age.c */
 void pgt__age_fini(struct pgt_region *r, struct pgt_rel *rel);
 size_t pgt__age_bytes(const struct pgt_rel *rel);
 

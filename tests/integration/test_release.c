@@ -689,6 +689,200 @@ static void test_bad_input(void **state)
 	close_region(&f);
 }
 
+/* ------------------------------------------------------------------ */
+/* Accounting, zero pages, write age                                   */
+/* ------------------------------------------------------------------ */
+
+static void test_account_anon(void **state)
+{
+	struct pgt_account a = { .size = sizeof(a) }, x = { .size = sizeof(x) };
+	pgt_dirty_view *v = NULL;
+	struct fx f;
+
+	(void)state;
+	if (open_region(&f, PGT_BACKING_ANON, 16 * MiB, PGT_TRACK_DIRTY, PGT_DIRTY_AUTO) &&
+	    open_region(&f, PGT_BACKING_ANON, 16 * MiB, 0, PGT_DIRTY_NONE))
+		fail_msg("no anonymous region");
+	if (f.info.dirty_method != PGT_DIRTY_NONE)
+		assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
+	fill(&f, 0, 8 * MiB, 1);
+	assert_int_equal(pgt_release(f.eng, GPA0, 2 * MiB, 0, NULL), 512);
+	assert_int_equal(pgt_pin(f.eng, GPA0 + 4 * MiB, MiB), 0);
+	assert_int_equal(pgt_account_region(f.r, 0, &a), 0);
+	assert_int_equal(a.total.configured, 16 * MiB);
+	assert_int_equal(a.total.resident, 6 * MiB);
+	assert_int_equal(a.total.touched, 6 * MiB); /* = resident without touch tracking */
+	assert_int_equal(a.total.released, 2 * MiB);
+	assert_int_equal(a.total.pinned, MiB);
+	assert_int_equal(a.total.partial_hugepages, 0);
+	if (v)
+		assert_int_equal(a.total.dirty, 6 * MiB); /* written, released ones excluded */
+	assert_int_equal(a.resident_anon, 6 * MiB);
+	assert_int_equal(a.nnodes, 1);
+	assert_int_equal(a.node[0].resident, 6 * MiB);
+	assert_true(a.metadata > 0);
+	/* the kernel agrees on where the pages are */
+	assert_int_equal(pgt_account_region(f.r, PGT_ACCOUNT_NUMA_EXACT, &x), 0);
+	assert_int_equal(x.total.resident, a.total.resident);
+	assert_int_equal(x.total.released, a.total.released);
+	assert_int_equal(x.total.pinned, a.total.pinned);
+	assert_int_equal(x.total.dirty, a.total.dirty);
+	assert_int_equal(x.node[0].resident, 6 * MiB);
+	assert_int_equal(pgt_account_engine(f.eng, 0, &x), 0);
+	assert_int_equal(x.total.resident, a.total.resident);
+	assert_int_equal(pgt_account_region(f.r, 1u << 9, &x), -EINVAL);
+	x.size = 0;
+	assert_int_equal(pgt_account_region(f.r, 0, &x), -EINVAL);
+	if (v) {
+		struct pgt_harvest h = { .size = sizeof(h) };
+
+		/* what the snapshot collected still reaches the view */
+		assert_int_equal(pgt_dirty_harvest(v, &h), 1536);
+		pgt_dirty_view_close(v);
+	}
+	close_region(&f);
+}
+
+static void test_account_hugetlb_and_explain(void **state)
+{
+	struct pgt_account a = { .size = sizeof(a) };
+	struct pgt_host_usage u = { .size = sizeof(u) };
+	struct pgt_explain_line lines[64];
+	struct fx f;
+	int n;
+
+	(void)state;
+	if (hugetlb_skip(8))
+		return;
+	assert_int_equal(open_region(&f, PGT_BACKING_HUGETLB, 8 * MiB, 0, PGT_DIRTY_NONE), 0);
+	fill(&f, 0, 6 * MiB, 1);
+	assert_int_equal(pgt_release(f.eng, GPA0 + 2 * MiB, MiB, 0, NULL), 256);
+	assert_int_equal(pgt_account_engine(f.eng, 0, &a), 0);
+	assert_int_equal(a.total.resident, 6 * MiB);
+	assert_int_equal(a.resident_hugetlb, 6 * MiB);
+	assert_int_equal(a.resident_anon, 0);
+	assert_int_equal(a.total.partial_hugepages, 1);
+	assert_int_equal(a.total.released, MiB);
+	assert_int_equal(pgt_host_usage(&u), 0);
+	assert_true(u.hugetlb >= 6 * MiB); /* our mapping, in HugetlbPages */
+	n = pgt_explain(&a, &u, lines, 64);
+	assert_true(n > 10);
+	for (int i = 0; i < n; i++)
+		if (!strcmp(lines[i].key, "hugetlb.guest"))
+			assert_int_equal(lines[i].bytes, 6 * MiB);
+	close_region(&f);
+}
+
+static void test_zero_scan(void **state)
+{
+	struct pgt_zero_result z = { .size = sizeof(z) };
+	struct pgt_account a = { .size = sizeof(a) };
+	uint64_t anon0;
+	struct fx f;
+
+	(void)state;
+	assert_int_equal(open_region(&f, PGT_BACKING_ANON, 8 * MiB, 0, PGT_DIRTY_NONE), 0);
+	fill(&f, 0, 4 * MiB, 0);           /* resident, zero */
+	fill(&f, 4 * MiB, 2 * MiB, 0x42);  /* resident, data */
+	((uint8_t *)f.info.addr)[MiB + 4095] = 1; /* one zero page less */
+	assert_int_equal(pgt_zero_scan(f.r, 0, &z), 4 * MiB - UNIT);
+	assert_int_equal(z.scanned, 6 * MiB);
+	assert_int_equal(z.released, 0);
+	assert_int_equal(pgt_account_region(f.r, 0, &a), 0);
+	assert_int_equal(a.total.zero, 4 * MiB - UNIT);
+	/* releasing needs the guest paused */
+	assert_int_equal(pgt_zero_scan(f.r, PGT_ZERO_RELEASE, &z), -EBUSY);
+	assert_int_equal(pgt_pin(f.eng, GPA0, UNIT), 0);
+	anon0 = rss_field("Anonymous:");
+	assert_int_equal(pgt_zero_scan(f.r, PGT_ZERO_RELEASE | PGT_ZERO_PAUSED, &z), 4 * MiB - UNIT);
+	assert_int_equal(z.released, 4 * MiB - 2 * UNIT); /* the pinned one stays */
+	assert_true(anon0 - rss_field("Anonymous:") >= 4 * MiB - 3 * UNIT);
+	assert_int_equal(pgt_released_count(f.r), 1022);
+	assert_int_equal(pgt_released_test(f.eng, GPA0 + MiB), 0);
+	assert_int_equal(((uint8_t *)f.info.addr)[MiB + 4095], 1);
+	assert_int_equal(((uint8_t *)f.info.addr)[5 * MiB], 0x42);
+	assert_int_equal(pgt_account_region(f.r, 0, &a), 0);
+	assert_int_equal(a.total.zero, UNIT); /* the pinned zero page */
+	assert_int_equal(pgt_zero_scan(f.r, 1u << 5, &z), -EINVAL);
+	close_region(&f);
+}
+
+static void test_zero_scan_hugetlb(void **state)
+{
+	struct pgt_zero_result z = { .size = sizeof(z) };
+	struct fx f;
+
+	(void)state;
+	if (hugetlb_skip(8))
+		return;
+	assert_int_equal(open_region(&f, PGT_BACKING_HUGETLB, 6 * MiB, 0, PGT_DIRTY_NONE), 0);
+	fill(&f, 0, 4 * MiB, 0);                   /* pages 0 and 1 resident */
+	((uint8_t *)f.info.addr)[2 * MiB + 7 * UNIT] = 9; /* one piece of page 1 */
+	assert_int_equal(memfd_hugepages(&f), 2);
+	assert_int_equal(pgt_zero_scan(f.r, PGT_ZERO_RELEASE | PGT_ZERO_PAUSED, &z),
+			 4 * MiB - UNIT);
+	assert_int_equal(z.scanned, 4 * MiB);
+	assert_int_equal(memfd_hugepages(&f), 1); /* page 0 freed, page 1 kept */
+	assert_int_equal(pgt_released_count(f.r), 512 + 511);
+	assert_int_equal(((uint8_t *)f.info.addr)[2 * MiB + 7 * UNIT], 9);
+	close_region(&f);
+}
+
+static void test_age_histogram(void **state)
+{
+	struct pgt_age_histogram h = { .size = sizeof(h) }, hn = { .size = sizeof(hn) };
+	volatile uint8_t *m;
+	struct fx f;
+
+	(void)state;
+	if (open_region(&f, PGT_BACKING_ANON, 4 * MiB, PGT_TRACK_DIRTY, PGT_DIRTY_AUTO)) {
+		pgt_skip("no dirty tracking method works here");
+		return;
+	}
+	m = f.info.addr;
+	assert_int_equal(pgt_age_start(f.r), 0);
+	assert_int_equal(pgt_age_start(f.r), -EALREADY);
+	for (int p = 0; p < 10; p++)
+		m[p * UNIT] = 1;
+	assert_int_equal(pgt_age_sample(f.r), 10);      /* epoch 1 */
+	for (int p = 0; p < 5; p++)
+		m[p * UNIT] = 2;
+	assert_int_equal(pgt_age_sample(f.r), 5);       /* epoch 2 */
+	assert_int_equal(pgt_age_sample(f.r), 0);       /* epoch 3 */
+	m[20 * UNIT] = 3;
+	assert_int_equal(pgt_age_sample(f.r), 1);       /* epoch 4 */
+	assert_int_equal(pgt_age_histogram(f.r, &h), 0);
+	assert_int_equal(h.epoch, 4);
+	assert_int_equal(h.pages, 1024);
+	/* buckets: 0 = this epoch, k = age in [2^(k-1), 2^k), last = never */
+	assert_int_equal(h.write[0], 1);     /* page 20 */
+	assert_int_equal(h.write[2], 10);    /* pages 0-4 age 2, pages 5-9 age 3 */
+	assert_int_equal(h.write[1], 0);
+	assert_int_equal(h.write[PGT_AGE_BUCKETS - 1], 1024 - 11);
+	assert_int_equal(h.touch[2], 10);    /* first written at epoch 1: age 3 */
+	assert_int_equal(h.touch[0], 1);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pgt_age_sample(f.r), 0);  /* epochs 5-7 */
+	assert_int_equal(pgt_age_histogram(f.r, &h), 0);
+	assert_int_equal(h.epoch, 7);
+	assert_int_equal(h.write[3], 10);    /* ages 5 and 6, in [4, 8) */
+	assert_int_equal(h.write[2], 1);     /* page 20: age 3 */
+	/* a released page has no age */
+	assert_int_equal(pgt_release(f.eng, GPA0 + 20 * UNIT, UNIT, 0, NULL), 1);
+	assert_int_equal(pgt_age_histogram(f.r, &h), 0);
+	assert_int_equal(h.pages, 1023);
+	assert_int_equal(h.write[0], 0);
+	assert_int_equal(pgt_age_histogram_node(f.eng, -1, &hn), 1);
+	assert_int_equal(hn.pages, 1023);
+	assert_int_equal(pgt_age_histogram_node(f.eng, 5, &hn), 0);
+	/* the internal view holds the region until age tracking stops */
+	assert_int_equal(pgt_region_destroy(f.r), -EBUSY);
+	assert_int_equal(pgt_age_stop(f.r), 0);
+	assert_int_equal(pgt_age_stop(f.r), -EINVAL);
+	assert_int_equal(pgt_age_sample(f.r), -EINVAL);
+	close_region(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -706,6 +900,11 @@ int main(void)
 		cmocka_unit_test(test_pinned_hugetlb_and_limit),
 		cmocka_unit_test(test_pinned_discover_mlock),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_account_anon),
+		cmocka_unit_test(test_account_hugetlb_and_explain),
+		cmocka_unit_test(test_zero_scan),
+		cmocka_unit_test(test_zero_scan_hugetlb),
+		cmocka_unit_test(test_age_histogram),
 	};
 
 	pgt_probe(&probe);
