@@ -354,6 +354,18 @@ static inline bool pgt__shardmap_test(const struct pgt_shardmap *m, uint64_t i)
 	return pgt__bitmap_test(&s->bm, i - s->first);
 }
 
+/* 64-bit word @w of the map (bits 64w .. 64w+63), relaxed; 0 past the end.
+ * Shards own whole words, so a word is never split between two. */
+static inline uint64_t pgt__shardmap_word(const struct pgt_shardmap *m, size_t w)
+{
+	const struct pgt_shard *s;
+
+	if (!m->n || (uint64_t)w * 64 >= m->nbits)
+		return 0;
+	s = pgt__shardmap_find(m, (uint64_t)w * 64);
+	return atomic_load_explicit(&s->bm.words[w - s->first / 64], memory_order_relaxed);
+}
+
 void pgt__shardmap_set_range(struct pgt_shardmap *m, uint64_t first, uint64_t n);
 void pgt__shardmap_clear_range(struct pgt_shardmap *m, uint64_t first, uint64_t n);
 void pgt__shardmap_zero(struct pgt_shardmap *m);

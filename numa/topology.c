@@ -393,8 +393,10 @@ static int load_hwloc(struct pgt_topology *t, const char *spec, const struct tlo
 		nd->cache[2] = cache_bytes(hw, o->cpuset, HWLOC_OBJ_L3CACHE);
 	}
 	t->nnodes = (unsigned)n;
+	/* HWLOC_SYNTHETIC / HWLOC_XMLFILE in the environment also give a
+	 * topology that is not this machine's */
 	t->this_system = hwloc_topology_is_thissystem(hw) && !desc;
-	t->source = desc ? PGT_TOPO_SYNTHETIC : PGT_TOPO_HWLOC;
+	t->source = t->this_system ? PGT_TOPO_HWLOC : PGT_TOPO_SYNTHETIC;
 	t->hw = hw;
 	ret = finish(t);
 	if (!ret)
