@@ -1,0 +1,752 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgtrack-sim reports: the summary on stdout, the JSON report (json-c) and
+ * the SVG heat map (plain text; every string that reaches it is escaped).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "tools/sim.h"
+
+#define REPORT_SCHEMA "pgtrack-sim-report/1"
+
+/* ---------------------------------------------------------------- */
+/* Figures shared by the summary and the JSON                        */
+/* ---------------------------------------------------------------- */
+
+struct views_fig {
+	uint64_t kernel_passes;
+	uint64_t kernel_reported;
+	uint64_t views_open;
+	uint64_t mig_pages;
+};
+
+static void views_figures(struct sim *s, struct views_fig *v)
+{
+	struct pgt_region_stats st = { .size = sizeof(st) };
+
+	memset(v, 0, sizeof(*v));
+	if (s->r && !pgt_region_stats(s->r, &st)) {
+		v->kernel_passes = st.harvests;
+		v->kernel_reported = st.dirty_reported;
+		v->views_open = st.views;
+	}
+	for (unsigned i = 0; i < s->nmigs; i++)
+		v->mig_pages += s->migs[i].view_pages;
+}
+
+static uint64_t hp_size(void)
+{
+	uint64_t v = sim_meminfo("Hugepagesize");
+
+	return v ? v : 2ULL << 20;
+}
+
+/* Released memory as the host sees it: HugePages_Free for hugetlb, RSS
+ * otherwise (the one the backing charges). */
+static bool release_visible(struct sim *s, const struct balloon_report *b, uint64_t *seen)
+{
+	if (s->info.backing == PGT_BACKING_HUGETLB)
+		*seen = (b->hp_free_peak - b->hp_free_before) * hp_size();
+	else
+		*seen = b->rss_before > b->rss_min ? b->rss_before - b->rss_min : 0;
+	return b->freed_bytes == 0 || *seen > 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Summary                                                           */
+/* ---------------------------------------------------------------- */
+
+void sim_print_summary(struct sim *s, FILE *f)
+{
+	const struct sim_config *c = &s->cfg;
+	const struct balloon_report *b = sim_balloon_report(s);
+	struct views_fig vf;
+	char b1[32], b2[32], b3[32], b4[32], b5[32];
+
+	views_figures(s, &vf);
+	fprintf(f, "\npgtrack-sim %s: %s guest, %u vCPUs, ran %.1f s\n", pgt_version(),
+		sim_bytes(c->memory, b1, sizeof(b1)), c->vcpus, sim_elapsed(s));
+	fprintf(f, "  guest RAM   %s; %s tracking at %s\n", s->backing_why,
+		pgt_dirty_method_name(s->info.dirty_method),
+		sim_bytes(s->info.page_size, b1, sizeof(b1)));
+	for (unsigned i = 0; i < s->nwls; i++) {
+		const struct wl *w = &s->wls[i];
+
+		fprintf(f, "  vCPU %u      %-6s over %8s: %" PRIu64 " page writes", w->vcpu,
+			sim_wl_name(w->kind), sim_bytes(w->a.n * SIM_UNIT, b1, sizeof(b1)),
+			atomic_load(&w->writes));
+		if (w->kind == WL_CHURN)
+			fprintf(f, ", %" PRIu64 " allocations, %" PRIu64 " frees, %s reported",
+				atomic_load(&w->allocs), atomic_load(&w->frees),
+				sim_bytes(atomic_load(&w->reported) * SIM_UNIT, b2, sizeof(b2)));
+		fputc('\n', f);
+	}
+	if (s->ring.n)
+		fprintf(f, "  device      %" PRIu64 " DMA page writes into a %s ring, %" PRIu64
+			" log merges (%" PRIu64 " pages), %" PRIu64 " bad log entries dropped\n",
+			atomic_load(&s->dev.writes), sim_bytes(s->ring.n * SIM_UNIT, b1, sizeof(b1)),
+			atomic_load(&s->dev.merges), atomic_load(&s->dev.merged_pages),
+			atomic_load(&s->dev.rejected));
+
+	for (unsigned i = 0; i < s->nmigs; i++) {
+		const struct migration *m = &s->migs[i];
+
+		fprintf(f, "  migrate     %g Gbit/s: ", m->link_gbit);
+		if (!m->nrounds) {
+			fprintf(f, "%s\n", m->error ? strerror(-m->error) : m->end_reason);
+			continue;
+		}
+		fprintf(f, "%s after %u pre-copy round%s; sent %" PRIu64 " pages, %s; final "
+			"stop-and-copy %" PRIu64 " pages, estimated downtime %.1f ms (budget %g ms), "
+			"measured %.1f ms\n",
+			m->converged ? "converged" : !strcmp(m->end_reason, "max rounds")
+				? "NOT converged (max rounds)" : "NOT converged (out of time)",
+			m->nrounds - 1, m->nrounds == 2 ? "" : "s",
+			m->pages_sent, sim_bytes(m->bytes_sent, b1, sizeof(b1)), m->final_pages,
+			m->est_downtime_ms, m->budget_ms, m->downtime_ms);
+		fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
+			" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
+			"%" PRIu64 " released ones skipped)\n",
+			m->dirtied_pages, m->dirtied_not_sent,
+			m->verified ? "identical to the source" : "DIFFERS from the source",
+			m->verify_units, m->released_skipped);
+	}
+	if (s->nsnaps) {
+		uint64_t total = 0;
+
+		fprintf(f, "  snapshots  ");
+		for (size_t i = 0; i < s->nsnaps; i++) {
+			fprintf(f, " #%u %s%s", s->snaps[i].index, s->snaps[i].full ? "full " : "+",
+				sim_bytes(s->snaps[i].bytes, b1, sizeof(b1)));
+			total += s->snaps[i].bytes;
+		}
+		fprintf(f, "  (chain %s)\n", sim_bytes(total, b1, sizeof(b1)));
+	}
+	if (b && b->ran) {
+		uint64_t seen = 0;
+		bool vis = release_visible(s, b, &seen);
+
+		fprintf(f, "  balloon     target %s %s", sim_bytes(b->target, b1, sizeof(b1)),
+			b->reached ? "reached" : "NOT reached");
+		if (b->reached)
+			fprintf(f, " in %.1f s", b->reach_seconds);
+		if (b->refused_target)
+			fprintf(f, "; %s refused first (%s: safe limit %s, pinned %s)",
+				sim_bytes(b->refused_target, b2, sizeof(b2)),
+				b->refused_error ? strerror(-b->refused_error) : "accepted",
+				sim_bytes(b->limit, b3, sizeof(b3)), sim_bytes(b->pinned, b4, sizeof(b4)));
+		fputc('\n', f);
+		fprintf(f, "              ballooned %s, free page reporting %s, host freed %s; "
+			"%s refused as pinned; %" PRIu64 " large pages partly released (%s in 4 KiB "
+			"pieces)\n",
+			sim_bytes(b->released_bytes, b1, sizeof(b1)),
+			sim_bytes(b->reported_bytes, b2, sizeof(b2)),
+			sim_bytes(b->freed_bytes, b3, sizeof(b3)),
+			sim_bytes(b->refused_pinned, b4, sizeof(b4)), b->partial_pages,
+			sim_bytes(b->partial_units * SIM_UNIT, b5, sizeof(b5)));
+		if (s->info.backing == PGT_BACKING_HUGETLB)
+			fprintf(f, "              host: HugePages_Free %" PRIu64 " -> %" PRIu64
+				" (+%s)", b->hp_free_before, b->hp_free_peak,
+				sim_bytes(seen, b1, sizeof(b1)));
+		else
+			fprintf(f, "              host: RSS %s -> %s (-%s)",
+				sim_bytes(b->rss_before, b1, sizeof(b1)),
+				sim_bytes(b->rss_min, b2, sizeof(b2)), sim_bytes(seen, b3, sizeof(b3)));
+		fprintf(f, ", guest resident %s -> %s, cgroup %s -> %s%s\n",
+			sim_bytes(b->resident_before, b1, sizeof(b1)),
+			sim_bytes(b->resident_min, b2, sizeof(b2)),
+			sim_bytes(b->cg_before, b3, sizeof(b3)), sim_bytes(b->cg_min, b4, sizeof(b4)),
+			vis ? "" : "  (release NOT visible to the host)");
+		if (b->deflate_target)
+			fprintf(f, "              deflate to %s %s, %s taken back\n",
+				sim_bytes(b->deflate_target, b1, sizeof(b1)),
+				b->deflate_reached ? "reached" : "not reached",
+				sim_bytes(b->reclaimed_bytes, b2, sizeof(b2)));
+	}
+	fprintf(f, "  views       one tracker, %" PRIu64 " kernel passes reporting %" PRIu64
+		" pages; each consumer got its own: sampler %" PRIu64 ", snapshots %" PRIu64
+		", migrations %" PRIu64 " pages\n",
+		vf.kernel_passes, vf.kernel_reported, s->sampler_pages, s->snap_pages_total,
+		vf.mig_pages);
+	if (b && b->explain[0]) {
+		fprintf(f, "  memory, guest vs process vs cgroup (pgt_explain):\n");
+		for (const char *p = b->explain; *p;) {
+			const char *e = strchr(p, '\n');
+			int len = e ? (int)(e - p) : (int)strlen(p);
+
+			fprintf(f, "    %.*s\n", len, p);
+			p += len + (e ? 1 : 0);
+		}
+	}
+	fflush(f);
+}
+
+/* ---------------------------------------------------------------- */
+/* JSON                                                              */
+/* ---------------------------------------------------------------- */
+
+static void add(json_object *o, const char *k, json_object *v)
+{
+	json_object_object_add(o, k, v);
+}
+
+static json_object *ju(uint64_t v)
+{
+	return json_object_new_uint64(v);
+}
+
+static json_object *jd(double v)
+{
+	return json_object_new_double(isfinite(v) ? v : 0);
+}
+
+static json_object *jb(bool v)
+{
+	return json_object_new_boolean(v);
+}
+
+static json_object *js(const char *v)
+{
+	return json_object_new_string(v ? v : "");
+}
+
+static json_object *config_json(const struct sim *s)
+{
+	const struct sim_config *c = &s->cfg;
+	json_object *o = json_object_new_object(), *a;
+
+	add(o, "memory_bytes", ju(c->memory));
+	add(o, "vcpus", ju(c->vcpus));
+	add(o, "backing", js(c->backing ? pgt_backing_name(c->backing) : "auto"));
+	add(o, "dirty_method", js(pgt_dirty_method_name(c->dirty_method)));
+	add(o, "touch", jb(c->touch));
+	add(o, "workloads", js(c->workloads));
+	add(o, "duration_s", jd(c->duration));
+	add(o, "interval_s", jd(c->interval));
+	a = json_object_new_array();
+	if (c->scenarios & SC_MIGRATE)
+		json_object_array_add(a, js("migrate"));
+	if (c->scenarios & SC_BALLOON)
+		json_object_array_add(a, js("balloon"));
+	if (c->scenarios & SC_SNAPSHOT)
+		json_object_array_add(a, js("snapshot"));
+	add(o, "scenarios", a);
+	a = json_object_new_array();
+	for (unsigned i = 0; i < c->nlinks; i++)
+		json_object_array_add(a, jd(c->link[i]));
+	add(o, "link_gbit", a);
+	add(o, "downtime_budget_ms", jd(c->downtime_ms));
+	add(o, "max_rounds", ju(c->max_rounds));
+	add(o, "balloon_target_bytes", ju(c->balloon_target));
+	add(o, "device", jb(c->device));
+	add(o, "seed", ju(c->seed));
+	return o;
+}
+
+static json_object *migration_json(const struct sim *s, const struct migration *m)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+	(void)s;
+	add(o, "link_gbit", jd(m->link_gbit));
+	add(o, "budget_ms", jd(m->budget_ms));
+	add(o, "max_rounds", ju(m->max_rounds));
+	add(o, "started_s", jd(m->t_start));
+	add(o, "ended_s", jd(m->t_end));
+	for (unsigned i = 0; i < m->nrounds; i++) {
+		json_object *r = json_object_new_object();
+
+		add(r, "round", ju(m->rounds[i].round));
+		add(r, "stop_and_copy", jb(i + 1 == m->nrounds));
+		add(r, "pages", ju(m->rounds[i].pages));
+		add(r, "bytes", ju(m->rounds[i].bytes));
+		add(r, "seconds", jd(m->rounds[i].seconds));
+		add(r, "dirty_after_ms", jd(m->rounds[i].est_downtime_ms));
+		json_object_array_add(a, r);
+	}
+	add(o, "rounds", a);
+	/* pre-copy rounds, the stop-and-copy not counted */
+	add(o, "rounds_count", ju(m->nrounds ? m->nrounds - 1 : 0));
+	add(o, "pages_sent", ju(m->pages_sent));
+	add(o, "bytes_sent", ju(m->bytes_sent));
+	add(o, "first_round_pages", ju(m->first_round_pages));
+	add(o, "final_pages", ju(m->final_pages));
+	add(o, "estimated_downtime_ms", jd(m->est_downtime_ms));
+	add(o, "measured_downtime_ms", jd(m->downtime_ms));
+	add(o, "converged", jb(m->converged));
+	add(o, "end_reason", js(m->end_reason));
+	add(o, "throughput_bytes_per_s", jd(m->throughput));
+	add(o, "dirtied_pages", ju(m->dirtied_pages));
+	add(o, "dirtied_not_sent", ju(m->dirtied_not_sent));
+	add(o, "view_pages", ju(m->view_pages));
+	add(o, "verify_units", ju(m->verify_units));
+	add(o, "verify_mismatch", ju(m->verify_mismatch));
+	add(o, "released_skipped", ju(m->released_skipped));
+	add(o, "verified", jb(m->verified));
+	add(o, "error", m->error ? js(strerror(-m->error)) : NULL);
+	return o;
+}
+
+static json_object *balloon_json(struct sim *s, const struct balloon_report *b)
+{
+	json_object *o = json_object_new_object();
+	uint64_t seen = 0;
+	bool vis;
+
+	if (!b || !b->ran) {
+		add(o, "ran", jb(false));
+		return o;
+	}
+	vis = release_visible(s, b, &seen);
+	add(o, "ran", jb(true));
+	add(o, "configured_bytes", ju(b->configured));
+	add(o, "target_bytes", ju(b->target));
+	add(o, "reached", jb(b->reached));
+	add(o, "reach_seconds", jd(b->reach_seconds));
+	add(o, "tolerance_bytes", ju(b->tolerance));
+	add(o, "exact_on_target", jb(b->exact));
+	add(o, "reasks", ju(b->reasks));
+	add(o, "refused_target_bytes", ju(b->refused_target));
+	add(o, "refused_error", b->refused_error ? js(strerror(-b->refused_error)) : NULL);
+	add(o, "safe_limit_bytes", ju(b->limit));
+	add(o, "pinned_bytes", ju(b->pinned));
+	add(o, "kept_bytes", ju(b->kept));
+	add(o, "ballooned_bytes", ju(b->released_bytes));
+	add(o, "reported_bytes", ju(b->reported_bytes));
+	add(o, "reclaimed_bytes", ju(b->reclaimed_bytes));
+	add(o, "freed_bytes", ju(b->freed_bytes));
+	add(o, "refused_pinned_bytes", ju(b->refused_pinned));
+	add(o, "partial_large_pages", ju(b->partial_pages));
+	add(o, "partial_released_bytes", ju(b->partial_units * SIM_UNIT));
+	add(o, "deflate_target_bytes", ju(b->deflate_target));
+	add(o, "deflate_reached", jb(b->deflate_reached));
+	add(o, "balloon_calls", ju(b->balloon_calls));
+	add(o, "hugepages_free_before", ju(b->hp_free_before));
+	add(o, "hugepages_free_peak", ju(b->hp_free_peak));
+	add(o, "host_rss_before_bytes", ju(b->rss_before));
+	add(o, "host_rss_min_bytes", ju(b->rss_min));
+	add(o, "cgroup_before_bytes", ju(b->cg_before));
+	add(o, "cgroup_min_bytes", ju(b->cg_min));
+	add(o, "resident_before_bytes", ju(b->resident_before));
+	add(o, "resident_min_bytes", ju(b->resident_min));
+	add(o, "host_saw_bytes", ju(seen));
+	add(o, "host_saw_via", js(s->info.backing == PGT_BACKING_HUGETLB ? "HugePages_Free" : "RSS"));
+	add(o, "release_visible", jb(vis));
+	add(o, "explain", js(b->explain));
+	return o;
+}
+
+static json_object *heat_json(const struct sim *s, const uint32_t *h)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t k = 0; k < s->nsamples; k++) {
+		json_object *col = json_object_new_array();
+
+		for (unsigned r = 0; r < s->rows; r++)
+			json_object_array_add(col, ju(h[k * s->rows + r]));
+		json_object_array_add(a, col);
+	}
+	return a;
+}
+
+/* The library's own rendering, parsed: also proves it is valid JSON. */
+static json_object *engine_stats_json(struct sim *s, char *err, size_t n)
+{
+	int64_t need = pgt_stats_render(s->eng, PGT_STATS_JSON, NULL, 0);
+	char *buf;
+	json_object *o;
+
+	if (need < 0) {
+		snprintf(err, n, "pgt_stats_render: %s", strerror((int)-need));
+		return NULL;
+	}
+	buf = malloc((size_t)need + 4096);
+	if (!buf) {
+		snprintf(err, n, "out of memory");
+		return NULL;
+	}
+	need = pgt_stats_render(s->eng, PGT_STATS_JSON, buf, (size_t)need + 4096);
+	if (need < 0) {
+		snprintf(err, n, "pgt_stats_render: %s", strerror((int)-need));
+		free(buf);
+		return NULL;
+	}
+	o = json_tokener_parse(buf);
+	if (!o)
+		snprintf(err, n, "the library's stats JSON does not parse");
+	free(buf);
+	return o;
+}
+
+int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
+{
+	json_object *root = json_object_new_object(), *o, *a;
+	const struct balloon_report *b = sim_balloon_report(s);
+	struct views_fig vf;
+	bool mig_ok = true, sent_ge = true;
+	const char *txt;
+
+	views_figures(s, &vf);
+	add(root, "schema", js(REPORT_SCHEMA));
+	add(root, "tool", js("pgtrack-sim"));
+	add(root, "version", js(pgt_version()));
+	add(root, "config", config_json(s));
+
+	o = json_object_new_object();
+	add(o, "memory_bytes", ju(s->info.length));
+	add(o, "backing", js(pgt_backing_name((int)s->info.backing)));
+	add(o, "backing_reason", js(s->backing_why));
+	add(o, "page_size_bytes", ju(s->info.page_size));
+	add(o, "pages", ju(s->npages));
+	add(o, "dirty_method", js(pgt_dirty_method_name(s->info.dirty_method)));
+	add(o, "touch_tracking", jb(s->cfg.touch));
+	add(o, "hugepages_free_at_start", ju(s->hp_free_at_start));
+	add(root, "guest", o);
+	add(root, "elapsed_s", jd(sim_elapsed(s)));
+
+	a = json_object_new_array();
+	for (unsigned i = 0; i < s->nwls; i++) {
+		const struct wl *w = &s->wls[i];
+
+		o = json_object_new_object();
+		add(o, "vcpu", ju(w->vcpu));
+		add(o, "kind", js(sim_wl_name(w->kind)));
+		add(o, "gpa", ju(sim_unit_gpa(s, w->a.first)));
+		add(o, "area_bytes", ju(w->a.n * SIM_UNIT));
+		add(o, "writes", ju(atomic_load(&w->writes)));
+		add(o, "allocs", ju(atomic_load(&w->allocs)));
+		add(o, "frees", ju(atomic_load(&w->frees)));
+		add(o, "reported_pages", ju(atomic_load(&w->reported)));
+		add(o, "reclaimed_pages", ju(atomic_load(&w->reclaimed)));
+		json_object_array_add(a, o);
+	}
+	add(root, "workloads", a);
+
+	o = json_object_new_object();
+	add(o, "enabled", jb(s->ring.n > 0));
+	add(o, "ring_gpa", ju(sim_unit_gpa(s, s->ring.first)));
+	add(o, "ring_bytes", ju(s->ring.n * SIM_UNIT));
+	add(o, "own_mapping", jb(s->dev.alias));
+	add(o, "writes", ju(atomic_load(&s->dev.writes)));
+	add(o, "merges", ju(atomic_load(&s->dev.merges)));
+	add(o, "merged_pages", ju(atomic_load(&s->dev.merged_pages)));
+	add(o, "rejected_log_entries", ju(atomic_load(&s->dev.rejected)));
+	add(root, "device", o);
+
+	a = json_object_new_array();
+	for (size_t i = 0; i < s->nsamples; i++) {
+		const struct sample *x = &s->samples[i];
+
+		o = json_object_new_object();
+		add(o, "t", jd(x->t));
+		add(o, "phase", js(x->phase));
+		add(o, "touched_bytes", ju(x->touched_bytes));
+		add(o, "dirty_pages", ju(x->dirty_pages));
+		add(o, "dirty_bytes_per_s", jd(x->dirty_rate));
+		add(o, "released_bytes", ju(x->released));
+		add(o, "resident_bytes", ju(x->resident));
+		add(o, "pinned_bytes", ju(x->pinned));
+		add(o, "guest_bytes", ju(x->guest_bytes));
+		add(o, "host_rss_bytes", ju(x->host_rss));
+		add(o, "host_hugetlb_bytes", ju(x->host_hugetlb));
+		add(o, "cgroup_bytes", ju(x->cg_usage));
+		add(o, "hugepages_free", ju(x->hp_free));
+		add(o, "mem_available_bytes", ju(x->mem_available));
+		add(o, "balloon_target_bytes", ju(x->balloon_target));
+		json_object_array_add(a, o);
+	}
+	add(root, "timeline", a);
+
+	a = json_object_new_array();
+	for (unsigned i = 0; i < s->nmigs; i++) {
+		const struct migration *m = &s->migs[i];
+
+		json_object_array_add(a, migration_json(s, m));
+		if (m->nrounds) {
+			mig_ok &= m->verified;
+			sent_ge &= m->pages_sent >= m->dirtied_pages;
+		}
+	}
+	add(root, "migrations", a);
+
+	a = json_object_new_array();
+	{
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < s->nsnaps; i++) {
+			o = json_object_new_object();
+			add(o, "index", ju(s->snaps[i].index));
+			add(o, "kind", js(s->snaps[i].full ? "full" : "incremental"));
+			add(o, "t", jd(s->snaps[i].t));
+			add(o, "pages", ju(s->snaps[i].pages));
+			add(o, "bytes", ju(s->snaps[i].bytes));
+			json_object_array_add(a, o);
+			total += s->snaps[i].bytes;
+		}
+		add(root, "snapshots", a);
+		add(root, "snapshot_chain_bytes", ju(total));
+	}
+	add(root, "balloon", balloon_json(s, b));
+
+	o = json_object_new_object();
+	add(o, "kernel_passes", ju(vf.kernel_passes));
+	add(o, "kernel_reported_pages", ju(vf.kernel_reported));
+	add(o, "sampler_pages", ju(s->sampler_pages));
+	add(o, "snapshot_pages", ju(s->snap_pages_total));
+	add(o, "migration_pages", ju(vf.mig_pages));
+	add(o, "open_at_end", ju(vf.views_open));
+	add(root, "views", o);
+
+	o = engine_stats_json(s, err, n);
+	if (!o) {
+		json_object_put(root);
+		return -1;
+	}
+	add(root, "engine_stats", o);
+
+	o = json_object_new_object();
+	add(o, "rows", ju(s->rows));
+	add(o, "pages_per_row", ju(s->pages_per_row));
+	add(o, "page_size_bytes", ju(s->info.page_size));
+	add(o, "interval_s", jd(s->cfg.interval));
+	add(o, "dirty", heat_json(s, s->heat_dirty));
+	add(o, "touched", heat_json(s, s->heat_touch));
+	add(root, "heatmap", o);
+
+	o = json_object_new_object();
+	add(o, "migrations_verified", jb(mig_ok));
+	add(o, "pages_sent_ge_dirtied", jb(sent_ge));
+	if (b && b->ran) {
+		uint64_t seen;
+
+		add(o, "release_visible_to_host", jb(release_visible(s, b, &seen)));
+	}
+	add(root, "consistency", o);
+
+	txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+					     JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (fputs(txt, f) < 0 || fputc('\n', f) < 0 || fflush(f)) {
+		snprintf(err, n, "%s", strerror(errno));
+		json_object_put(root);
+		return -1;
+	}
+	json_object_put(root);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* SVG heat map                                                      */
+/* ---------------------------------------------------------------- */
+
+static void xml_text(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		default:
+			/* control characters are not allowed in XML 1.0 */
+			if ((unsigned char)*s >= 0x20 || *s == '\t' || *s == '\n')
+				fputc(*s, f);
+		}
+	}
+}
+
+static void text(FILE *f, double x, double y, const char *anchor, int size, const char *fill,
+		 const char *s)
+{
+	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"%d\" fill=\"%s\">",
+		x, y, anchor, size, fill);
+	xml_text(f, s);
+	fputs("</text>\n", f);
+}
+
+/* Colour ramps: dirty is black-red-orange-yellow-white (hot), touched a blue ramp. */
+static void ramp(double v, const double stops[][3], int nstops, char *out, size_t n)
+{
+	double p;
+	int i;
+
+	if (v < 0)
+		v = 0;
+	if (v > 1)
+		v = 1;
+	p = v * (nstops - 1);
+	i = (int)p;
+	if (i >= nstops - 1)
+		i = nstops - 2;
+	p -= i;
+	snprintf(out, n, "#%02x%02x%02x",
+		 (unsigned)(stops[i][0] + (stops[i + 1][0] - stops[i][0]) * p),
+		 (unsigned)(stops[i][1] + (stops[i + 1][1] - stops[i][1]) * p),
+		 (unsigned)(stops[i][2] + (stops[i + 1][2] - stops[i][2]) * p));
+}
+
+static const double hot[][3] = {
+	{ 24, 24, 32 }, { 120, 20, 60 }, { 210, 50, 30 }, { 250, 150, 20 }, { 255, 240, 160 },
+};
+static const double blue[][3] = {
+	{ 24, 24, 32 }, { 30, 60, 120 }, { 50, 130, 200 }, { 150, 210, 250 },
+};
+
+static void band(FILE *f, struct sim *s, const uint32_t *h, double x0, double y0, double cw,
+		 double ch, bool logscale)
+{
+	char col[16];
+
+	for (size_t k = 0; k < s->nsamples; k++) {
+		for (unsigned r = 0; r < s->rows; r++) {
+			double v = (double)h[k * s->rows + r] / (double)s->pages_per_row;
+
+			if (logscale)
+				v = v > 0 ? 0.12 + 0.88 * log10(1 + 999 * v) / 3 : 0;
+			ramp(v, logscale ? hot : blue, logscale ? 5 : 4, col, sizeof(col));
+			fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+				"fill=\"%s\"/>\n", x0 + (double)k * cw, y0 + r * ch, cw + 0.3, ch + 0.3,
+				col);
+		}
+	}
+}
+
+static void y_axis(FILE *f, struct sim *s, double x0, double y0, double h)
+{
+	char lbl[48], b[32];
+
+	for (int i = 0; i <= 4; i++) {
+		uint64_t gpa = s->info.gpa + s->info.length / 4 * (uint64_t)i;
+		double y = y0 + h * i / 4;
+
+		snprintf(lbl, sizeof(lbl), "%s", sim_bytes(gpa, b, sizeof(b)));
+		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\"/>\n",
+			x0 - 4, y, x0, y);
+		text(f, x0 - 6, y + 4, "end", 11, "#ccc", lbl);
+	}
+}
+
+/* Guest layout brackets on the right: where each area lives. */
+static void areas(FILE *f, struct sim *s, double x, double y0, double h)
+{
+	struct lab { const char *name; uint64_t first, n; } a[SIM_MAX_VCPUS * SIM_MAX_WL + 3];
+	unsigned na = 0;
+	char lbl[64];
+
+	if (s->ring.n)
+		a[na++] = (struct lab){ "device ring", s->ring.first, s->ring.n };
+	if (s->cache.n)
+		a[na++] = (struct lab){ "page cache", s->cache.first, s->cache.n };
+	for (unsigned i = 0; i < s->nwls && na < sizeof(a) / sizeof(a[0]); i++)
+		a[na++] = (struct lab){ sim_wl_name(s->wls[i].kind), s->wls[i].a.first,
+					  s->wls[i].a.n };
+	for (unsigned i = 0; i < na; i++) {
+		double ya = y0 + h * (double)a[i].first / (double)s->nunits;
+		double yb = y0 + h * (double)(a[i].first + a[i].n) / (double)s->nunits;
+
+		fprintf(f, "<path d=\"M%.1f %.1f h5 V%.1f h-5\" stroke=\"#aaa\" fill=\"none\"/>\n", x,
+			ya + 1, yb - 1);
+		snprintf(lbl, sizeof(lbl), "%s", a[i].name);
+		if (yb - ya >= 9)
+			text(f, x + 9, (ya + yb) / 2 + 4, "start", 10, "#ccc", lbl);
+	}
+}
+
+int sim_write_svg(struct sim *s, FILE *f, char *err, size_t n)
+{
+	const double left = 80, right = 120, top = 78, bandh_min = 160, gap = 46, bottom = 70;
+	double ch = s->rows ? fmax(2.0, fmin(6.0, 320.0 / s->rows)) : 4;
+	double bandh = fmax(bandh_min, ch * s->rows);
+	double plotw = 760, cw, width, height, y1, y2;
+	double dur = s->nsamples ? s->samples[s->nsamples - 1].t : 1;
+	char lbl[256], b1[32], b2[32];
+
+	if (!s->nsamples) {
+		snprintf(err, n, "no samples: the run was too short for one interval");
+		return -1;
+	}
+	ch = bandh / s->rows;
+	cw = plotw / (double)s->nsamples;
+	width = left + plotw + right;
+	y1 = top;
+	y2 = top + bandh + gap;
+	height = y2 + bandh + bottom;
+
+	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		"viewBox=\"0 0 %.0f %.0f\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
+		width, height, width, height);
+	fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"#16161d\"/>\n");
+	snprintf(lbl, sizeof(lbl), "pgtrack-sim: %s guest, %u vCPUs, %s",
+		 sim_bytes(s->info.length, b1, sizeof(b1)), s->cfg.vcpus, s->backing_why);
+	text(f, left, 24, "start", 15, "#eee", lbl);
+	snprintf(lbl, sizeof(lbl), "x: time (%g s per column)  y: guest-physical address, "
+		 "%" PRIu64 " pages of %s per row",
+		 s->cfg.interval, s->pages_per_row, sim_bytes(s->info.page_size, b2, sizeof(b2)));
+	text(f, left, 42, "start", 11, "#aaa", lbl);
+
+	/* scenario marks above the first band */
+	for (unsigned i = 0; i < s->nmarks; i++) {
+		double xa = left + plotw * s->marks[i].t0 / dur;
+		double xb = left + plotw * fmin(s->marks[i].t1, dur) / dur;
+		double yy = 54 + (i % 2) * 10;
+
+		if (xb < xa + 2)
+			xb = xa + 2;
+		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"4\" fill=\"%s\"/>\n",
+			xa, yy, xb - xa, i % 2 ? "#7fb3d5" : "#f5b041");
+		text(f, xa + 2, yy - 2, "start", 9, "#ddd", s->marks[i].label);
+	}
+
+	text(f, left - 60, y1 - 6, "start", 12, "#eee", "dirty pages per interval");
+	band(f, s, s->heat_dirty, left, y1, cw, ch, true);
+	y_axis(f, s, left, y1, bandh);
+	areas(f, s, left + plotw + 6, y1, bandh);
+
+	text(f, left - 60, y2 - 6, "start", 12, "#eee", "touched (first-touch tracking)");
+	band(f, s, s->heat_touch, left, y2, cw, ch, false);
+	y_axis(f, s, left, y2, bandh);
+	areas(f, s, left + plotw + 6, y2, bandh);
+
+	/* x axis */
+	for (int i = 0; i <= 6; i++) {
+		double t = dur * i / 6, x = left + plotw * i / 6;
+
+		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\"/>\n",
+			x, y2 + bandh, x, y2 + bandh + 4);
+		snprintf(lbl, sizeof(lbl), "%.1f s", t);
+		text(f, x, y2 + bandh + 16, "middle", 11, "#ccc", lbl);
+	}
+	/* legends */
+	{
+		double lx = left, ly = height - 26;
+		char col[16];
+
+		for (int i = 0; i < 100; i++) {
+			ramp(i / 99.0, hot, 5, col, sizeof(col));
+			fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"1.6\" height=\"10\" fill=\"%s\"/>\n",
+				lx + i * 1.6, ly, col);
+			ramp(i / 99.0, blue, 4, col, sizeof(col));
+			fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"1.6\" height=\"10\" fill=\"%s\"/>\n",
+				lx + 330 + i * 1.6, ly, col);
+		}
+		text(f, lx, ly + 22, "start", 10, "#bbb", "0");
+		text(f, lx + 160, ly + 22, "end", 10, "#bbb", "row fully dirty (log scale)");
+		text(f, lx + 330, ly + 22, "start", 10, "#bbb", "0");
+		text(f, lx + 490, ly + 22, "end", 10, "#bbb", "row fully touched");
+	}
+	fputs("</svg>\n", f);
+	if (fflush(f) || ferror(f)) {
+		snprintf(err, n, "%s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
