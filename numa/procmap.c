@@ -397,7 +397,8 @@ static int parse_numa_maps(struct pgt_procmap *pm, const char *buf, size_t len)
 {
 	size_t sorted;
 
-	qsort(pm->m, pm->n, sizeof(*pm->m), map_cmp);
+	if (pm->n)
+		qsort(pm->m, pm->n, sizeof(*pm->m), map_cmp);
 	sorted = pm->n;
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(buf + pos, '\n', len - pos);
@@ -429,7 +430,8 @@ static int parse_numa_maps(struct pgt_procmap *pm, const char *buf, size_t len)
 		if (!m->page_size)
 			m->page_size = tmp.page_size;
 	}
-	qsort(pm->m, pm->n, sizeof(*pm->m), map_cmp);
+	if (pm->n)
+		qsort(pm->m, pm->n, sizeof(*pm->m), map_cmp);
 	return 0;
 }
 
