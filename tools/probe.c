@@ -280,7 +280,9 @@ static const char *uffd_why(int err)
 {
 	switch (err) {
 	case -ENOSYS: return "kernel without CONFIG_USERFAULTFD, or an emulator";
-	case -EPERM: return "not permitted (vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE, or seccomp)";
+	case -EPERM:
+		return "not permitted (vm.unprivileged_userfaultfd=0 without "
+		       "CAP_SYS_PTRACE, or seccomp)";
 	case -ENOENT: return "not tested (fixture tree)";
 	default: return strerror(-err);
 	}
@@ -338,8 +340,10 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		printf("unknown (%s)\n\n", errname(p->memlock_error));
 	else
 		printf("%s soft, %s hard\n\n",
-		       p->memlock_cur == UINT64_MAX ? "unlimited" : size_str(p->memlock_cur, s1, sizeof(s1)),
-		       p->memlock_max == UINT64_MAX ? "unlimited" : size_str(p->memlock_max, s2, sizeof(s2)));
+		       p->memlock_cur == UINT64_MAX ? "unlimited" :
+		       size_str(p->memlock_cur, s1, sizeof(s1)),
+		       p->memlock_max == UINT64_MAX ? "unlimited" :
+		       size_str(p->memlock_max, s2, sizeof(s2)));
 
 	printf("  %-22s %-8s %s\n", "feature", "status", "detail");
 
@@ -406,15 +410,19 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 	} else if (!live) {
 		row("PAGEMAP_SCAN", "-", "not tested (fixture tree)");
 	} else {
-		const char *why = p->pagemap_scan_error == -ENOTTY ? "ioctl unknown (kernel < 6.7)" :
+		const char *why = p->pagemap_scan_error == -ENOTTY ?
+				  "ioctl unknown (kernel < 6.7)" :
 				  p->pagemap_scan_error == -EOPNOTSUPP ?
 				  "uffd WP-async missing or not working" :
+				  p->pagemap_scan_error == -ENOSYS ?
+				  "ioctl or userfaultfd not implemented (emulator?)" :
 				  uffd_why(p->pagemap_scan_error);
 
 		row("PAGEMAP_SCAN", "NO", "%s: %s", errname(p->pagemap_scan_error), why);
 		cost("PAGEMAP_SCAN: %s → dirty tracking uses %s (slower harvest%s)", why, best,
 		     p->best_dirty_method == PGT_DIRTY_MPROTECT ? ", a signal per first write" :
-		     p->best_dirty_method == PGT_DIRTY_UFFD_SYNC ? ", a handler wake-up per first write" :
+		     p->best_dirty_method == PGT_DIRTY_UFFD_SYNC ?
+		     ", a handler wake-up per first write" :
 		     ", pagemap read + clear_refs of the whole process");
 	}
 

@@ -120,8 +120,14 @@ struct pgt_probe {
 
 /**
  * pgt_probe() - Probe the running host. The first call does the work
- * (about a millisecond) and caches it; later calls copy the cache.
- * @out: result; @out->size must be set to sizeof(*out).
+ * (about 0.6 ms of tests on a few pages, plus the HAL's one-time cycle
+ * counter calibration) and caches it; later calls copy the cache. Safe to
+ * call from several threads. Every fd and mapping it makes is released
+ * before it returns; it writes /proc/self/clear_refs only on kernels whose
+ * fresh mappings show soft-dirty, i.e. where soft-dirty exists.
+ * @out: result; @out->size must be set to sizeof(*out) (a smaller size
+ *       receives that prefix, a larger one zeros after it; @out->size is
+ *       set to the bytes filled).
  *
  * Returns: 0 or -EINVAL. Missing features are not errors: they are reported
  * in the struct.
@@ -129,10 +135,14 @@ struct pgt_probe {
 int pgt_probe(struct pgt_probe *out);
 
 /**
- * pgt_probe_root() - Probe with /proc and /sys read below @root (a
- * directory holding proc/ and sys/ trees, as a fixture or a chroot). The
- * live kernel tests (userfaultfd, PAGEMAP_SCAN, soft-dirty) are skipped and
- * reported as -ENOENT. Not cached.
+ * pgt_probe_root() - Probe with /proc, /sys and /dev read below @root (a
+ * directory holding proc/, sys/ and dev/ trees, as a fixture or a chroot).
+ * The live kernel tests (userfaultfd, PAGEMAP_SCAN, soft-dirty) are skipped
+ * and reported as -ENOENT, so best_dirty_method is mprotect. What the live
+ * probe asks the CPU or the process comes from files instead: arch from
+ * proc/sys/kernel/arch, cacheline from cpu0's index0 cache, simd from
+ * proc/cpuinfo, memlock from proc/self/limits, page_size derived from
+ * hpage_pmd_size (0 when unknown); cycles_per_sec is 0. Not cached.
  *
  * Returns: 0, -EINVAL, or -ENOENT/-EBADMSG when a required file (kernel
  * release) is missing or malformed.

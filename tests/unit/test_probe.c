@@ -112,8 +112,9 @@ static void test_first_probe(void **state)
 	/* Every fd and mapping the probe made is gone. */
 	assert_int_equal(count_fds(), fds);
 	assert_false(maps_contain("pgtrack-probe"));
-	/* The cache is a copy, not a re-run. */
-	assert_true(t2 - t1 < 1000000);
+	/* The cache is a copy, not a re-run (which also maps, registers and
+	 * scans memory). */
+	assert_true(t2 - t1 < (t1 - t0) / 2);
 }
 
 static void test_args(void **state)
