@@ -660,19 +660,25 @@ static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n
 {
 	uint64_t start = (uintptr_t)pgt__page_addr(r, first), end = start + (n << r->page_shift);
 	uint64_t want = PAGE_IS_PRESENT | (swapped ? PAGE_IS_SWAPPED : 0), cnt = 0;
-	struct page_region vec[256];
+	struct page_region small[16], *vec = small;
+	size_t vlen = 16;
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	int64_t ret = 0;
 
 	if (fd < 0)
 		return -errno;
+	/* a big region in pieces: few ioctls with a big vector */
+	if (n > 64 && (vec = malloc(1024 * sizeof(*vec))))
+		vlen = 1024;
+	else
+		vec = small;
 	if (r->eng->probe.pagemap_scan) {
 		struct pm_scan_arg a = {
 			.size = sizeof(a),
 			.start = start,
 			.end = end,
 			.vec = (uintptr_t)vec,
-			.vec_len = sizeof(vec) / sizeof(vec[0]),
+			.vec_len = vlen,
 			.category_anyof_mask = want,
 			.return_mask = want,
 		};
@@ -732,6 +738,8 @@ count:
 		cnt += (uint64_t)__builtin_popcountll(out[w]);
 	ret = (int64_t)cnt;
 out:
+	if (vec != small)
+		free(vec);
 	close(fd);
 	return ret;
 }
