@@ -22,6 +22,23 @@
 #include "engine/release_pvt.h"
 #include "hal/hal.h"
 
+/*
+ * AddressSanitizer ignores mlock() and adds anonymous memory of its own
+ * (shadow, allocator metadata) while the code under test runs: RSS checks
+ * get a wider margin and mlock discovery is skipped under it.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+#define RSS_SLACK (UNDER_ASAN ? 64 * UNIT : UNIT)
+
 #define MiB (1ULL << 20)
 #define UNIT PGT_RELEASE_UNIT
 #define GPA0 (1ULL << 32)
@@ -64,6 +81,9 @@ static void close_region(struct fx *f)
 		return;
 	if (!pgt__rel_validate((struct pgt_region *)f->r, &why))
 		fail_msg("release state invalid: %s", why);
+	/* region.c frees it on destroy once it calls the hook; doing it here
+	 * first is harmless and lets the sanitizers check it meanwhile */
+	pgt__release_fini((struct pgt_region *)f->r);
 	pgt_region_destroy(f->r);
 	pgt_engine_close(f->eng);
 	f->eng = NULL;
@@ -330,7 +350,8 @@ static void rss_case(int backing)
 	 * library is faulted in (64 KiB of file fault-around at once) or
 	 * reclaimed under another process's memory pressure: allow for that.
 	 */
-	assert_true(anon_before - anon_after >= rel - UNIT && anon_before - anon_after <= rel + UNIT);
+	assert_true(anon_before - anon_after >= rel - RSS_SLACK &&
+		    anon_before - anon_after <= rel + RSS_SLACK);
 	assert_true(drop >= (int64_t)(rel - 16 * UNIT) && drop <= (int64_t)(rel + 16 * UNIT));
 	assert_int_equal(res.freed_bytes, rel);
 	assert_int_equal(pgt_released_count(f.r), (int64_t)n + 1);
@@ -592,6 +613,10 @@ static void test_pinned_discover_mlock(void **state)
 	struct fx f;
 
 	(void)state;
+	if (UNDER_ASAN) {
+		pgt_skip("AddressSanitizer turns mlock() into a no-op");
+		return;
+	}
 	assert_int_equal(open_region(&f, PGT_BACKING_ANON, 4 * MiB, 0, PGT_DIRTY_NONE), 0);
 	fill(&f, 0, 4 * MiB, 1);
 	if (mlock((uint8_t *)f.info.addr + MiB, MiB)) {
@@ -685,6 +710,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(pgt_release(f.eng, GPA0 + 63 * UNIT, 2 * UNIT, PGT_RELEASE_REPEAT_OK,
 				     &res), 1);
 	assert_int_equal(res.already, 1);
+	pgt__release_fini((struct pgt_region *)r2);
 	pgt_region_destroy(r2);
 	close_region(&f);
 }
@@ -796,7 +822,7 @@ static void test_zero_scan(void **state)
 	anon0 = rss_field("Anonymous:");
 	assert_int_equal(pgt_zero_scan(f.r, PGT_ZERO_RELEASE | PGT_ZERO_PAUSED, &z), 4 * MiB - UNIT);
 	assert_int_equal(z.released, 4 * MiB - 2 * UNIT); /* the pinned one stays */
-	assert_true(anon0 - rss_field("Anonymous:") >= 4 * MiB - 3 * UNIT);
+	assert_true(anon0 - rss_field("Anonymous:") >= 4 * MiB - 2 * UNIT - RSS_SLACK);
 	assert_int_equal(pgt_released_count(f.r), 1022);
 	assert_int_equal(pgt_released_test(f.eng, GPA0 + MiB), 0);
 	assert_int_equal(((uint8_t *)f.info.addr)[MiB + 4095], 1);
