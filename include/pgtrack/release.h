@@ -216,8 +216,8 @@ int pgt_unpin(pgt_engine *eng, uint64_t gpa, uint64_t len);
 
 /**
  * pgt_pinned_discover() - Find memory the kernel keeps pinned for us: locked
- * ranges (mlock, MAP_LOCKED: "Locked:" and the "lo" flag in
- * /proc/self/smaps) inside regions. They replace the previous discovery's
+ * VMAs (mlock, MAP_LOCKED: the "lo" flag in /proc/self/smaps VmFlags)
+ * inside regions. They replace the previous discovery's
  * pins (hypervisor pins are kept).
  * Returns: units pinned by discovery, or a negative errno.
  */
@@ -379,8 +379,9 @@ int pgt_target_set_limits(pgt_target *t, const struct pgt_memory_limits *l);
  * pgt_target_wait() - Wait until the guest reaches the target, re-asking
  * the balloon for what is missing when it makes no progress for retry_ns.
  * @timeout_ns: 0 checks once.
- * Returns: 0 when reached; -ETIMEDOUT (the guest did not cooperate in time:
- * the cooperative flag becomes false); -EINVAL.
+ * Returns: 0 when reached; -ETIMEDOUT (with a non-zero timeout the guest did
+ * not cooperate in time: the cooperative flag becomes false, until a later
+ * wait sees the target reached); -EINVAL.
  */
 int pgt_target_wait(pgt_target *t, uint64_t timeout_ns);
 
