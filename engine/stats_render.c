@@ -16,6 +16,7 @@
 #include "engine/engine_pvt.h"
 #include "engine/stats_pvt.h"
 #include "hal/export.h"
+#include "pgtrack/release.h"
 #include "pgtrack/stats.h"
 
 /*
@@ -191,6 +192,8 @@ size_t pgt__prom_escape(char *dst, size_t cap, const char *s)
 struct snap {
 	struct pgt_region_info info;
 	struct pgt_region_stats st;
+	struct pgt_mem_counts mc;   /* pgt_account_region() totals */
+	int acc_err;
 };
 
 static const char *backing_str(const struct snap *s)
@@ -209,7 +212,7 @@ static const char *method_str(const struct snap *s)
 
 static void render_json(struct out *o, const struct snap *sn, size_t n)
 {
-	uint64_t len = 0, touched = 0, meta = 0;
+	uint64_t len = 0, touched = 0, meta = 0, resident = 0, released = 0;
 
 	puts_(o, "{\"schema\":\"" PGT_STATS_SCHEMA "\",\"version\":\"");
 	json_escape_out(o, pgt_version());
@@ -237,14 +240,27 @@ static void render_json(struct out *o, const struct snap *sn, size_t n)
 		putf(o, ",\"harvests\":%" PRIu64, st->harvests);
 		putf(o, ",\"dirty_reported\":%" PRIu64, st->dirty_reported);
 		putf(o, ",\"dirty_views\":%" PRIu64, st->views);
-		putf(o, ",\"metadata_bytes\":%" PRIu64 "}", st->metadata_bytes);
+		putf(o, ",\"metadata_bytes\":%" PRIu64, st->metadata_bytes);
+		putf(o, ",\"resident_bytes\":%" PRIu64, sn[i].mc.resident);
+		putf(o, ",\"released_bytes\":%" PRIu64, sn[i].mc.released);
+		putf(o, ",\"pinned_bytes\":%" PRIu64, sn[i].mc.pinned);
+		putf(o, ",\"zero_bytes\":%" PRIu64, sn[i].mc.zero);
+		putf(o, ",\"dirty_pending_bytes\":%" PRIu64, sn[i].mc.dirty);
+		putf(o, ",\"partial_hugepages\":%" PRIu64, sn[i].mc.partial_hugepages);
+		if (sn[i].acc_err)
+			putf(o, ",\"account_error\":%d", sn[i].acc_err);
+		puts_(o, "}");
 		len += in->length;
+		resident += sn[i].mc.resident;
+		released += sn[i].mc.released;
 		touched += st->touched * in->page_size;
 		meta += st->metadata_bytes;
 	}
 	putf(o, "],\"totals\":{\"regions\":%zu", n);
 	putf(o, ",\"length_bytes\":%" PRIu64, len);
 	putf(o, ",\"touched_bytes\":%" PRIu64, touched);
+	putf(o, ",\"resident_bytes\":%" PRIu64, resident);
+	putf(o, ",\"released_bytes\":%" PRIu64, released);
 	putf(o, ",\"metadata_bytes\":%" PRIu64 "}}\n", meta);
 }
 
@@ -268,6 +284,12 @@ static uint64_t f_harvests(const struct snap *s) { return s->st.harvests; }
 static uint64_t f_reported(const struct snap *s) { return s->st.dirty_reported; }
 static uint64_t f_views(const struct snap *s) { return s->st.views; }
 static uint64_t f_meta(const struct snap *s) { return s->st.metadata_bytes; }
+static uint64_t f_resident(const struct snap *s) { return s->mc.resident; }
+static uint64_t f_released(const struct snap *s) { return s->mc.released; }
+static uint64_t f_pinned(const struct snap *s) { return s->mc.pinned; }
+static uint64_t f_zero(const struct snap *s) { return s->mc.zero; }
+static uint64_t f_pending(const struct snap *s) { return s->mc.dirty; }
+static uint64_t f_partial(const struct snap *s) { return s->mc.partial_hugepages; }
 
 static const struct family families[] = {
 	{ "pgtrack_region_size_bytes", "gauge", "Guest memory in the region.", f_length },
@@ -292,6 +314,17 @@ static const struct family families[] = {
 	  f_views },
 	{ "pgtrack_region_metadata_bytes", "gauge",
 	  "Memory pgtrack itself uses to track the region.", f_meta },
+	{ "pgtrack_region_resident_bytes", "gauge", "Guest memory in host RAM now.", f_resident },
+	{ "pgtrack_region_released_bytes", "gauge",
+	  "Guest memory given back (4 KiB pieces of large pages included).", f_released },
+	{ "pgtrack_region_pinned_bytes", "gauge", "Guest memory that may never be released.",
+	  f_pinned },
+	{ "pgtrack_region_zero_bytes", "gauge", "Guest memory the last zero scan found zero.",
+	  f_zero },
+	{ "pgtrack_region_dirty_pending_bytes", "gauge",
+	  "Guest memory written since some dirty view last harvested.", f_pending },
+	{ "pgtrack_region_partial_hugepages", "gauge",
+	  "Large pages with some but not all 4 KiB pieces released.", f_partial },
 };
 
 static void prom_labels(struct out *o, const struct snap *s)
@@ -360,8 +393,16 @@ PGT_EXPORT int64_t pgt_stats_render(pgt_engine *e, int format, char *buf, size_t
 		}
 	}
 	for (struct pgt_region *r = e->regions; r && n < cap; r = r->next) {
+		struct pgt_account acc = { .size = sizeof(acc) };
+
 		sn[n].info.size = sizeof(sn[n].info);
 		sn[n].st.size = sizeof(sn[n].st);
+		/* Accounting first: it collects pending dirty pages into the
+		 * views, which the stats then count. Same lock order as
+		 * pgt_account_engine(): list, then the region's locks. */
+		sn[n].acc_err = pgt_account_region(r, 0, &acc);
+		if (!sn[n].acc_err)
+			sn[n].mc = acc.total;
 		if (pgt_region_info(r, &sn[n].info) || pgt_region_stats(r, &sn[n].st))
 			continue;
 		n++;

@@ -132,6 +132,9 @@ static void row_header(struct sim *s)
 		return;
 	pthread_mutex_lock(&s->outlock);
 	bar_clear(s);
+	fprintf(s->log, "(released, resident: guest memory per pgtrack; host RSS, hugetlb: this "
+		"process, RSS with the migration's destination buffer while one runs; cgroup: "
+		"its memory cgroup; HP free: free 2 MiB pages in the pool)\n");
 	fprintf(s->log, "%8s  %-16s %9s %11s %9s %9s %9s %9s %9s %7s\n", "time", "phase", "touched",
 		"dirty/s", "released", "resident", "host RSS", "hugetlb", "cgroup", "HP free");
 	bar_draw(s);
@@ -742,7 +745,7 @@ int main(int argc, char **argv)
 	s->tty = isatty(STDERR_FILENO);
 	pthread_mutex_init(&s->outlock, NULL);
 	pthread_mutex_init(&s->mlock, NULL);
-	snprintf(s->phase, sizeof(s->phase), "start");
+	snprintf(s->phase, sizeof(s->phase), "boot");
 	ret = parse_args(s, argc, argv, &o);
 	if (ret)
 		return ret > 0 ? 0 : EXIT_USAGE;

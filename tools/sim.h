@@ -346,6 +346,7 @@ struct migration {
 	uint64_t final_pages;         /* stop-and-copy */
 	double est_downtime_ms;
 	double downtime_ms;           /* measured guest pause */
+	double stop_ms;               /* of it: until every guest thread parked */
 	bool converged;
 	const char *end_reason;       /* "converged", "max rounds", "time" */
 	double throughput;            /* bytes/s actually achieved */
@@ -393,7 +394,6 @@ struct balloon_report {
 	uint64_t cg_before, cg_min;
 	uint64_t resident_before, resident_min;
 	uint64_t balloon_calls;
-	char explain[2048];
 };
 
 int sim_balloon_init(struct sim *s, char *err, size_t errlen);

@@ -515,8 +515,9 @@ int sim_balloon_inflate(struct sim *s, uint64_t target)
 				bad = s->cfg.balloon_reserve;
 			b->rep.refused_target = bad;
 			b->rep.refused_error = pgt_target_set(b->t, bad);
-			sim_event(s, "balloon: target %s %s", sim_bytes(bad, b1, sizeof(b1)),
-				  b->rep.refused_error ? strerror(-b->rep.refused_error) : "accepted?!");
+			sim_event(s, "balloon: target %s %s%s", sim_bytes(bad, b1, sizeof(b1)),
+				  b->rep.refused_error ? "refused: " : "accepted, but it is unsafe",
+				  b->rep.refused_error ? strerror(-b->rep.refused_error) : "");
 			if (!b->rep.refused_error)
 				return -EPROTO;
 		}
@@ -639,8 +640,6 @@ const struct balloon_report *sim_balloon_report(struct sim *s)
 {
 	struct balloon *b = s->bal;
 	struct pgt_partial_report pr = { .size = sizeof(pr) };
-	struct pgt_account acc = { .size = sizeof(acc) };
-	struct pgt_host_usage hu = { .size = sizeof(hu) };
 
 	if (!b)
 		return NULL;
@@ -648,8 +647,6 @@ const struct balloon_report *sim_balloon_report(struct sim *s)
 		b->rep.partial_pages = pr.partial;
 		b->rep.partial_units = pr.units;
 	}
-	if (!pgt_account_engine(s->eng, 0, &acc) && !pgt_host_usage(&hu))
-		pgt_explain_render(&acc, &hu, b->rep.explain, sizeof(b->rep.explain));
 	return &b->rep;
 }
 

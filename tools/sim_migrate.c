@@ -254,6 +254,7 @@ static void *mig_main(void *arg)
 	/* Stop-and-copy: the guest (vCPUs, device, balloon) is paused. */
 	t = sim_now_ns();
 	sim_pause(s);
+	m->stop_ms = (double)(sim_now_ns() - t) / 1e6;
 	/* What the loop's last harvest left is still in bm: add the rest. */
 	n = harvest_into(x, v, x->tmp);
 	if (n >= 0)

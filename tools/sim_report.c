@@ -59,6 +59,21 @@ static bool release_visible(struct sim *s, const struct balloon_report *b, uint6
 	return b->freed_bytes == 0 || *seen > 0;
 }
 
+#define MAX_EXPLAIN 64
+
+/* Guest vs process vs cgroup memory, line by line (pgt_explain). */
+static int explain(struct sim *s, struct pgt_explain_line *lines, size_t cap)
+{
+	struct pgt_account acc = { .size = sizeof(acc) };
+	struct pgt_host_usage hu = { .size = sizeof(hu) };
+	int n;
+
+	if (!s->eng || pgt_account_engine(s->eng, 0, &acc) || pgt_host_usage(&hu))
+		return 0;
+	n = pgt_explain(&acc, &hu, lines, cap);
+	return n < 0 ? 0 : (size_t)n < cap ? n : (int)cap;
+}
+
 /* ---------------------------------------------------------------- */
 /* Summary                                                           */
 /* ---------------------------------------------------------------- */
@@ -105,12 +120,12 @@ void sim_print_summary(struct sim *s, FILE *f)
 		}
 		fprintf(f, "%s after %u pre-copy round%s; sent %" PRIu64 " pages, %s; final "
 			"stop-and-copy %" PRIu64 " pages, estimated downtime %.1f ms (budget %g ms), "
-			"measured %.1f ms\n",
+			"measured %.1f ms (%.1f ms of it stopping the guest)\n",
 			m->converged ? "converged" : !strcmp(m->end_reason, "max rounds")
 				? "NOT converged (max rounds)" : "NOT converged (out of time)",
 			m->nrounds - 1, m->nrounds == 2 ? "" : "s",
 			m->pages_sent, sim_bytes(m->bytes_sent, b1, sizeof(b1)), m->final_pages,
-			m->est_downtime_ms, m->budget_ms, m->downtime_ms);
+			m->est_downtime_ms, m->budget_ms, m->downtime_ms, m->stop_ms);
 		fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
 			" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
 			"%" PRIu64 " released ones skipped)\n",
@@ -175,14 +190,23 @@ void sim_print_summary(struct sim *s, FILE *f)
 		", migrations %" PRIu64 " pages\n",
 		vf.kernel_passes, vf.kernel_reported, s->sampler_pages, s->snap_pages_total,
 		vf.mig_pages);
-	if (b && b->explain[0]) {
-		fprintf(f, "  memory, guest vs process vs cgroup (pgt_explain):\n");
-		for (const char *p = b->explain; *p;) {
-			const char *e = strchr(p, '\n');
-			int len = e ? (int)(e - p) : (int)strlen(p);
+	{
+		struct pgt_explain_line lines[MAX_EXPLAIN];
+		int n = explain(s, lines, MAX_EXPLAIN);
 
-			fprintf(f, "    %.*s\n", len, p);
-			p += len + (e ? 1 : 0);
+		/* the equations' heads and the guest's side; --json has every line */
+		if (n)
+			fprintf(f, "  memory      guest vs process vs cgroup, now (pgt_explain; all "
+				"lines in --json):\n");
+		for (int i = 0; i < n; i++) {
+			const char *k = lines[i].key;
+			int64_t v = lines[i].bytes;
+
+			if (strchr(k, '.') && strncmp(k, "guest.", 6) && !strchr(k, '-') &&
+			    strcmp(k, "cg.usage"))
+				continue;
+			fprintf(f, "    %-16s %s%10s  %s\n", k, v < 0 ? "-" : " ",
+				sim_bytes((uint64_t)(v < 0 ? -v : v), b1, sizeof(b1)), lines[i].text);
 		}
 	}
 	fflush(f);
@@ -280,6 +304,7 @@ static json_object *migration_json(const struct sim *s, const struct migration *
 	add(o, "final_pages", ju(m->final_pages));
 	add(o, "estimated_downtime_ms", jd(m->est_downtime_ms));
 	add(o, "measured_downtime_ms", jd(m->downtime_ms));
+	add(o, "guest_stop_ms", jd(m->stop_ms));
 	add(o, "converged", jb(m->converged));
 	add(o, "end_reason", js(m->end_reason));
 	add(o, "throughput_bytes_per_s", jd(m->throughput));
@@ -339,7 +364,6 @@ static json_object *balloon_json(struct sim *s, const struct balloon_report *b)
 	add(o, "host_saw_bytes", ju(seen));
 	add(o, "host_saw_via", js(s->info.backing == PGT_BACKING_HUGETLB ? "HugePages_Free" : "RSS"));
 	add(o, "release_visible", jb(vis));
-	add(o, "explain", js(b->explain));
 	return o;
 }
 
@@ -531,6 +555,21 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 	}
 	add(root, "consistency", o);
 
+	{
+		struct pgt_explain_line lines[MAX_EXPLAIN];
+		int k = explain(s, lines, MAX_EXPLAIN);
+
+		a = json_object_new_array();
+		for (int i = 0; i < k; i++) {
+			o = json_object_new_object();
+			add(o, "key", js(lines[i].key));
+			add(o, "bytes", json_object_new_int64(lines[i].bytes));
+			add(o, "text", js(lines[i].text));
+			json_object_array_add(a, o);
+		}
+		add(root, "explain", a);
+	}
+
 	txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 					     JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (fputs(txt, f) < 0 || fputc('\n', f) < 0 || fflush(f)) {
@@ -621,13 +660,13 @@ static void band(FILE *f, struct sim *s, const uint32_t *h, double x0, double y0
 
 static void y_axis(FILE *f, struct sim *s, double x0, double y0, double h)
 {
-	char lbl[48], b[32];
+	char lbl[48];
 
 	for (int i = 0; i <= 4; i++) {
 		uint64_t gpa = s->info.gpa + s->info.length / 4 * (uint64_t)i;
 		double y = y0 + h * i / 4;
 
-		snprintf(lbl, sizeof(lbl), "%s", sim_bytes(gpa, b, sizeof(b)));
+		snprintf(lbl, sizeof(lbl), "%" PRIu64 " MiB", gpa >> 20);
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\"/>\n",
 			x0 - 4, y, x0, y);
 		text(f, x0 - 6, y + 4, "end", 11, "#ccc", lbl);
@@ -716,14 +755,22 @@ int sim_write_svg(struct sim *s, FILE *f, char *err, size_t n)
 	y_axis(f, s, left, y2, bandh);
 	areas(f, s, left + plotw + 6, y2, bandh);
 
-	/* x axis */
-	for (int i = 0; i <= 6; i++) {
-		double t = dur * i / 6, x = left + plotw * i / 6;
+	/* x axis: ticks at 1, 2 or 5 times a power of ten seconds */
+	{
+		double step = pow(10, floor(log10(dur / 6))), t;
 
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\"/>\n",
-			x, y2 + bandh, x, y2 + bandh + 4);
-		snprintf(lbl, sizeof(lbl), "%.1f s", t);
-		text(f, x, y2 + bandh + 16, "middle", 11, "#ccc", lbl);
+		if (dur / step > 12)
+			step *= 5;
+		else if (dur / step > 6)
+			step *= 2;
+		for (t = 0; t <= dur + 1e-9; t += step) {
+			double x = left + plotw * t / dur;
+
+			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+				"stroke=\"#888\"/>\n", x, y2 + bandh, x, y2 + bandh + 4);
+			snprintf(lbl, sizeof(lbl), step < 1 ? "%.1f s" : "%.0f s", t);
+			text(f, x, y2 + bandh + 16, "middle", 11, "#ccc", lbl);
+		}
 	}
 	/* legends */
 	{

@@ -64,15 +64,30 @@ enum pgt_stats_format {
  *       "harvests": 31,
  *       "dirty_reported": 1200,
  *       "dirty_views": 3,
- *       "metadata_bytes": 1234
+ *       "metadata_bytes": 1234,
+ *       "resident_bytes": 520093696,     pgt_account_region() totals (release.h):
+ *       "released_bytes": 16777216,      guest memory given back,
+ *       "pinned_bytes": 8388608,         never releasable,
+ *       "zero_bytes": 0,                 found zero by pgt_zero_scan(),
+ *       "dirty_pending_bytes": 4194304,  written since some view harvested,
+ *       "partial_hugepages": 3,          large pages partly released (a count)
+ *       "account_error": -12             only when accounting failed (then the
+ *                                        six values above are 0)
  *     } ],
  *     "totals": {
  *       "regions": 1,
  *       "length_bytes": 536870912,
  *       "touched_bytes": 524288000,
+ *       "resident_bytes": 520093696,
+ *       "released_bytes": 16777216,
  *       "metadata_bytes": 1234
  *     }
  *   }
+ *
+ * Rendering accounts every region (pgt_account_region()), which reads the
+ * region's residency from /proc/self/pagemap and collects pending dirty
+ * pages into the views (nothing is lost: each view still gets them at its
+ * next harvest). Expect a fraction of a millisecond per GiB of 4 KiB pages.
  *
  * Prometheus: metric families named pgtrack_*, each with # HELP and # TYPE,
  * one sample per region labelled region="<name>", backing="<backing>" and
@@ -80,6 +95,14 @@ enum pgt_stats_format {
  * _total. Label values are escaped as the exposition format requires
  * (backslash, double quote, line feed) and bytes that are not UTF-8 become
  * U+FFFD.
+ *
+ * Metric families: pgtrack_info{version}, pgtrack_regions,
+ * pgtrack_region_info{...,dirty_method}, and per region
+ * pgtrack_region_{size_bytes, page_size_bytes, pages, touched_pages,
+ * touched_bytes, dirty_views, metadata_bytes, resident_bytes, released_bytes,
+ * pinned_bytes, zero_bytes, dirty_pending_bytes, partial_hugepages} (gauges)
+ * and pgtrack_region_{touch_faults, touch_errors, wp_faults, harvests,
+ * dirty_reported_pages}_total (counters).
  *
  * Returns: the number of bytes written, without the terminating NUL; with
  * @buf NULL and @len 0, the number of bytes a full rendering needs (add one

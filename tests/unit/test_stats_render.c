@@ -216,6 +216,7 @@ struct fix {
 	pgt_dirty_view *v[2];
 	struct pgt_region_info info[2];
 	struct pgt_region_stats st[2];
+	struct pgt_mem_counts mc[2];
 	char *json;
 	char *prom;
 	bool tracked; /* region 0 has dirty + touch tracking */
@@ -264,9 +265,28 @@ static int setup(void **state)
 		if (pgt_dirty_harvest(F.v[0], &h) < 0)
 			return -1;
 	}
+	/* region 1: some memory resident, 2 pages pinned, 3 released */
+	{
+		struct pgt_region_info in = { .size = sizeof(in) };
+		uint8_t *p;
+
+		pgt_region_info(F.r[1], &in);
+		p = in.addr;
+		for (int i = 0; i < 10; i++)
+			p[(size_t)i * (size_t)ps] = 1;
+		if (pgt_pin(F.e, in.gpa + 2 * (uint64_t)ps, 2 * (uint64_t)ps))
+			return -1;
+		if (pgt_release(F.e, in.gpa + 6 * (uint64_t)ps, 3 * (uint64_t)ps, 0, NULL) != 3)
+			return -1;
+	}
 	for (int i = 0; i < 2; i++) {
+		struct pgt_account acc = { .size = sizeof(acc) };
+
 		F.info[i].size = sizeof(F.info[i]);
 		F.st[i].size = sizeof(F.st[i]);
+		if (pgt_account_region(F.r[i], 0, &acc))
+			return -1;
+		F.mc[i] = acc.total;
 		if (pgt_region_info(F.r[i], &F.info[i]) || pgt_region_stats(F.r[i], &F.st[i]))
 			return -1;
 	}
@@ -293,8 +313,22 @@ static void test_state_known(void **state)
 		pgt_skip("userfaultfd unavailable: region 0 has no dirty/touch tracking");
 	assert_int_equal(F.st[0].touched, 5);
 	assert_int_equal(F.st[0].views, 2);
+	/* one view has all five pending */
+	assert_int_equal(F.mc[0].dirty, 5 * (uint64_t)sysconf(_SC_PAGESIZE));
 	assert_true(F.st[0].harvests >= 1);
 	assert_true(F.st[0].dirty_reported >= 5);
+}
+
+/* The accounting the fields are compared with is the one set up. */
+static void test_account_known(void **state)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	(void)state;
+	assert_int_equal(F.mc[1].released, 3 * ps);
+	assert_int_equal(F.mc[1].pinned, 2 * ps);
+	assert_int_equal(F.mc[1].resident, 7 * ps);
+	assert_int_equal(F.mc[1].configured, NPAGES * ps);
 }
 
 /* ---- sizing and bad input ---- */
@@ -384,6 +418,12 @@ static uint64_t x_harvests(int i) { return F.st[i].harvests; }
 static uint64_t x_reported(int i) { return F.st[i].dirty_reported; }
 static uint64_t x_views(int i) { return F.st[i].views; }
 static uint64_t x_meta(int i) { return F.st[i].metadata_bytes; }
+static uint64_t x_resident(int i) { return F.mc[i].resident; }
+static uint64_t x_released(int i) { return F.mc[i].released; }
+static uint64_t x_pinned(int i) { return F.mc[i].pinned; }
+static uint64_t x_zero(int i) { return F.mc[i].zero; }
+static uint64_t x_pending(int i) { return F.mc[i].dirty; }
+static uint64_t x_partial(int i) { return F.mc[i].partial_hugepages; }
 
 static const struct field fields[] = {
 	{ "name", K_STR, .s = x_name },
@@ -406,6 +446,13 @@ static const struct field fields[] = {
 	  .prom = "pgtrack_region_dirty_reported_pages_total" },
 	{ "dirty_views", K_U64, .u = x_views, .prom = "pgtrack_region_dirty_views" },
 	{ "metadata_bytes", K_U64, .u = x_meta, .prom = "pgtrack_region_metadata_bytes" },
+	{ "resident_bytes", K_U64, .u = x_resident, .prom = "pgtrack_region_resident_bytes" },
+	{ "released_bytes", K_U64, .u = x_released, .prom = "pgtrack_region_released_bytes" },
+	{ "pinned_bytes", K_U64, .u = x_pinned, .prom = "pgtrack_region_pinned_bytes" },
+	{ "zero_bytes", K_U64, .u = x_zero, .prom = "pgtrack_region_zero_bytes" },
+	{ "dirty_pending_bytes", K_U64, .u = x_pending,
+	  .prom = "pgtrack_region_dirty_pending_bytes" },
+	{ "partial_hugepages", K_U64, .u = x_partial, .prom = "pgtrack_region_partial_hugepages" },
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -483,6 +530,16 @@ static void test_json_top(void **state)
 			 (int64_t)(x_touched_b(0) + x_touched_b(1)));
 	assert_int_equal(J.get_int64(jget(t, "metadata_bytes")),
 			 (int64_t)(F.st[0].metadata_bytes + F.st[1].metadata_bytes));
+	assert_int_equal(J.get_int64(jget(t, "resident_bytes")),
+			 (int64_t)(F.mc[0].resident + F.mc[1].resident));
+	assert_int_equal(J.get_int64(jget(t, "released_bytes")),
+			 (int64_t)(F.mc[0].released + F.mc[1].released));
+	/* accounting worked: no error member */
+	for (int i = 0; i < 2; i++) {
+		json_object *r = J.array_get_idx(jget(root, "regions"), (size_t)i), *v = NULL;
+
+		assert_false(J.get_ex(r, "account_error", &v));
+	}
 	J.put(root);
 }
 
@@ -576,7 +633,7 @@ static void test_prom_shape(void **state)
 
 int main(void)
 {
-	struct CMUnitTest tests[10 + 2 * NFIELDS];
+	struct CMUnitTest tests[11 + 2 * NFIELDS];
 	static char names[2 * NFIELDS][64];
 	size_t n = 0, k = 0;
 
@@ -585,6 +642,7 @@ int main(void)
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_json_escape_truncates);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_prom_escape);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_state_known);
+	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_account_known);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_sizing);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_bad_args);
 	tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_empty_engine);
