@@ -247,11 +247,10 @@ static int smaps_field(const char *line, size_t len, struct pgt_mapping *m)
 		if (take_dec(&s, &v))
 			return -EBADMSG;
 		skip_spaces(&s);
-		if (take_lit(&s, "kB")) {
-			if (v > UINT64_MAX / 1024)
-				return -EBADMSG;
-			v *= 1024;
-		}
+		/* every size field carries its unit: a line without it is cut */
+		if (!take_lit(&s, "kB") || v > UINT64_MAX / 1024)
+			return -EBADMSG;
+		v *= 1024;
 		skip_spaces(&s);
 		if (!at_end(&s))
 			return -EBADMSG;
