@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/engine_pvt.h"
+#include "engine/release_pvt.h"
 #include "hal/export.h"
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
@@ -257,8 +258,17 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 	struct pgt_region *rw = (struct pgt_region *)r;
 	uint64_t meta = sizeof(*r);
 
+	struct pgt_rel *rel;
+
 	if (!r || !st || st->size < sizeof(*st))
 		return -EINVAL;
+	/* lock order: rel->lock before harvest_lock (release_pvt.h) */
+	rel = atomic_load(&rw->rel);
+	if (rel) {
+		pthread_mutex_lock(&rel->lock);
+		meta += pgt__rel_bytes(rel);
+		pthread_mutex_unlock(&rel->lock);
+	}
 	pthread_mutex_lock(&rw->harvest_lock);
 	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched) +
 		pgt__touch_bytes(r);

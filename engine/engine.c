@@ -82,6 +82,11 @@ void pgt__log(const struct pgt_engine *e, int level, const char *fmt, ...)
 
 static void handle_msg(struct pgt_region *r, const struct uffd_msg *msg)
 {
+	if (msg->event == UFFD_EVENT_REMOVE) {
+		/* madvise() on the region waits for this read: keep it short */
+		pgt__release_on_remove(r, msg->arg.remove.start, msg->arg.remove.end);
+		return;
+	}
 	if (msg->event != UFFD_EVENT_PAGEFAULT) {
 		pgt__log(r->eng, PGT_LOG_DEBUG, "region %s: uffd event %u ignored",
 			 r->name, msg->event);

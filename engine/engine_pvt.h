@@ -208,6 +208,11 @@ size_t pgt__touch_bytes(const struct pgt_region *r);
 /* A MISSING or MINOR fault at @addr from a handler thread. */
 int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
 
+/* ---- release.c ---- */
+void pgt__release_fini(struct pgt_region *r);
+/* A UFFD_EVENT_REMOVE for [start, end) host addresses (handler thread). */
+void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end);
+
 /* ---- track_softdirty.c (parsing, testable on injected data) ---- */
 /* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page
  * first+i. Returns pages reported. */

@@ -101,7 +101,9 @@ static int check_common(const pgt_engine *e, const struct pgt_region_config *c)
 {
 	if (!e || !c || c->size < sizeof(*c) || !c->length)
 		return -EINVAL;
-	if (c->track & ~(uint32_t)(PGT_TRACK_DIRTY | PGT_TRACK_TOUCH))
+	if (c->track & ~(uint32_t)(PGT_TRACK_DIRTY | PGT_TRACK_TOUCH | PGT_TRACK_REMOVE))
+		return -EINVAL;
+	if ((c->track & PGT_TRACK_REMOVE) && !(c->track & (PGT_TRACK_DIRTY | PGT_TRACK_TOUCH)))
 		return -EINVAL;
 	if (c->dirty_method < 0 || c->dirty_method >= PGT_DIRTY__COUNT)
 		return -EINVAL;
@@ -310,6 +312,11 @@ static int setup_tracking(struct pgt_region *r, int method)
 		features |= pgt__touch_features(r);
 		mode |= pgt__touch_mode(r);
 	}
+	if (mode && (r->track & PGT_TRACK_REMOVE)) {
+		if (!(r->eng->probe.uffd_features & UFFD_FEATURE_EVENT_REMOVE))
+			return -EOPNOTSUPP;
+		features |= UFFD_FEATURE_EVENT_REMOVE;
+	}
 	/* Ask only for what this kernel has; trackers check what they need. */
 	features &= r->eng->probe.uffd_features;
 	if (mode) {
@@ -334,6 +341,7 @@ static int setup_tracking(struct pgt_region *r, int method)
 
 static void region_release(struct pgt_region *r)
 {
+	pgt__release_fini(r);
 	if (r->uffd >= 0) {
 		struct uffdio_range range = { .start = (uintptr_t)r->addr, .len = r->length };
 

@@ -146,6 +146,14 @@ const char *pgt_backing_name(int backing);
 enum pgt_track {
 	PGT_TRACK_DIRTY = 1u << 0, /* dirty tracking (pgt_dirty_*) */
 	PGT_TRACK_TOUCH = 1u << 1, /* first touch via uffd MISSING/MINOR */
+	/*
+	 * Notice memory freed behind pgtrack's back (madvise(MADV_DONTNEED /
+	 * MADV_REMOVE) by another thread) through userfaultfd REMOVE events;
+	 * pgt_release_rescan() then accounts those pages as released. Costs a
+	 * handler round trip on every such madvise of the region. Needs
+	 * PGT_TRACK_DIRTY or PGT_TRACK_TOUCH (a userfaultfd context).
+	 */
+	PGT_TRACK_REMOVE = 1u << 2,
 };
 
 /**

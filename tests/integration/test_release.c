@@ -81,9 +81,6 @@ static void close_region(struct fx *f)
 		return;
 	if (!pgt__rel_validate((struct pgt_region *)f->r, &why))
 		fail_msg("release state invalid: %s", why);
-	/* region.c frees it on destroy once it calls the hook; doing it here
-	 * first is harmless and lets the sanitizers check it meanwhile */
-	pgt__release_fini((struct pgt_region *)f->r);
 	pgt_region_destroy(f->r);
 	pgt_engine_close(f->eng);
 	f->eng = NULL;
@@ -710,7 +707,6 @@ static void test_bad_input(void **state)
 	assert_int_equal(pgt_release(f.eng, GPA0 + 63 * UNIT, 2 * UNIT, PGT_RELEASE_REPEAT_OK,
 				     &res), 1);
 	assert_int_equal(res.already, 1);
-	pgt__release_fini((struct pgt_region *)r2);
 	pgt_region_destroy(r2);
 	close_region(&f);
 }

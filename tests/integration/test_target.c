@@ -147,7 +147,6 @@ static void guest_stop(struct guest *g)
 	pthread_mutex_unlock(&g->lock);
 	pthread_join(g->th, NULL);
 	assert_int_equal(atomic_load(&g->errors), 0);
-	pgt__release_fini((struct pgt_region *)g->r); /* harmless before destroy's own */
 	pgt_region_destroy(g->r);
 	pgt_engine_close(g->eng);
 }

@@ -199,7 +199,6 @@ static void run(int backing, uint64_t len, uint32_t track)
 	assert_int_equal(pgt_pinned_count(c.r), FIXED);
 	if (!pgt__rel_validate((struct pgt_region *)c.r, &why))
 		fail_msg("release state invalid: %s", why);
-	pgt__release_fini((struct pgt_region *)c.r); /* harmless before destroy's own */
 	pgt_region_destroy(c.r);
 	pgt_engine_close(c.eng);
 }
