@@ -311,7 +311,14 @@ struct pgt_shardmap {
 	struct pgt_shard *s;
 	const struct pgt_numa_ops *ops;
 	struct pgt_workers *workers;   /* NULL: everything in the caller */
+	/* Smaller maps are taken in the caller even with workers: waking a
+	 * worker costs 15-50 us on a busy host (PLATFORM-NOTES), a whole 1 GiB
+	 * map at 10 % dirty takes ~15 us. Default PGT_SHARD_PARALLEL_BITS. */
+	uint64_t parallel_min_bits;
 };
+
+/* 16 GiB of 4 KiB pages: from there two workers gain more than a wake-up. */
+#define PGT_SHARD_PARALLEL_BITS (1ULL << 22)
 
 /* From a region layout (NULL: one shard, default allocation). */
 int pgt__shardmap_init(struct pgt_shardmap *m, uint64_t nbits, const struct pgt_numa_region *nr);

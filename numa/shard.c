@@ -91,6 +91,7 @@ int pgt__shardmap_init_geom(struct pgt_shardmap *m, uint64_t nbits,
 	m->nbits = nbits;
 	m->ops = ops ? ops : &pgt__numa_sys_ops;
 	m->workers = workers;
+	m->parallel_min_bits = PGT_SHARD_PARALLEL_BITS;
 	for (unsigned i = 0; i < n; i++) {
 		struct pgt_shard *s = &m->s[i];
 
@@ -367,17 +368,22 @@ struct take_job {
 	_Atomic bool overflow;      /* a setter broke the exclusive-use rule */
 };
 
+/* Per shard, on the worker's stack; the hot fields first. */
 struct shard_ctx {
-	struct take_job *j;
-	struct pgt_shard *s;
-	size_t slot;                /* next run index in o->runs */
-	size_t slot_end;            /* end of this shard's slice */
-	bool skip_first;
+	unsigned long *bitmap;
+	struct pgt_run *runs;
+	uint64_t gpa;               /* of the shard's page 0 */
+	uint64_t base;              /* the shard's first page */
+	unsigned shift;
 	bool first_done;
-	uint64_t carry;
+	bool skip_first;
+	size_t slot;                /* next run index in runs */
+	size_t slot_end;            /* end of this shard's slice */
 	uint64_t nruns;
-	bool ends;                  /* last run reached the shard end */
+	uint64_t last_end;          /* shard-relative end of the last run */
+	uint64_t carry;
 	bool starts;                /* first run started at page 0 */
+	bool overflow;
 };
 
 static inline void out_bits(unsigned long *bm, uint64_t first, uint64_t n)
@@ -392,29 +398,46 @@ static inline void out_bits(unsigned long *bm, uint64_t first, uint64_t n)
 	}
 }
 
+/* The first run of a shard: it may continue the previous shard's last. */
+static bool first_run(struct shard_ctx *c, uint64_t first, uint64_t n)
+{
+	c->first_done = true;
+	c->starts = first == 0;
+	if (c->skip_first) {
+		c->carry = n;
+		return true;
+	}
+	return false;
+}
+
+/* Runs wanted: each run goes to this shard's slice of the array. */
 static int take_run(void *arg, uint64_t first, uint64_t n)
 {
 	struct shard_ctx *c = arg;
-	struct pgt_shard_out *o = c->j->o;
-	uint64_t g = c->s->first + first;
 
-	if (!c->first_done) {
-		c->first_done = true;
-		c->starts = first == 0;
-		if (c->skip_first) {
-			c->carry = n;
-			goto bits;
-		}
-	}
-	if (o->runs && c->slot < c->slot_end)
-		o->runs[c->slot++] = (struct pgt_run){ o->gpa + (g << o->page_shift), n };
-	else if (o->runs)
-		atomic_store_explicit(&c->j->overflow, true, memory_order_relaxed);
-	c->nruns++;
+	if (__builtin_expect(!c->first_done, 0) && first_run(c, first, n))
+		goto bits;
+	if (__builtin_expect(c->slot < c->slot_end, 1))
+		c->runs[c->slot++] = (struct pgt_run){ c->gpa + (first << c->shift), n };
+	else
+		c->overflow = true;
 bits:
-	c->ends = first + n == c->s->npages;
-	if (o->bitmap)
-		out_bits(o->bitmap, g, n);
+	if (c->bitmap)
+		out_bits(c->bitmap, c->base + first, n);
+	return 0;
+}
+
+/* Bitmap only: runs are counted, and where they end, to join them later. */
+static int take_bits(void *arg, uint64_t first, uint64_t n)
+{
+	struct shard_ctx *c = arg;
+
+	if (__builtin_expect(!c->first_done, 0))
+		first_run(c, first, n);
+	c->nruns++;
+	c->last_end = first + n;
+	if (c->bitmap)
+		out_bits(c->bitmap, c->base + first, n);
 	return 0;
 }
 
@@ -474,7 +497,10 @@ static void take_worker(void *arg, unsigned w)
 	}
 	for (unsigned k = 0; k < m->n; k++) {
 		struct pgt_shard *s = &m->s[k];
-		struct shard_ctx c = { .j = j, .s = s };
+		struct shard_ctx c = {
+			.bitmap = o->bitmap, .runs = o->runs, .base = s->first,
+			.gpa = o->gpa + (s->first << o->page_shift), .shift = o->page_shift,
+		};
 		uint64_t t0 = s->ctr ? pgt_hal_now_ns() : 0;
 
 		if (!is_mine(j, k, w))
@@ -492,12 +518,15 @@ static void take_worker(void *arg, unsigned w)
 
 			memset(o->bitmap + w0, 0, (w1 - w0) * sizeof(unsigned long));
 		}
-		j->taken[k] = pgt__bitmap_take_runs(&s->bm, take_run, &c);
+		j->taken[k] = pgt__bitmap_take_runs(&s->bm, runs ? take_run : take_bits, &c);
 		j->carry[k] = c.carry;
 		j->nruns_seen[k] = c.nruns;
+		if (c.overflow)
+			atomic_store_explicit(&j->overflow, true, memory_order_relaxed);
 		/* without a runs array, joins are found from what was taken */
 		if (!runs)
-			j->edge[k] = (uint8_t)((c.first_done && c.starts) | (c.ends << 1));
+			j->edge[k] = (uint8_t)((c.first_done && c.starts) |
+					       ((c.first_done && c.last_end == s->npages) << 1));
 		if (s->ctr)
 			atomic_fetch_add_explicit(&s->ctr->harvest_ns, pgt_hal_now_ns() - t0,
 						  memory_order_relaxed);
@@ -534,7 +563,7 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 	j.taken = mem + 2 * m->n;
 	j.nruns_seen = mem + 3 * m->n;
 	j.edge = (uint8_t *)(mem + 4 * m->n);
-	if (m->workers && m->n > 1) {
+	if (m->workers && m->n > 1 && m->nbits >= m->parallel_min_bits) {
 		j.nworkers = pgt__workers_count(m->workers);
 		pgt__barrier_init(&j.bar, j.nworkers);
 		pgt__workers_run(m->workers, take_worker, &j);

@@ -530,6 +530,7 @@ static void check_merge(uint64_t *seed, uint64_t nbits, unsigned want, struct pg
 
 	assert_int_equal(pgt__bitmap_init(&flat, nbits), 0);
 	assert_int_equal(pgt__shardmap_init_geom(&m, nbits, g, ns, &fake_ops, w), 0);
+	m.parallel_min_bits = 0; /* small maps too: the parallel path is under test */
 	random_fill(seed, nbits, &flat, &m);
 	assert_true(pgt__shardmap_validate(&m, NULL));
 	flat_pop = pgt__bitmap_popcount(&flat);
