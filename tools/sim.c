@@ -133,8 +133,8 @@ static void row_header(struct sim *s)
 	pthread_mutex_lock(&s->outlock);
 	bar_clear(s);
 	fprintf(s->log, "(released, resident: guest memory per pgtrack; host RSS, hugetlb: this "
-		"process, RSS with the migration's destination buffer while one runs; cgroup: "
-		"its memory cgroup; HP free: free 2 MiB pages in the pool)\n");
+		"process; cgroup: its memory cgroup, a migration's destination process included; "
+		"HP free: free 2 MiB pages in the pool)\n");
 	fprintf(s->log, "%8s  %-16s %9s %11s %9s %9s %9s %9s %9s %7s\n", "time", "phase", "touched",
 		"dirty/s", "released", "resident", "host RSS", "hugetlb", "cgroup", "HP free");
 	bar_draw(s);
@@ -741,6 +741,9 @@ int main(int argc, char **argv)
 	double next_sample, last_sample_t = 0;
 	int ret, status = 0;
 
+	/* internal: re-executed as a migration's destination host */
+	if (argc == 3 && !strcmp(argv[1], "--destination-host"))
+		return sim_destination_main(strtoull(argv[2], NULL, 10));
 	s->log = stderr;
 	s->tty = isatty(STDERR_FILENO);
 	pthread_mutex_init(&s->outlock, NULL);

@@ -358,10 +358,13 @@ struct migration {
 	bool verified;
 	int error;
 	uint64_t view_pages;          /* everything this view harvested */
+	const char *destination;      /* "process" or "in-process buffer" */
 	void *priv;
 };
 
 int sim_migration_start(struct sim *s, struct migration *m);
+/* pgtrack-sim --destination-host LEN: the destination side of a migration. */
+int sim_destination_main(uint64_t len);
 void sim_migration_join(struct sim *s, struct migration *m);
 
 /* ---- balloon (sim_balloon.c) ---- */

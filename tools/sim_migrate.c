@@ -8,20 +8,45 @@
  * with the source, which proves no dirty page was lost.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tools/sim.h"
 
+extern char **environ;
+
 #define BATCH_UNITS 64 /* 256 KiB per copy step: the pacing granularity */
+
+/*
+ * The destination host: another process (this binary, re-executed) holding
+ * the destination memory, written with process_vm_writev() as a socket
+ * would; so the source's RSS shows the guest, not the copy. When it cannot
+ * be started, a buffer in this process stands in (and RSS includes it).
+ */
+struct dest {
+	pid_t pid;          /* 0: in-process buffer */
+	uint64_t addr;      /* in the destination process */
+	int to_child;       /* closing it ends the destination */
+	uint8_t *local;
+	uint64_t len;
+};
 
 struct mctx {
 	struct sim *s;
 	struct migration *m;
-	uint8_t *dst;
+	struct dest dst;
+	uint8_t *vbuf;            /* verify: units read back */
 	double rate;              /* bytes/s */
 	unsigned long *bm;        /* pages to send this round */
 	unsigned long *resent;    /* pages sent after round 1 started */
@@ -40,11 +65,132 @@ static void set_bit(unsigned long *bm, uint64_t i)
 	bm[i / SIM_BITS] |= 1UL << (i % SIM_BITS);
 }
 
+int sim_destination_main(uint64_t len)
+{
+	void *p;
+	char c;
+
+	/* the source going away, however it goes, ends us too */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		return 1;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	printf("%" PRIxPTR "\n", (uintptr_t)p);
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+static int dest_open(struct dest *d, uint64_t len)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	posix_spawn_file_actions_t fa;
+	char lenstr[32], line[64];
+	char *argv[] = { "pgtrack-sim", "--destination-host", lenstr, NULL };
+	struct pollfd pfd;
+	ssize_t n = 0;
+	pid_t pid;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	d->len = len;
+	d->to_child = -1;
+	snprintf(lenstr, sizeof(lenstr), "%" PRIu64, len);
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+		goto local;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	/* posix_spawn does not copy our address space (vfork-like): no
+	 * copy-on-write of guest memory, no inherited userfaultfd trouble */
+	ret = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (ret)
+		goto local;
+	close(in[0]);
+	close(out[1]);
+	in[0] = out[1] = -1;
+	pfd = (struct pollfd){ .fd = out[0], .events = POLLIN };
+	if (poll(&pfd, 1, 5000) == 1)
+		n = read(out[0], line, sizeof(line) - 1);
+	close(out[0]);
+	out[0] = -1;
+	if (n <= 0) {
+		close(in[1]);
+		waitpid(pid, NULL, 0);
+		in[1] = -1;
+		goto local;
+	}
+	line[n] = '\0';
+	d->addr = strtoull(line, NULL, 16);
+	d->pid = pid;
+	d->to_child = in[1];
+	return 0;
+local:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+	}
+	d->pid = 0;
+	d->local = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (d->local == MAP_FAILED) {
+		d->local = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void dest_close(struct dest *d)
+{
+	if (d->pid) {
+		close(d->to_child);
+		waitpid(d->pid, NULL, 0);
+		d->pid = 0;
+	}
+	if (d->local)
+		munmap(d->local, d->len);
+	d->local = NULL;
+}
+
+/* Move @n iovecs between us and the destination (@write: to it). */
+static int dest_xfer(struct dest *d, struct iovec *loc, struct iovec *rem, size_t n, bool write)
+{
+	size_t want = 0;
+	ssize_t got;
+
+	if (!d->pid) {
+		for (size_t i = 0; i < n; i++) {
+			uint8_t *r = d->local + ((uintptr_t)rem[i].iov_base - d->addr);
+
+			if (write)
+				memcpy(r, loc[i].iov_base, loc[i].iov_len);
+			else
+				memcpy(loc[i].iov_base, r, loc[i].iov_len);
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		want += loc[i].iov_len;
+	got = write ? process_vm_writev(d->pid, loc, n, rem, n, 0)
+		    : process_vm_readv(d->pid, loc, n, rem, n, 0);
+	return got == (ssize_t)want ? 0 : got < 0 ? -errno : -EIO;
+}
+
 /* Copy the units [u, u + n) that are not released; returns bytes copied. */
 static uint64_t copy_units(struct mctx *x, uint64_t u, uint64_t n)
 {
 	struct sim *s = x->s;
+	struct iovec loc[BATCH_UNITS], rem[BATCH_UNITS];
 	uint64_t bytes = 0;
+	size_t k = 0;
+	int ret;
 
 	/* rel_lock: a unit is not given away while we read it (a read of a
 	 * freed page would fault it back in). */
@@ -52,10 +198,16 @@ static uint64_t copy_units(struct mctx *x, uint64_t u, uint64_t n)
 	for (uint64_t i = u; i < u + n; i++) {
 		if (sim_unit_released(s, i))
 			continue;
-		memcpy(x->dst + (i << SIM_UNIT_SHIFT), s->mem + (i << SIM_UNIT_SHIFT), SIM_UNIT);
+		loc[k] = (struct iovec){ s->mem + (i << SIM_UNIT_SHIFT), SIM_UNIT };
+		rem[k] = (struct iovec){ (void *)(uintptr_t)(x->dst.addr + (i << SIM_UNIT_SHIFT)),
+					 SIM_UNIT };
+		k++;
 		bytes += SIM_UNIT;
 	}
+	ret = k ? dest_xfer(&x->dst, loc, rem, k, true) : 0;
 	pthread_rwlock_unlock(&s->rel_lock);
+	if (ret && !x->m->error)
+		x->m->error = ret;
 	return bytes;
 }
 
@@ -149,16 +301,36 @@ static void verify(struct mctx *x, const unsigned long *touched)
 
 		if (touched && !test_bit(touched, p))
 			continue;
-		for (uint64_t u = p * s->units_per_page; u < (p + 1) * s->units_per_page; u++) {
-			if (sim_unit_released(s, u)) {
-				m->released_skipped++;
-				page_released = true;
+		for (uint64_t u0 = p * s->units_per_page; u0 < (p + 1) * s->units_per_page;
+		     u0 += BATCH_UNITS) {
+			uint64_t end = (p + 1) * s->units_per_page, u;
+			struct iovec loc[BATCH_UNITS], rem[BATCH_UNITS];
+			uint64_t idx[BATCH_UNITS];
+			size_t k = 0;
+
+			if (end > u0 + BATCH_UNITS)
+				end = u0 + BATCH_UNITS;
+			for (u = u0; u < end; u++) {
+				if (sim_unit_released(s, u)) {
+					m->released_skipped++;
+					page_released = true;
+					continue;
+				}
+				loc[k] = (struct iovec){ x->vbuf + k * SIM_UNIT, SIM_UNIT };
+				rem[k] = (struct iovec){
+					(void *)(uintptr_t)(x->dst.addr + (u << SIM_UNIT_SHIFT)), SIM_UNIT };
+				idx[k++] = u;
+			}
+			if (k && dest_xfer(&x->dst, loc, rem, k, false)) {
+				m->verify_mismatch += k;
 				continue;
 			}
-			m->verify_units++;
-			if (memcmp(x->dst + (u << SIM_UNIT_SHIFT), s->mem + (u << SIM_UNIT_SHIFT),
-				   SIM_UNIT))
-				m->verify_mismatch++;
+			for (size_t i = 0; i < k; i++) {
+				m->verify_units++;
+				if (memcmp(x->vbuf + i * SIM_UNIT, s->mem + (idx[i] << SIM_UNIT_SHIFT),
+					   SIM_UNIT))
+					m->verify_mismatch++;
+			}
 		}
 		/* Written during the migration, so it must have gone again —
 		 * unless the guest gave (part of) it away meanwhile. */
@@ -189,8 +361,18 @@ static void *mig_main(void *arg)
 		m->error = ret;
 		goto out;
 	}
-	/* After the view is open: every write that sets a shadow bit from here
-	 * on lands after the view started listening. */
+	/*
+	 * A new view also gets what older views have not had collected yet
+	 * (writes from before it opened): drop that now. Nothing is lost: a
+	 * page written before this point is touched, so round 1, which reads
+	 * it after this point, sends its current content.
+	 */
+	n = harvest(x, v);
+	if (n < 0) {
+		m->error = (int)n;
+		goto out;
+	}
+	/* Every write that sets a shadow bit from here on is in the view. */
 	for (size_t w = 0; w < s->words; w++)
 		atomic_store_explicit(&s->shadow[w], 0, memory_order_relaxed);
 	atomic_store(&s->shadow_on, true);
@@ -310,13 +492,16 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	x->bm = calloc(s->words, sizeof(unsigned long));
 	x->resent = calloc(s->words, sizeof(unsigned long));
 	x->tmp = calloc(s->words, sizeof(unsigned long));
-	/* The destination host's memory; populated as pages arrive. */
-	x->dst = mmap(NULL, s->info.length, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!x->bm || !x->resent || !x->tmp || x->dst == MAP_FAILED) {
+	x->vbuf = malloc(BATCH_UNITS * SIM_UNIT);
+	if (!x->bm || !x->resent || !x->tmp || !x->vbuf) {
 		ret = -ENOMEM;
 		goto err;
 	}
+	/* The destination host's memory, populated as pages arrive. */
+	ret = dest_open(&x->dst, s->info.length);
+	if (ret)
+		goto err;
+	m->destination = x->dst.pid ? "process" : "in-process buffer";
 	m->end_reason = "running";
 	ret = -pthread_create(&m->th, NULL, mig_main, x);
 	if (ret)
@@ -324,8 +509,8 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	m->priv = x;
 	return 0;
 err:
-	if (x->dst != MAP_FAILED && x->dst)
-		munmap(x->dst, s->info.length);
+	dest_close(&x->dst);
+	free(x->vbuf);
 	free(x->bm);
 	free(x->resent);
 	free(x->tmp);
@@ -339,8 +524,10 @@ void sim_migration_join(struct sim *s, struct migration *m)
 
 	if (!x)
 		return;
+	(void)s;
 	pthread_join(m->th, NULL);
-	munmap(x->dst, s->info.length);
+	dest_close(&x->dst);
+	free(x->vbuf);
 	free(x->bm);
 	free(x->resent);
 	free(x->tmp);

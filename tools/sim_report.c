@@ -2,6 +2,39 @@
 /*
  * pgtrack-sim reports: the summary on stdout, the JSON report (json-c) and
  * the SVG heat map (plain text; every string that reaches it is escaped).
+ *
+ * JSON report, schema "pgtrack-sim-report/1" (bytes unless named otherwise,
+ * pages at the guest's tracking page size):
+ *   schema, tool, version, elapsed_s
+ *   config      the settings the run used (memory_bytes, vcpus, workloads...)
+ *   guest       backing and why, page_size_bytes, pages, dirty_method,
+ *               touch_tracking, hugepages_free_at_start
+ *   workloads[] vcpu, kind, gpa, area_bytes, writes, allocs, frees,
+ *               reported_pages, reclaimed_pages (4 KiB pages)
+ *   device      ring_gpa, ring_bytes, own_mapping, writes, merges,
+ *               merged_pages, rejected_log_entries
+ *   timeline[]  per interval: t, phase, touched_bytes, dirty_pages,
+ *               dirty_bytes_per_s, released/resident/pinned/guest_bytes
+ *               (pgtrack), host_rss/host_hugetlb/cgroup_bytes,
+ *               hugepages_free, mem_available_bytes, balloon_target_bytes
+ *   migrations[] link_gbit, budget_ms, rounds[] (round, stop_and_copy,
+ *               pages, bytes, seconds, dirty_after_ms), rounds_count
+ *               (pre-copy), pages_sent, bytes_sent, first_round_pages,
+ *               final_pages, estimated/measured_downtime_ms, guest_stop_ms,
+ *               converged, end_reason, dirtied_pages, dirtied_not_sent,
+ *               verified, verify_units, verify_mismatch, destination...
+ *   snapshots[] index, kind (full|incremental), t, pages, bytes;
+ *               snapshot_chain_bytes
+ *   balloon     target, reached, refused target and why, safe limit, pinned,
+ *               ballooned/reported/reclaimed/freed bytes, partial large
+ *               pages, host figures before and at best, release_visible
+ *   views       kernel_passes, kernel_reported_pages and what each consumer
+ *               (sampler, snapshots, migrations) received
+ *   engine_stats the library's pgt_stats_render() JSON ("pgtrack-stats/1")
+ *   heatmap     rows, pages_per_row, dirty[interval][row], touched[...]
+ *   consistency migrations_verified, pages_sent_ge_dirtied,
+ *               release_visible_to_host
+ *   explain[]   pgt_explain() lines: key, bytes, text
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -311,6 +344,7 @@ static json_object *migration_json(const struct sim *s, const struct migration *
 	add(o, "dirtied_pages", ju(m->dirtied_pages));
 	add(o, "dirtied_not_sent", ju(m->dirtied_not_sent));
 	add(o, "view_pages", ju(m->view_pages));
+	add(o, "destination", js(m->destination ? m->destination : "none"));
 	add(o, "verify_units", ju(m->verify_units));
 	add(o, "verify_mismatch", ju(m->verify_mismatch));
 	add(o, "released_skipped", ju(m->released_skipped));

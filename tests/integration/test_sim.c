@@ -735,6 +735,9 @@ static void check_migration(struct report *r, json_object *m)
 	}
 	assert_true(jd(m, "ended_s") > jd(m, "started_s"));
 	assert_null(jp(m, "error"));
+	/* a separate destination process, or (when it cannot start) a buffer */
+	assert_true(!strcmp(js(m, "destination"), "process") ||
+		    !strcmp(js(m, "destination"), "in-process buffer"));
 }
 
 static void field_migrations(void **state)
