@@ -813,7 +813,7 @@ int main(int argc, char **argv)
 		sc.snap_every = c->snapshot_every > 0 ? c->snapshot_every : c->duration / 6;
 		sc.next_mig_at = mig ? 0.15 * c->duration : 1e30;
 		sc.bal_inflate = bal ? (mig ? 0.5 : 0.2) * c->duration : 1e30;
-		sc.bal_deflate = bal ? 0.85 * c->duration : 0;
+		sc.bal_deflate = bal ? 0.9 * c->duration : 0;
 		if (sc.bal_deflate - sc.bal_inflate < 2 * c->interval)
 			sc.bal_deflate = 0;
 	}

@@ -394,6 +394,7 @@ struct balloon_report {
 	uint64_t partial_units;
 	uint64_t hp_free_before, hp_free_peak;
 	uint64_t rss_before, rss_min;
+	uint64_t hugetlb_before, hugetlb_min;
 	uint64_t cg_before, cg_min;
 	uint64_t resident_before, resident_min;
 	uint64_t balloon_calls;

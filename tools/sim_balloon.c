@@ -480,6 +480,7 @@ static void note_before(struct balloon *b, const struct sample *now)
 
 	r->hp_free_before = r->hp_free_peak = now->hp_free;
 	r->rss_before = r->rss_min = now->host_rss;
+	r->hugetlb_before = r->hugetlb_min = now->host_hugetlb;
 	r->cg_before = r->cg_min = now->cg_usage;
 	r->resident_before = r->resident_min = now->resident;
 }
@@ -562,6 +563,8 @@ void sim_balloon_sample(struct sim *s, const struct sample *now)
 		r->hp_free_peak = now->hp_free;
 	if (now->host_rss < r->rss_min)
 		r->rss_min = now->host_rss;
+	if (now->host_hugetlb < r->hugetlb_min)
+		r->hugetlb_min = now->host_hugetlb;
 	if (now->cg_usage < r->cg_min)
 		r->cg_min = now->cg_usage;
 	if (now->resident < r->resident_min)
@@ -582,7 +585,7 @@ void sim_balloon_sample(struct sim *s, const struct sample *now)
  * needs a blocking wait, and progress there means any change in released
  * memory, which free page reporting provides all the time.
  */
-#define RETRY_NS 300000000ULL
+#define RETRY_NS 150000000ULL
 
 void sim_balloon_tick(struct sim *s)
 {

@@ -81,12 +81,13 @@ static uint64_t hp_size(void)
 	return v ? v : 2ULL << 20;
 }
 
-/* Released memory as the host sees it: HugePages_Free for hugetlb, RSS
- * otherwise (the one the backing charges). */
+/* Released memory as the host sees it in this process: HugetlbPages for
+ * hugetlb, RSS otherwise (what the backing is charged to). HugePages_Free
+ * is reported too, but the pool is shared with every other process. */
 static bool release_visible(struct sim *s, const struct balloon_report *b, uint64_t *seen)
 {
 	if (s->info.backing == PGT_BACKING_HUGETLB)
-		*seen = (b->hp_free_peak - b->hp_free_before) * hp_size();
+		*seen = b->hugetlb_before > b->hugetlb_min ? b->hugetlb_before - b->hugetlb_min : 0;
 	else
 		*seen = b->rss_before > b->rss_min ? b->rss_before - b->rss_min : 0;
 	return b->freed_bytes == 0 || *seen > 0;
@@ -200,9 +201,13 @@ void sim_print_summary(struct sim *s, FILE *f)
 			sim_bytes(b->refused_pinned, b4, sizeof(b4)), b->partial_pages,
 			sim_bytes(b->partial_units * SIM_UNIT, b5, sizeof(b5)));
 		if (s->info.backing == PGT_BACKING_HUGETLB)
-			fprintf(f, "              host: HugePages_Free %" PRIu64 " -> %" PRIu64
-				" (+%s)", b->hp_free_before, b->hp_free_peak,
-				sim_bytes(seen, b1, sizeof(b1)));
+			fprintf(f, "              host: HugetlbPages %s -> %s (-%s), HugePages_Free %"
+				PRIu64 " -> %" PRIu64 " (+%s)", sim_bytes(b->hugetlb_before, b2, sizeof(b2)),
+				sim_bytes(b->hugetlb_min, b3, sizeof(b3)), sim_bytes(seen, b1, sizeof(b1)),
+				b->hp_free_before, b->hp_free_peak,
+				sim_bytes(b->hp_free_peak > b->hp_free_before
+					  ? (b->hp_free_peak - b->hp_free_before) * hp_size() : 0,
+					  b4, sizeof(b4)));
 		else
 			fprintf(f, "              host: RSS %s -> %s (-%s)",
 				sim_bytes(b->rss_before, b1, sizeof(b1)),
@@ -389,6 +394,8 @@ static json_object *balloon_json(struct sim *s, const struct balloon_report *b)
 	add(o, "balloon_calls", ju(b->balloon_calls));
 	add(o, "hugepages_free_before", ju(b->hp_free_before));
 	add(o, "hugepages_free_peak", ju(b->hp_free_peak));
+	add(o, "host_hugetlb_before_bytes", ju(b->hugetlb_before));
+	add(o, "host_hugetlb_min_bytes", ju(b->hugetlb_min));
 	add(o, "host_rss_before_bytes", ju(b->rss_before));
 	add(o, "host_rss_min_bytes", ju(b->rss_min));
 	add(o, "cgroup_before_bytes", ju(b->cg_before));
@@ -396,7 +403,7 @@ static json_object *balloon_json(struct sim *s, const struct balloon_report *b)
 	add(o, "resident_before_bytes", ju(b->resident_before));
 	add(o, "resident_min_bytes", ju(b->resident_min));
 	add(o, "host_saw_bytes", ju(seen));
-	add(o, "host_saw_via", js(s->info.backing == PGT_BACKING_HUGETLB ? "HugePages_Free" : "RSS"));
+	add(o, "host_saw_via", js(s->info.backing == PGT_BACKING_HUGETLB ? "HugetlbPages" : "RSS"));
 	add(o, "release_visible", jb(vis));
 	return o;
 }

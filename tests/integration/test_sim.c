@@ -815,7 +815,9 @@ static void field_balloon(void **state)
 		(void)ju(b, "host_rss_min_bytes");
 		(void)ju(b, "cgroup_before_bytes");
 		(void)ju(b, "cgroup_min_bytes");
-		assert_string_equal(js(b, "host_saw_via"), r->hugetlb ? "HugePages_Free" : "RSS");
+		assert_string_equal(js(b, "host_saw_via"), r->hugetlb ? "HugetlbPages" : "RSS");
+		(void)ju(b, "host_hugetlb_before_bytes");
+		(void)ju(b, "host_hugetlb_min_bytes");
 		if (r->hugetlb) {
 			assert_true(ju(b, "partial_large_pages") > 0);
 			assert_true(ju(b, "partial_released_bytes") > 0);
@@ -823,9 +825,10 @@ static void field_balloon(void **state)
 	}
 }
 
-/* Released memory is visible to the host: HugePages_Free rises (hugetlb),
- * RSS falls (THP). Other processes share the pool, so allow for noise but
- * demand a real move. */
+/* Released memory is visible to the host: this process's HugetlbPages
+ * falls and HugePages_Free rises (hugetlb), RSS falls (THP). The pool is
+ * shared with whatever else runs, so HugePages_Free only has to move when
+ * nothing else took pages meanwhile; the per-process figures must. */
 static void field_release_visible(void **state)
 {
 	(void)state;
@@ -835,11 +838,17 @@ static void field_release_visible(void **state)
 		uint64_t seen = ju(b, "host_saw_bytes");
 
 		assert_true(jb(b, "release_visible"));
-		assert_true(seen > 0);
-		if (r->hugetlb)
-			assert_true(ju(b, "hugepages_free_peak") > ju(b, "hugepages_free_before"));
-		else
+		assert_true(seen >= 2ULL << 20);
+		if (r->hugetlb) {
+			assert_true(ju(b, "host_hugetlb_min_bytes") < ju(b, "host_hugetlb_before_bytes"));
+			if (ju(b, "hugepages_free_peak") <= ju(b, "hugepages_free_before"))
+				pgt_test_note("HugePages_Free did not rise (%" PRIu64 " -> %" PRIu64
+					      "): another process took pages from the pool",
+					      ju(b, "hugepages_free_before"),
+					      ju(b, "hugepages_free_peak"));
+		} else {
 			assert_true(ju(b, "host_rss_min_bytes") < ju(b, "host_rss_before_bytes"));
+		}
 	}
 }
 
