@@ -98,7 +98,8 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 	struct pgt_region *r = arg;
 
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__bitmap_set_range(&v->bm, first, n);
+		pgt__shardmap_set_range(&v->bm, first, n);
+	pgt__numa_note_dirty(r->numa, first, n);
 	return 0;
 }
 
@@ -149,7 +150,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 			uint64_t d = 0;
 
 			for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-				d |= word_of(&v->bm, w);
+				d |= pgt__shardmap_word(&v->bm, w);
 			dirty += (uint64_t)__builtin_popcountll(d);
 			if (touch)
 				touched += (uint64_t)__builtin_popcountll(word_of(&r->touched, w));
@@ -175,7 +176,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 			bool d = false, resd = bit(res, p);
 
 			for (struct pgt_dirty_view *v = r->views; v && !d; v = v->next)
-				d = pgt__bitmap_test(&v->bm, p);
+				d = pgt__shardmap_test(&v->bm, p);
 			rel_units = pgt__bitmap_test(&rel->released, p) ? rel->upp
 								       : (sub ? sub->count : 0);
 			s->configured += ps;

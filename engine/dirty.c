@@ -107,7 +107,7 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	ret = pgt__bitmap_init(&v->bm, r->npages);
+	ret = pgt__shardmap_init(&v->bm, r->npages, r->numa);
 	if (ret) {
 		free(v);
 		return ret;
@@ -145,7 +145,7 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 		}
 	}
 	pthread_mutex_unlock(&r->harvest_lock);
-	pgt__bitmap_fini(&v->bm);
+	pgt__shardmap_fini(&v->bm);
 	free(v);
 }
 
@@ -155,7 +155,8 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 	struct pgt_region *r = arg;
 
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__bitmap_set_range(&v->bm, first, n);
+		pgt__shardmap_set_range(&v->bm, first, n);
+	pgt__numa_note_dirty(r->numa, first, n);
 	return 0;
 }
 
@@ -171,41 +172,10 @@ static int64_t collect(struct pgt_region *r)
 	return n;
 }
 
-struct export_ctx {
-	const struct pgt_region *r;
-	struct pgt_harvest *h;
-};
-
-static void set_bits(unsigned long *bm, uint64_t first, uint64_t n)
-{
-	while (n) {
-		uint64_t w = first / BITS_PER_LONG, b = first % BITS_PER_LONG;
-		uint64_t k = BITS_PER_LONG - b < n ? BITS_PER_LONG - b : n;
-		unsigned long mask = k == BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << b;
-
-		bm[w] |= mask;
-		first += k;
-		n -= k;
-	}
-}
-
-static int export_run(void *arg, uint64_t first, uint64_t n)
-{
-	struct export_ctx *x = arg;
-	struct pgt_harvest *h = x->h;
-
-	if (h->runs) /* capacity was checked before taking */
-		h->runs[h->nruns] = (struct pgt_run){ x->r->gpa + (first << x->r->page_shift), n };
-	h->nruns++;
-	if (h->bitmap)
-		set_bits(h->bitmap, first, n);
-	return 0;
-}
-
 PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 {
+	struct pgt_shard_out o;
 	struct pgt_region *r;
-	struct export_ctx x;
 	int64_t n;
 
 	if (!v || !h || h->size < sizeof(*h) || h->flags)
@@ -220,21 +190,20 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	n = collect(r);
 	if (n < 0)
 		goto out;
-	h->nruns = 0;
-	if (h->runs) {
-		uint64_t need = pgt__bitmap_count_runs(&v->bm);
-
-		if (need > h->runs_cap) {
-			/* Nothing consumed: the pages wait in the view. */
-			h->nruns = need;
-			n = -ENOBUFS;
-			goto out;
-		}
-	}
-	if (h->bitmap)
-		memset(h->bitmap, 0, h->bitmap_words * sizeof(unsigned long));
-	x = (struct export_ctx){ r, h };
-	n = (int64_t)pgt__bitmap_take_runs(&v->bm, export_run, &x);
+	/*
+	 * Shards are taken on their nodes' workers (large regions) and merged
+	 * without a lock; with -ENOBUFS nothing is consumed, the pages wait in
+	 * the view and h->nruns says how many runs are needed.
+	 */
+	o = (struct pgt_shard_out){
+		.bitmap = h->bitmap, .bitmap_words = h->bitmap_words,
+		.runs = h->runs, .runs_cap = h->runs_cap,
+		.gpa = r->gpa, .page_shift = r->page_shift,
+	};
+	n = pgt__shardmap_take(&v->bm, &o);
+	h->nruns = o.nruns;
+	if (n < 0)
+		goto out;
 	h->dirty_pages = (uint64_t)n;
 	h->epoch = ++v->epoch;
 out:
@@ -248,7 +217,7 @@ PGT_EXPORT int pgt_dirty_merge(pgt_region *r, const unsigned long *bitmap, uint6
 		return -EINVAL;
 	pthread_mutex_lock(&r->harvest_lock);
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__bitmap_or_kvm(&v->bm, bitmap, nbits);
+		pgt__shardmap_or_kvm(&v->bm, bitmap, nbits);
 	pthread_mutex_unlock(&r->harvest_lock);
 	return 0;
 }
@@ -273,7 +242,7 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched) +
 		pgt__touch_bytes(r);
 	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
-		meta += sizeof(*v) + pgt__bitmap_bytes(&v->bm);
+		meta += sizeof(*v) + pgt__shardmap_bytes(&v->bm);
 	*st = (struct pgt_region_stats){
 		.size = sizeof(*st),
 		.npages = r->npages,

@@ -232,6 +232,13 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	ret = pgt_probe(&e->probe);
 	if (ret)
 		goto err;
+	struct pgt_numa_params np = {
+		.topology = cfg->numa_topology, .workers_per_node = cfg->numa_workers,
+		.log = e->log, .log_arg = e->log_arg, .log_level = e->log_level,
+	};
+	ret = pgt__numa_open(&np, &e->numa);
+	if (ret)
+		goto err;
 
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
 	e->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -272,6 +279,7 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 	while (e->regions)
 		pgt__region_free(e->regions);
 	stop_threads(e);
+	pgt__numa_close(e->numa);
 	if (e->epfd >= 0)
 		close(e->epfd);
 	if (e->stopfd >= 0)
@@ -280,4 +288,21 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 	pthread_rwlock_destroy(&e->fault_lock);
 	pthread_rwlock_destroy(&e->regions_lock);
 	free(e);
+}
+
+struct pgt_numa *pgt__engine_numa(const struct pgt_engine *e)
+{
+	return e->numa;
+}
+
+int pgt__engine_for_each_region(struct pgt_engine *e,
+				int (*fn)(void *arg, struct pgt_region *r), void *arg)
+{
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (struct pgt_region *r = e->regions; r && !ret; r = r->next)
+		ret = fn(arg, r);
+	pthread_rwlock_unlock(&e->regions_lock);
+	return ret;
 }

@@ -12,6 +12,7 @@
 #include "pgtrack/probe.h"
 #include "engine/bitmap.h"
 #include "hal/compat_uapi.h"
+#include "numa/numa_pvt.h"
 
 struct pgt_region;
 
@@ -83,7 +84,8 @@ extern const struct pgt_dirty_ops pgt__dirty_mprotect;
 struct pgt_dirty_view {
 	struct pgt_region *r;
 	struct pgt_dirty_view *next;
-	struct pgt_bitmap bm;   /* pages written since this view's last harvest */
+	struct pgt_shardmap bm; /* pages written since this view's last harvest,
+	                         * one shard per node (numa/shard.c) */
 	uint64_t epoch;
 };
 
@@ -104,6 +106,7 @@ struct pgt_region {
 	uint64_t fd_offset;
 	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
 	int numa_node;
+	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
 	bool hugetlb;               /* hugetlbfs backing (page_size > base) */
 
@@ -161,6 +164,7 @@ struct pgt_engine {
 	pthread_t *threads;
 	/* handlers hold it for reading while they work on a region */
 	pthread_rwlock_t fault_lock;
+	struct pgt_numa *numa;          /* topology and per-node workers */
 };
 
 /* ---- engine.c ---- */

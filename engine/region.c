@@ -210,18 +210,23 @@ static int set_page_size(struct pgt_region *r, uint64_t ps)
 	return 0;
 }
 
-static int bind_node(struct pgt_region *r)
+/* Layout, shards and mbind of the region's memory (numa/layout.c). */
+static int place(struct pgt_region *r, const struct pgt_region_config *c)
 {
-	unsigned long mask[16] = { 0 };
+	struct pgt_numa_region_params p = {
+		.addr = r->addr, .length = r->length, .gpa = r->gpa,
+		.page_size = r->page_size, .name = r->name, .numa_node = r->numa_node,
+		.policy = c->numa_policy, .nodemask = c->numa_nodemask,
+		.extents = c->numa_extents, .nextents = c->numa_nextents,
+	};
+	int ret = pgt__numa_region_init(r->eng->numa, &p, &r->numa);
 
-	if (r->numa_node < 0)
-		return 0;
-	if (r->numa_node >= (int)(sizeof(mask) * 8))
-		return -EINVAL;
-	mask[r->numa_node / 64] = 1UL << (r->numa_node % 64);
-	if (syscall(SYS_mbind, r->addr, r->length, MPOL_BIND, mask, sizeof(mask) * 8, 0))
-		return -errno;
-	return 0;
+	return ret ? ret : pgt__numa_region_place(r->numa);
+}
+
+struct pgt_numa_region *pgt__region_numa(const struct pgt_region *r)
+{
+	return r->numa;
 }
 
 /* Map anonymous memory aligned to @align (THP wants 2 MiB-aligned PMDs). */
@@ -360,7 +365,7 @@ static void region_release(struct pgt_region *r)
 		struct pgt_dirty_view *v = r->views;
 
 		r->views = v->next;
-		pgt__bitmap_fini(&v->bm);
+		pgt__shardmap_fini(&v->bm);
 		free(v);
 	}
 	pgt__bitmap_fini(&r->touched);
@@ -369,6 +374,7 @@ static void region_release(struct pgt_region *r)
 		munmap(r->addr, r->length);
 	if (r->owned && r->fd >= 0)
 		close(r->fd);
+	pgt__numa_region_fini(r->numa);
 	pthread_mutex_destroy(&r->harvest_lock);
 	free(r->name);
 	free(r);
@@ -380,16 +386,17 @@ void pgt__region_free(struct pgt_region *r)
 	region_release(r);
 }
 
-static int finish(pgt_engine *e, struct pgt_region *r, int method, pgt_region **out)
+static int finish(pgt_engine *e, struct pgt_region *r, const struct pgt_region_config *c,
+		  pgt_region **out)
 {
 	/* before touching the memory or registering it with userfaultfd */
 	int ret = precheck(e, r);
 
 	if (!ret)
-		ret = bind_node(r);
+		ret = place(r, c);
 
 	if (!ret)
-		ret = setup_tracking(r, method);
+		ret = setup_tracking(r, c->dirty_method);
 	if (!ret)
 		ret = link_region(e, r);
 	if (ret) {
@@ -428,7 +435,7 @@ PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *
 		region_release(r);
 		return ret;
 	}
-	return finish(e, r, c->dirty_method, out);
+	return finish(e, r, c, out);
 }
 
 /* Backing page size of a registered mapping: hugetlbfs block size or base. */
@@ -473,7 +480,7 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 		return ret;
 	}
 	r->hugetlb = r->page_size > pgt_hal_page_size() && r->shared;
-	return finish(e, r, c->dirty_method, out);
+	return finish(e, r, c, out);
 }
 
 PGT_EXPORT int pgt_region_destroy(pgt_region *r)

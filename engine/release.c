@@ -139,6 +139,7 @@ struct pgt_rel *pgt__rel_get(struct pgt_region *r)
 	rel->sub_shift = r->page_shift > PGT_UNIT_SHIFT ? r->page_shift - PGT_UNIT_SHIFT : 0;
 	rel->upp = 1ULL << rel->sub_shift;
 	rel->nunits = r->length >> PGT_UNIT_SHIFT;
+	rel->numa = r->numa;
 	if (pgt__bitmap_init(&rel->released, r->npages) ||
 	    pgt__bitmap_init(&rel->removed, r->npages) ||
 	    pgt__bitmap_init(&rel->pinned, r->npages)) {
@@ -210,6 +211,7 @@ static void unrelease_page(struct pgt_rel *rel, uint64_t p)
 {
 	pgt__bitmap_clear(&rel->released, p);
 	rel->released_pages--;
+	pgt__numa_note_released(rel->numa, p, 1, false);
 }
 
 void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
@@ -288,7 +290,7 @@ static void fix_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 	int method;
 
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__bitmap_clear_range(&v->bm, p, n);
+		pgt__shardmap_clear_range(&v->bm, p, n);
 	if (!r->dops || !r->dops_started)
 		return;
 	method = r->dops->method;
@@ -359,6 +361,7 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 		if (!pgt__bitmap_test(&rel->released, i)) {
 			pgt__bitmap_set(&rel->released, i);
 			rel->released_pages++;
+			pgt__numa_note_released(rel->numa, i, 1, true);
 		}
 	}
 	rel->stat_freed_bytes += n << r->page_shift;
@@ -1135,6 +1138,7 @@ static int rescan_run(void *arg, uint64_t first, uint64_t n)
 				pgt__bitmap_clear(&rel->zero, p);
 			pgt__bitmap_set(&rel->released, p);
 			rel->released_pages++;
+			pgt__numa_note_released(rel->numa, p, 1, true);
 			rel->stat_external_pages++;
 			x->found++;
 		}

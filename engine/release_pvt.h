@@ -44,6 +44,7 @@ struct pgt_rel {
 
 	struct pgt_bitmap released;    /* whole pages released */
 	uint64_t released_pages;       /* its popcount */
+	struct pgt_numa_region *numa;  /* per-node released counts */
 	struct pgt_bitmap removed;     /* REMOVE-event hints, set lock-free */
 	_Atomic bool removed_any;
 	struct pgt_sub **sub;          /* per page, lazily; only when upp > 1 */

@@ -797,6 +797,9 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
 	page = (addr - base) >> r->page_shift;
 	start = base + (page << r->page_shift);
 	write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	/* remote first touches: the faulting vCPU's node vs the page's */
+	if (touch_feat(r, ts) & UFFD_FEATURE_THREAD_ID)
+		pgt__numa_note_touch(r->numa, page, (int)msg->arg.pagefault.feat.ptid);
 
 	wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP) &&
 		  !atomic_load(&ts->no_wp);

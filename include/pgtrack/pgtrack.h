@@ -95,6 +95,12 @@ int pgt_dirty_method_parse(const char *name);
  * @log_arg:       passed to @log.
  * @log_level:     highest level passed to @log (0 means PGT_LOG_WARN).
  * @fault_threads: userfaultfd handler threads (0 means 1).
+ * @numa_topology: NULL for this machine, else a topology description as
+ *                 struct pgt_topology_config.spec (pgtrack/numa.h) takes:
+ *                 for tests and planning; nothing is bound or placed on
+ *                 nodes this host does not have.
+ * @numa_workers:  harvest workers per NUMA node (0: one per node with CPUs
+ *                 on a multi-node host, none on a single node).
  */
 struct pgt_engine_config {
 	uint32_t size;
@@ -103,6 +109,8 @@ struct pgt_engine_config {
 	void *log_arg;
 	int log_level;
 	unsigned fault_threads;
+	const char *numa_topology;
+	unsigned numa_workers;
 };
 
 /**
