@@ -49,6 +49,7 @@ static void counts_add(struct pgt_mem_counts *d, const struct pgt_mem_counts *s)
 	d->pinned += s->pinned;
 	d->zero += s->zero;
 	d->partial_hugepages += s->partial_hugepages;
+	d->released_partial += s->released_partial;
 }
 
 static inline bool bit(const uint64_t *w, uint64_t i)
@@ -92,17 +93,6 @@ static int query_nodes(struct pgt_region *r, const uint64_t *res, int *node)
 	return 0;
 }
 
-/* Pages the tracker collected go to every view, as a harvest does. */
-static int fan_out(void *arg, uint64_t first, uint64_t n)
-{
-	struct pgt_region *r = arg;
-
-	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__shardmap_set_range(&v->bm, first, n);
-	pgt__numa_note_dirty(r->numa, first, n);
-	return 0;
-}
-
 static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account *out)
 {
 	struct pgt_rel *rel = pgt__rel_get(r);
@@ -141,7 +131,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	 * it at its next harvest). Without views nobody wants it: leave it.
 	 */
 	if (r->views && r->dops && r->dops_started)
-		r->dops->collect(r, fan_out, r);
+		pgt__dirty_collect(r, false);
 	if (!nodes) {
 		/* the whole region counts on its node: word-wide popcounts */
 		uint64_t touched = 0, dirty = 0, zero = 0;
@@ -165,6 +155,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 		c.released = pgt__rel_units(rel) << PGT_UNIT_SHIFT;
 		c.pinned = rel->pinned_units << PGT_UNIT_SHIFT;
 		c.partial_hugepages = rel->npartial;
+		c.released_partial = rel->partial_units << PGT_UNIT_SHIFT;
 		counts_add(node_slot(out, rnode), &c);
 	} else {
 		/* page by page: resident pages where the kernel says, the rest
@@ -188,6 +179,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 			s->released += rel_units << PGT_UNIT_SHIFT;
 			s->pinned += pgt__pin_count(rel, u0, rel->upp) << PGT_UNIT_SHIFT;
 			s->partial_hugepages += sub ? 1 : 0;
+			s->released_partial += sub ? (uint64_t)sub->count << PGT_UNIT_SHIFT : 0;
 			c.configured += ps;
 			c.resident += resd ? ps : 0;
 		}
@@ -592,9 +584,13 @@ PGT_EXPORT int pgt_explain(const struct pgt_account *g, const struct pgt_host_us
 	line(&l, "guest", (int64_t)g->total.configured,
 	     "guest memory configured = guest.resident + guest.released + guest.absent");
 	line(&l, "guest.resident", (int64_t)gres, "guest pages in host RAM now");
-	line(&l, "guest.released", (int64_t)g->total.released,
+	line(&l, "guest.released", (int64_t)(g->total.released - g->total.released_partial),
 	     "given back by the guest and freed: in none of RSS, HugetlbPages, cgroup");
-	line(&l, "guest.absent", sub(g->total.configured, gres + g->total.released),
+	line(&l, "guest.released.partial", (int64_t)g->total.released_partial,
+	     "given back in 4 KiB pieces of large pages still in use: part of guest.resident "
+	     "until the whole large page is free");
+	line(&l, "guest.absent",
+	     sub(g->total.configured, gres + g->total.released - g->total.released_partial),
 	     "never touched (or swapped out): costs nothing yet but hugetlb reservations");
 
 	/* the process: VmRSS = anon + file + shmem; hugetlb is outside it */

@@ -160,12 +160,11 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 	return 0;
 }
 
-/* Called with harvest_lock held. */
-static int64_t collect(struct pgt_region *r)
+int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
 	int64_t n = r->dops->collect(r, fan_out, r);
 
-	if (n >= 0) {
+	if (n >= 0 && count) {
 		atomic_fetch_add_explicit(&r->harvests, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&r->dirty_reported, (uint64_t)n, memory_order_relaxed);
 	}
@@ -187,7 +186,7 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 		return -ENOBUFS;
 
 	pthread_mutex_lock(&r->harvest_lock);
-	n = collect(r);
+	n = pgt__dirty_collect(r, true);
 	if (n < 0)
 		goto out;
 	/*

@@ -199,6 +199,10 @@ int pgt__dirty_resolve(struct pgt_region *r, int method);
 /* After the uffd is open: allocate tracking state and arm it. */
 int pgt__dirty_init(struct pgt_region *r);
 void pgt__dirty_fini(struct pgt_region *r);
+/* Collect from the tracker into every view (harvest_lock held); @count:
+ * add it to the harvests / dirty_reported counters (harvests do, accounting
+ * snapshots do not). */
+int64_t pgt__dirty_collect(struct pgt_region *r, bool count);
 
 /* ---- touch.c ---- */
 /* Features/mode the touch tracker needs for this region's backing. */

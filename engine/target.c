@@ -33,7 +33,22 @@ struct pgt_target {
 	uint64_t calls, errors;
 	int last_error;
 	uint64_t set_ns, reached_ns;
+	uint64_t tolerance;
 };
+
+static uint64_t absdiff(int64_t v)
+{
+	return v < 0 ? (uint64_t)-v : (uint64_t)v;
+}
+
+/* Within tolerance; by default within one unit below (whole units given back). */
+static bool reached(const struct pgt_target *t, int64_t miss)
+{
+	if (!t->tolerance)
+		return miss <= 0 && miss > -(int64_t)PGT_RELEASE_UNIT;
+	return absdiff(miss) <= t->tolerance;
+}
+
 
 /* ------------------------------------------------------------------ */
 /* Limits                                                              */
@@ -184,7 +199,7 @@ static int apply(struct pgt_target *t, const struct pgt_memory_limits *nl, int64
 	pthread_mutex_lock(&t->lock);
 	t->lim = *nl;
 	t->set_ns = pgt_hal_now_ns();
-	t->reached_ns = miss <= 0 && miss > -(int64_t)PGT_RELEASE_UNIT ? t->set_ns : 0;
+	t->reached_ns = reached(t, miss) ? t->set_ns : 0;
 	pthread_mutex_unlock(&t->lock);
 	*ask = units_for(miss);
 	return 0;
@@ -215,6 +230,7 @@ PGT_EXPORT int pgt_target_open(pgt_engine *e, const struct pgt_target_config *cf
 	t->safety = cfg->safety;
 	t->safety.size = sizeof(t->safety);
 	t->retry_ns = cfg->retry_ns ? cfg->retry_ns : 100000000ULL;
+	t->tolerance = cfg->tolerance;
 	t->cooperative = true;
 	t->set_ns = pgt_hal_now_ns();
 	*out = t;
@@ -281,7 +297,8 @@ static void sleep_ns(uint64_t ns)
 
 PGT_EXPORT int pgt_target_wait(pgt_target *t, uint64_t timeout_ns)
 {
-	uint64_t now = pgt_hal_now_ns(), deadline, last_change = now, prev_released = ~0ULL;
+	uint64_t now = pgt_hal_now_ns(), deadline, last_change = now;
+	uint64_t best = UINT64_MAX; /* closest |missing| seen */
 
 	if (!t)
 		return -EINVAL;
@@ -296,8 +313,7 @@ PGT_EXPORT int pgt_target_wait(pgt_target *t, uint64_t timeout_ns)
 		guest_now(t->eng, &configured, &released);
 		miss = missing_bytes(configured, released, target);
 		now = pgt_hal_now_ns();
-		/* reached: within one unit (the guest gives back whole units) */
-		if (miss <= 0 && miss > -(int64_t)PGT_RELEASE_UNIT) {
+		if (reached(t, miss)) {
 			pthread_mutex_lock(&t->lock);
 			if (!t->reached_ns)
 				t->reached_ns = now;
@@ -317,8 +333,8 @@ PGT_EXPORT int pgt_target_wait(pgt_target *t, uint64_t timeout_ns)
 			}
 			return -ETIMEDOUT;
 		}
-		if (released != prev_released) {
-			prev_released = released;
+		if (absdiff(miss) < best) {
+			best = absdiff(miss);
 			last_change = now;
 		} else if (now - last_change >= t->retry_ns) {
 			call_balloon(t, units_for(miss));
@@ -344,7 +360,7 @@ PGT_EXPORT int pgt_target_status(pgt_target *t, struct pgt_target_status *st)
 		.guest = configured - released,
 		.target = t->lim.target,
 		.missing = miss,
-		.reached = miss <= 0 && miss > -(int64_t)PGT_RELEASE_UNIT,
+		.reached = reached(t, miss),
 		.cooperative = t->cooperative,
 		.balloon_calls = t->calls,
 		.balloon_errors = t->errors,

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -436,12 +437,10 @@ static void probe_live(struct pgt_probe *p)
 				       p->kernel_release, sizeof(p->kernel_release),
 				       &p->kernel_major, &p->kernel_minor, &p->kernel_patch)) {
 			p->kernel_major = p->kernel_minor = p->kernel_patch = 0;
-			strncpy(p->kernel_release, u.release, sizeof(p->kernel_release) - 1);
-			p->kernel_release[sizeof(p->kernel_release) - 1] = '\0';
+			snprintf(p->kernel_release, sizeof(p->kernel_release), "%s", u.release);
 		}
 		/* uname is right where kernel.arch is not: under qemu-user */
-		strncpy(p->arch, u.machine, sizeof(p->arch) - 1);
-		p->arch[sizeof(p->arch) - 1] = '\0';
+		snprintf(p->arch, sizeof(p->arch), "%.*s", (int)sizeof(p->arch) - 1, u.machine);
 	} else {
 		pgt__probe_release(NULL, p);
 	}

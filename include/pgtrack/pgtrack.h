@@ -441,8 +441,10 @@ struct pgt_region_stats {
 	uint64_t touch_faults;   /* faults resolved by handlers */
 	uint64_t touch_errors;   /* faults failed (provider error) */
 	uint64_t wp_faults;      /* uffd-sync / mprotect write faults */
-	uint64_t harvests;       /* kernel tracking passes */
-	uint64_t dirty_reported; /* pages reported by the kernel pass, total */
+	uint64_t harvests;       /* kernel tracking passes run by harvests */
+	uint64_t dirty_reported; /* pages those passes reported, total (passes
+				  * that accounting snapshots run to see pending
+				  * pages are not counted) */
 	uint64_t views;          /* open dirty views */
 	uint64_t metadata_bytes; /* memory pgtrack uses for this region */
 };

@@ -335,6 +335,13 @@ typedef int (*pgt_balloon_fn)(void *arg, int64_t pages);
  * @safety:      reserve and headroom for pgt_balloon_limit(); may be zero.
  * @retry_ns:    re-ask the guest for what is still missing after this long
  *               without progress (0: 100 ms).
+ * @tolerance:   the target counts as reached when the guest is within this
+ *               many bytes of it, either side (0: one 4 KiB unit below).
+ *               Guests that also free pages through free page reporting
+ *               move the figure all the time: give them a tolerance.
+ *
+ * Progress, for the re-ask, means the guest came closer to the target;
+ * released memory moving away from it (or back and forth) is not progress.
  */
 struct pgt_target_config {
 	uint32_t size;
@@ -344,6 +351,7 @@ struct pgt_target_config {
 	void *balloon_arg;
 	struct pgt_balloon_params safety;
 	uint64_t retry_ns;
+	uint64_t tolerance;
 };
 
 /**
@@ -470,6 +478,9 @@ struct pgt_mem_counts {
 	uint64_t pinned;
 	uint64_t zero;       /* found zero by the last pgt_zero_scan() */
 	uint64_t partial_hugepages;
+	/* part of @released: 4 KiB pieces of large pages that are still
+	 * resident (freed only when the whole large page is) */
+	uint64_t released_partial;
 };
 
 /** pgt_account() flags. */

@@ -237,6 +237,53 @@ static void test_balloon_reaches_target(void **state)
 	guest_stop(&g);
 }
 
+/*
+ * A guest that stops 1 MiB short of its target and then jitters around
+ * (free page reporting moving released memory back and forth): without a
+ * tolerance the target is not reached and the jitter is not progress, so
+ * the balloon is asked again; with a 2 MiB tolerance it is reached.
+ */
+static void test_tolerance_and_progress(void **state)
+{
+	struct pgt_target_status st = { .size = sizeof(st) };
+	struct guest g;
+	struct pgt_target_config cfg;
+	pgt_target *t;
+
+	(void)state;
+	guest_start(&g);
+	g.cooperative = false; /* the test plays the guest */
+	cfg = (struct pgt_target_config){
+		.size = sizeof(cfg), .limits = limits(0, 0, LEN, LEN, LEN), .balloon = balloon,
+		.balloon_arg = &g, .retry_ns = 5000000ULL,
+	};
+	assert_int_equal(pgt_target_open(g.eng, &cfg, &t), 0);
+	assert_int_equal(pgt_target_set(t, 16 * MiB), 0);
+	/* give back 15 MiB of the 16 asked */
+	assert_int_equal(pgt_release(g.eng, GPA0, 15 * MiB, 0, NULL), (int64_t)(15 * MiB / UNIT));
+	for (int i = 0; i < 20; i++) { /* jitter: one unit back and forth */
+		assert_int_equal(pgt_reclaim(g.eng, GPA0, UNIT), 1);
+		assert_int_equal(pgt_release(g.eng, GPA0, UNIT, 0, NULL), 1);
+	}
+	int calls = atomic_load(&g.calls);
+
+	assert_int_equal(pgt_target_wait(t, 30000000ULL), -ETIMEDOUT);
+	assert_true(atomic_load(&g.calls) > calls); /* jitter was not progress */
+	assert_int_equal(pgt_target_status(t, &st), 0);
+	assert_false(st.reached);
+	assert_int_equal(st.missing, (int64_t)MiB);
+	pgt_target_close(t);
+
+	cfg.tolerance = 2 * MiB;
+	assert_int_equal(pgt_target_open(g.eng, &cfg, &t), 0);
+	assert_int_equal(pgt_target_set(t, 16 * MiB), 0);
+	assert_int_equal(pgt_target_wait(t, 30000000ULL), 0);
+	assert_int_equal(pgt_target_status(t, &st), 0);
+	assert_true(st.reached);
+	pgt_target_close(t);
+	guest_stop(&g);
+}
+
 static void test_uncooperative_guest(void **state)
 {
 	struct pgt_target_status st = { .size = sizeof(st) };
@@ -383,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_limits_check),
 		cmocka_unit_test(test_balloon_reaches_target),
 		cmocka_unit_test(test_uncooperative_guest),
+		cmocka_unit_test(test_tolerance_and_progress),
 		cmocka_unit_test(test_refused_targets),
 		cmocka_unit_test(test_overhead_and_maximise),
 	};

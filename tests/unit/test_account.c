@@ -231,6 +231,16 @@ static void test_explain_closes(void **state)
 	assert_int_equal(B("cg.hugetlb"), 1ULL << 30);
 	assert_int_equal(B("guest.absent"), 4096 * MiB - 2560 * MiB - 256 * MiB);
 	assert_non_null(strstr(find(lines, n, "hugetlb")->text, "neither VmRSS nor cgroup"));
+	/* 4 KiB pieces released inside still-resident hugepages are resident,
+	 * not absent: the equation still closes and nothing goes negative */
+	a.total.released_partial = 6 * MiB;
+	n = pgt_explain(&a, &u, lines, 64);
+	assert_int_equal(B("guest"), B("guest.resident") + B("guest.released") + B("guest.absent"));
+	assert_int_equal(B("guest.released.partial"), 6 * MiB);
+	assert_int_equal(B("guest.released"), 256 * MiB - 6 * MiB);
+	assert_int_equal(B("guest.absent"), 4096 * MiB - 2560 * MiB - 250 * MiB);
+	a.total.released_partial = 0;
+	n = pgt_explain(&a, &u, lines, 64);
 	/* a count bigger than the buffer: only cap lines written */
 	assert_int_equal(pgt_explain(&a, &u, lines, 3), n);
 	assert_int_equal(pgt_explain(&a, &u, NULL, 0), n);
