@@ -76,7 +76,9 @@ uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg
 
 /*
  * Get-and-clear into runs: like pgt__bitmap_take but reports maximal runs
- * (runs spanning word boundaries are joined). Returns bits taken.
+ * (runs spanning word boundaries are joined). Returns bits taken. If @fn
+ * returns non-zero, the runs reported so far (that one included) stay taken
+ * and every other bit stays in the bitmap.
  */
 uint64_t pgt__bitmap_take_runs(struct pgt_bitmap *b, pgt_bitmap_run_fn fn, void *arg);
 
@@ -85,7 +87,8 @@ int pgt__bitmap_or(struct pgt_bitmap *dst, const struct pgt_bitmap *src);
 
 /*
  * dst |= bits from an external KVM-layout bitmap of @nbits bits (unsigned
- * long words; bits beyond b->nbits are ignored). Returns bits merged.
+ * long words; bits beyond b->nbits are ignored). Returns bits merged: the
+ * set bits read from @src, whether or not they were already set in @dst.
  */
 uint64_t pgt__bitmap_or_kvm(struct pgt_bitmap *dst, const unsigned long *src, uint64_t nbits);
 
