@@ -35,6 +35,48 @@ void pgt__flight_wait(struct pgt_flight *f)
 		sched_yield();
 }
 
+struct reprotect {
+	struct pgt_region *r;
+	pgt_protect_fn protect;
+	pgt_bitmap_run_fn fn;
+	void *arg;
+	int err;
+};
+
+static int reprotect_run(void *arg, uint64_t first, uint64_t n)
+{
+	struct reprotect *x = arg;
+	int ret = x->protect(x->r, first, n);
+
+	if (ret) {
+		/*
+		 * Still writable: keep the pages pending, so they are reported
+		 * again each harvest (over-reporting, never losing a write).
+		 */
+		pgt__bitmap_set_range(&x->r->pending, first, n);
+		if (!x->err)
+			x->err = ret;
+	}
+	if (x->fn)
+		x->fn(x->arg, first, n);
+	return 0;
+}
+
+int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
+			     pgt_bitmap_run_fn fn, void *arg)
+{
+	struct reprotect x = { r, protect, fn, arg, 0 };
+	uint64_t n;
+
+	/* handlers that began before us have set their bits (track_uffd.c) */
+	pgt__flight_wait(&r->flight);
+	n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
+	if (x.err)
+		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",
+			 r->name, strerror(-x.err));
+	return (int64_t)n;
+}
+
 int pgt__dirty_resolve(struct pgt_region *r, int method)
 {
 	const struct pgt_probe *p = &r->eng->probe;

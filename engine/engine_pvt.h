@@ -199,6 +199,14 @@ int pgt__dirty_resolve(struct pgt_region *r, int method);
 /* After the uffd is open: allocate tracking state and arm it. */
 int pgt__dirty_init(struct pgt_region *r);
 void pgt__dirty_fini(struct pgt_region *r);
+/*
+ * Collect for fault-driven trackers: wait for handlers in flight, take the
+ * pending bits, write-protect what was taken with @protect (pages it fails
+ * on stay pending) and report it through @fn.
+ */
+typedef int (*pgt_protect_fn)(struct pgt_region *r, uint64_t first, uint64_t n);
+int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
+			     pgt_bitmap_run_fn fn, void *arg);
 /* Collect from the tracker into every view (harvest_lock held); @count:
  * add it to the harvests / dirty_reported counters (harvests do, accounting
  * snapshots do not). */

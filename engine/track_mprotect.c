@@ -151,44 +151,15 @@ static int mp_start(struct pgt_region *r)
 	return ret;
 }
 
-struct reprotect {
-	struct pgt_region *r;
-	pgt_bitmap_run_fn fn;
-	void *arg;
-	int err;
-};
-
-static int reprotect_run(void *arg, uint64_t first, uint64_t n)
+static int mp_protect(struct pgt_region *r, uint64_t first, uint64_t n)
 {
-	struct reprotect *x = arg;
-
-	if (mprotect(pgt__page_addr(x->r, first), n << x->r->page_shift, PROT_READ)) {
-		/*
-		 * ENOMEM past vm.max_map_count: the pages stay writable, so keep
-		 * them pending; they are reported again each harvest (over-
-		 * reporting, never losing a write).
-		 */
-		pgt__bitmap_set_range(&x->r->pending, first, n);
-		if (!x->err)
-			x->err = -errno;
-	}
-	if (x->fn)
-		x->fn(x->arg, first, n);
-	return 0;
+	/* ENOMEM past vm.max_map_count: the pages stay writable and pending */
+	return mprotect(pgt__page_addr(r, first), n << r->page_shift, PROT_READ) ? -errno : 0;
 }
 
 static int64_t mp_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
 {
-	struct reprotect x = { r, fn, arg, 0 };
-	uint64_t n;
-
-	pgt__flight_wait(&r->flight);
-	n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
-
-	if (x.err)
-		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",
-			 r->name, strerror(-x.err));
-	return (int64_t)n;
+	return pgt__pending_collect(r, mp_protect, fn, arg);
 }
 
 static void mp_stop(struct pgt_region *r)

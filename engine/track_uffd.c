@@ -75,41 +75,14 @@ static int sync_fault(struct pgt_region *r, uint64_t page)
 	return ret;
 }
 
-struct reprotect {
-	struct pgt_region *r;
-	pgt_bitmap_run_fn fn;
-	void *arg;
-	int err;
-};
-
-static int reprotect_run(void *arg, uint64_t first, uint64_t n)
+static int sync_protect(struct pgt_region *r, uint64_t first, uint64_t n)
 {
-	struct reprotect *x = arg;
-	int ret = pgt__uffd_wp(x->r, first, n, true, false);
-
-	if (ret) {
-		/* Still writable: keep them pending so no later write is lost. */
-		pgt__bitmap_set_range(&x->r->pending, first, n);
-		if (!x->err)
-			x->err = ret;
-	}
-	if (x->fn)
-		x->fn(x->arg, first, n);
-	return 0;
+	return pgt__uffd_wp(r, first, n, true, false);
 }
 
 static int64_t sync_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
 {
-	struct reprotect x = { r, fn, arg, 0 };
-	uint64_t n;
-
-	pgt__flight_wait(&r->flight);
-	n = pgt__bitmap_take_runs(&r->pending, reprotect_run, &x);
-
-	if (x.err)
-		pgt__log(r->eng, PGT_LOG_WARN, "region %s: re-protect failed (%s): pages stay dirty",
-			 r->name, strerror(-x.err));
-	return (int64_t)n;
+	return pgt__pending_collect(r, sync_protect, fn, arg);
 }
 
 static void sync_stop(struct pgt_region *r)

@@ -129,8 +129,9 @@ static void run_case(void **state)
 
 	snapshot(&x, s);
 	for (long k = 0; k < rounds; k++) {
-		/* let the incrementers run for a random moment (0–20 µs) */
-		uint64_t until = now_ns() + pgt_test_rand(&rng) % 20000;
+		/* let the incrementers run for a random moment (0–100 µs; a
+		 * fault-driven write takes 5–60 µs here) */
+		uint64_t until = now_ns() + pgt_test_rand(&rng) % 100000;
 
 		while (now_ns() < until)
 			;
