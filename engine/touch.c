@@ -481,6 +481,44 @@ static void touch_scan_cached(struct pgt_region *r, struct touch_state *ts)
 	}
 }
 
+/*
+ * The source of zero fills. For 4 KiB pages a read-only mapping of the
+ * shared zero page costs nothing. For 2 MiB hugetlb fills the kernel copies
+ * 2 MiB per fault, and copying from the zero page (4 KiB mapped 512 times)
+ * measured 150-158 us against 106-116 us from real zeroed memory on a THP:
+ * there it pays to spend 2 MiB on a real, 2 MiB-aligned zero buffer.
+ * Read-only either way. Returns NULL on failure.
+ */
+static void *zero_source(uint64_t size, bool huge)
+{
+	uint8_t *p, *a;
+
+	if (!huge) {
+		p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		/* Map the zero page in now, so the first COPY from it does not
+		 * take the kernel's slow "source not present" retry. */
+		(void)madvise(p, size, MADV_POPULATE_READ);
+		return p;
+	}
+	p = mmap(NULL, 2 * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)(((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (p + 2 * size > a + size)
+		munmap(a + size, (size_t)(p + 2 * size - (a + size)));
+	(void)madvise(a, size, MADV_HUGEPAGE);
+	memset(a, 0, size); /* populate: real zeroed memory, a THP where possible */
+	if (mprotect(a, size, PROT_READ)) {
+		munmap(a, size);
+		return NULL;
+	}
+	return a;
+}
+
 size_t pgt__touch_bytes(const struct pgt_region *r)
 {
 	struct touch_state *ts = r->tpriv;
@@ -543,16 +581,11 @@ int pgt__touch_init(struct pgt_region *r)
 				     !(r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)));
 	ts->exist_unit = ts->hugetlb ? r->page_size : ts->base_page;
 
-	ts->zero = mmap(NULL, r->page_size, PROT_READ,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (ts->zero == MAP_FAILED) {
-		ts->zero = NULL;
+	ts->zero = zero_source(r->page_size, ts->hugetlb);
+	if (!ts->zero) {
 		touch_state_free(ts, r->page_size);
 		return -ENOMEM;
 	}
-	/* Map the zero page in now, so the first COPY from it does not take
-	 * the kernel's slow "source not present" retry. Best effort. */
-	(void)madvise(ts->zero, r->page_size, MADV_POPULATE_READ);
 
 	ret = pgt__bitmap_init(&r->touched, r->npages);
 	if (ret) {

@@ -175,7 +175,7 @@ static void clock_pair(uint64_t *cyc, uint64_t *ns)
 
 static uint64_t calibrate(void)
 {
-	uint64_t c0, t0, c1, t1;
+	uint64_t c0 = 0, t0 = 0, c1 = 0, t1 = 0; /* gcc -O3 cannot see clock_pair sets them */
 	struct timespec until;
 	uint64_t end;
 

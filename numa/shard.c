@@ -578,7 +578,7 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 			goto out;
 		}
 		for (unsigned k = 1; k < m->n; k++) {
-			bool join;
+			bool join = false; /* gcc -O3 cannot see slot_of sets it */
 			size_t at = slot_of(&j, k, &join, NULL);
 
 			if (join)

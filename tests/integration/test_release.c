@@ -75,7 +75,10 @@ static int open_region(struct fx *f, int backing, uint64_t len, uint32_t track, 
 
 static void close_region(struct fx *f)
 {
-	const char *why = NULL;
+	/* static: gcc 12 -O3 wrongly calls &why dangling across the inlined validate */
+	static const char *why;
+
+	why = NULL;
 
 	if (!f->eng)
 		return;

@@ -452,7 +452,7 @@ static void probe_mprotect(void)
 	struct sigaction sa = { .sa_sigaction = segv_handler, .sa_flags = SA_SIGINFO };
 	struct sigaction old;
 	volatile char *p = map_anon(page_size);
-	int ok = 0;
+	volatile int ok = 0; /* read after siglongjmp */
 
 	if (!p) {
 		fact("mprotect", "mmap failed", "0");
