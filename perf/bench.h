@@ -82,5 +82,9 @@ int bench_dirty(const struct bench_opts *o, struct json_object *results,
 		struct json_object *ratios, struct json_object *info);
 int bench_touch(const struct bench_opts *o, struct json_object *results,
 		struct json_object *ratios, struct json_object *info);
+int bench_release(const struct bench_opts *o, struct json_object *results,
+		  struct json_object *ratios, struct json_object *info);
+/* numa has its own options (it drives the internal shard maps directly) */
+int bench_numa_main(int argc, char **argv);
 
 #endif /* PGT_BENCH_H */

@@ -2,7 +2,7 @@
 /*
  * pgtrack-bench: dirty-tracking and first-touch benchmarks.
  *
- *   pgtrack-bench [dirty|touch|all] [--json] [--sizes 256M,1G] [--quick]
+ *   pgtrack-bench [dirty|touch|release|all] | numa [--json] [--sizes 256M,1G] [--quick]
  *                 [--reps N] [--methods list] [--no-hugetlb] [--access w,r]
  *                 [--budget SECONDS] [--seed N] [--verbose]
  *
@@ -309,7 +309,8 @@ static int one_access(const char *t, void *ctx)
 
 static void usage(FILE *f)
 {
-	fputs("usage: pgtrack-bench [dirty|touch|all] [options]\n"
+	fputs("usage: pgtrack-bench [dirty|touch|release|all] [options]\n"
+	      "       pgtrack-bench numa [--json] [--quick] (see --help after numa)\n"
 	      "  --json            print one JSON object on stdout\n"
 	      "  --sizes LIST      region sizes, e.g. 256M,1G (multiples of 2M)\n"
 	      "  --quick           small sizes, few repetitions (CI smoke)\n"
@@ -432,6 +433,14 @@ int main(int argc, char **argv)
 	double load[3];
 	int c, ret = 0;
 
+	/* "numa" takes its own options: hand it the command line as it is */
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] != '-') {
+			if (!strcmp(argv[i], "numa"))
+				return bench_numa_main(argc, argv);
+			break;
+		}
+	}
 	while ((c = getopt_long(argc, argv, "js:qr:m:HAa:b:S:vh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'j': o.json = true; break;
@@ -479,7 +488,7 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		which = argv[optind++];
 	if (optind < argc || (strcmp(which, "dirty") && strcmp(which, "touch") &&
-			      strcmp(which, "all"))) {
+			      strcmp(which, "release") && strcmp(which, "all"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -509,6 +518,8 @@ int main(int argc, char **argv)
 		ret = bench_dirty(&o, results, ratios, info);
 	if (!ret && (!strcmp(which, "touch") || !strcmp(which, "all")))
 		ret = bench_touch(&o, results, ratios, info);
+	if (!ret && (!strcmp(which, "release") || !strcmp(which, "all")))
+		ret = bench_release(&o, results, ratios, info);
 
 	if (getloadavg(load, 3) == 3) {
 		struct json_object *h;

@@ -29,8 +29,6 @@
 #include "numa/numa_pvt.h"
 #include "perf/bench.h"
 
-int bench_numa_main(int argc, char **argv);
-
 #define MAX_REPS 1000
 
 struct nb_opts {

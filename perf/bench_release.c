@@ -40,8 +40,6 @@
 #define UNIT PGT_RELEASE_UNIT
 #define GPA0 (1ull << 32)
 
-int bench_release(const struct bench_opts *o, struct json_object *results,
-		  struct json_object *ratios, struct json_object *info);
 int bench_release_main(int argc, char **argv);
 
 struct cell {

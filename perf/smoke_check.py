@@ -15,18 +15,21 @@ RATIOS = {
     "uffd_sync_vs_engine": True,
     "ns_per_dirty_page": True,
     "touch_engine_vs_raw": True,
+    "release_engine_vs_raw": True,
 }
+NUMA_RATIOS = {"shard_merge_overhead": True}
 RESULT_KEYS = ("method", "backing", "size", "placement", "status")
 
 
+TEST = 1
+
+
 def fail(msg):
-    print("not ok 1 - " + msg)
+    print("not ok %d - %s" % (TEST, msg))
     sys.exit(1)
 
 
-def main():
-    print("1..1")
-    cmd = [sys.argv[1], "--quick", "--json"]
+def check(cmd, ratio_keys, result_keys):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=280)
     if p.returncode != 0:
@@ -42,7 +45,7 @@ def main():
     if not isinstance(res, list) or not res:
         fail("no results list")
     for e in res:
-        for k in RESULT_KEYS:
+        for k in result_keys:
             if k not in e:
                 fail("result without %r: %r" % (k, e))
         if e["status"] not in ("ok", "skipped", "error"):
@@ -52,7 +55,7 @@ def main():
     ratios = doc.get("ratios")
     if not isinstance(ratios, dict):
         fail("no ratios object")
-    for k, has_goal in RATIOS.items():
+    for k, has_goal in ratio_keys.items():
         r = ratios.get(k)
         if not isinstance(r, dict):
             fail("ratio %s missing" % k)
@@ -65,8 +68,16 @@ def main():
             fail("ratio %s has a value but no met" % k)
     ok = sum(1 for e in res if e["status"] == "ok")
     print("# %d results (%d ok), ratios: %s" % (
-        len(res), ok, ", ".join("%s=%s" % (k, ratios[k]["value"]) for k in RATIOS)))
-    print("ok 1 - pgtrack-bench --quick --json")
+        len(res), ok, ", ".join("%s=%s" % (k, ratios[k]["value"]) for k in ratio_keys)))
+    print("ok %d - %s" % (TEST, " ".join(cmd[1:])))
+
+
+def main():
+    global TEST
+    print("1..2")
+    check([sys.argv[1], "--quick", "--json"], RATIOS, RESULT_KEYS)
+    TEST = 2
+    check([sys.argv[1], "numa", "--quick", "--json"], NUMA_RATIOS, ("status",))
 
 
 if __name__ == "__main__":
