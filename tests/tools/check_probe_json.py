@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""pgtrack-probe --json prints one JSON object with at least the keys the
+foundation issue names, userfaultfd.features as a list of names; bad options
+exit 2 with a usage message; --root on a missing tree fails cleanly."""
+import json
+import subprocess
+import sys
+
+exe = sys.argv[1]
+n = 0
+
+
+def ok(cond, what):
+    global n
+    n += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (n, what))
+    return cond
+
+
+print("1..6")
+p = subprocess.run([exe, "--json"], capture_output=True, text=True, timeout=60)
+doc = None
+try:
+    doc = json.loads(p.stdout)
+except ValueError as e:
+    print("# not JSON: %s" % e)
+ok(p.returncode == 0 and isinstance(doc, dict), "--json prints one JSON object")
+doc = doc or {}
+keys = ["kernel", "userfaultfd", "pagemap_scan", "soft_dirty", "thp", "hugepages",
+        "numa_nodes", "arch", "simd"]
+missing = [k for k in keys if k not in doc]
+if missing:
+    print("# missing keys: %s" % missing)
+ok(not missing, "has " + ", ".join(keys))
+feats = doc.get("userfaultfd", {}).get("features")
+ok(isinstance(feats, list) and all(isinstance(f, str) for f in feats),
+   "userfaultfd.features is a list of names")
+ok(isinstance(doc.get("simd"), list) and isinstance(doc.get("hugepages"), list),
+   "simd and hugepages are lists")
+p = subprocess.run([exe, "--no-such-option"], capture_output=True, text=True, timeout=60)
+ok(p.returncode == 2 and "sage" in p.stderr, "a bad option: usage on stderr, exit 2")
+p = subprocess.run([exe, "--root", "/nonexistent-pgtrack-root"], capture_output=True,
+                   text=True, timeout=60)
+ok(p.returncode != 0 and p.stderr.strip() != "", "a missing --root tree: an error, non-zero exit")
+
