@@ -23,6 +23,8 @@ mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/hugepages /dev/shm
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 mount -t tmpfs tmpfs /dev/shm
+# -nic none: only loopback, for the tools that serve /metrics on 127.0.0.1
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 
 HUGEPAGES=0
 # shellcheck source=/dev/null # written by vmtest.py

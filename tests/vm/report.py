@@ -73,6 +73,8 @@ def host_row(build):
         probe = vmtest.probe_choice(r.stdout)
     counts = {'pass': 0, 'fail': 0, 'skip': 0}
     when = 'no run yet'
+    ran = 0
+    suites = set()
     log = build / 'meson-logs' / 'testlog.json'
     if log.exists():
         when = time.strftime('%Y-%m-%d %H:%M', time.localtime(log.stat().st_mtime))
@@ -81,8 +83,11 @@ def host_row(build):
                 t = json.loads(line)
             except ValueError:
                 continue
-            if 'vm-' in t.get('name', '') or t.get('name', '').startswith('vm'):
+            if ':vm / ' in t.get('name', ''):
                 continue
+            ran += 1
+            if ':' in t.get('name', '') and ' / ' in t['name']:
+                suites.add(t['name'].split(':', 1)[1].split(' / ')[0])
             tests, _, plan_skip = vmtest.parse_tap((t.get('stdout') or '').splitlines())
             if tests:
                 for x in tests:
@@ -91,6 +96,11 @@ def host_row(build):
                 res = t.get('result')
                 counts['pass' if res in ('OK', 'EXPECTEDFAIL') else
                        'skip' if res == 'SKIP' else 'fail'] += 1
+    if suites:
+        when += ' (' + ', '.join(sorted(suites)) + ')'
+    if not ran:
+        counts = {'pass': '-', 'fail': '-', 'skip': '-'}
+        when = 'no host suites in the last run'
     return dict(cell='host', kernel=facts.get('kernel', '?'), arch=facts.get('arch', '?'),
                 facts=facts, probe=probe, counts=counts, when=when, time='-')
 
