@@ -317,9 +317,15 @@ static int setup_tracking(struct pgt_region *r, int method)
 		features |= pgt__touch_features(r);
 		mode |= pgt__touch_mode(r);
 	}
-	if (mode && (r->track & PGT_TRACK_REMOVE)) {
-		if (!(r->eng->probe.uffd_features & UFFD_FEATURE_EVENT_REMOVE))
+	if (r->track & PGT_TRACK_REMOVE) {
+		/* events need a userfaultfd context: soft-dirty and mprotect
+		 * tracking have none, only touch tracking or uffd-WP do */
+		if (!mode || !(r->eng->probe.uffd_features & UFFD_FEATURE_EVENT_REMOVE)) {
+			pgt__log(r->eng, PGT_LOG_WARN,
+				 "region %s: REMOVE events need touch tracking or a uffd dirty tracker",
+				 r->name);
 			return -EOPNOTSUPP;
+		}
 		features |= UFFD_FEATURE_EVENT_REMOVE;
 	}
 	/* Ask only for what this kernel has; trackers check what they need. */

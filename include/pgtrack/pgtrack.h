@@ -158,8 +158,9 @@ enum pgt_track {
 	 * Notice memory freed behind pgtrack's back (madvise(MADV_DONTNEED /
 	 * MADV_REMOVE) by another thread) through userfaultfd REMOVE events;
 	 * pgt_release_rescan() then accounts those pages as released. Costs a
-	 * handler round trip on every such madvise of the region. Needs
-	 * PGT_TRACK_DIRTY or PGT_TRACK_TOUCH (a userfaultfd context).
+	 * handler round trip on every such madvise of the region. Needs a
+	 * userfaultfd context: PGT_TRACK_TOUCH, or PGT_TRACK_DIRTY with a
+	 * uffd tracker (uffd-async, uffd-sync); -EOPNOTSUPP otherwise.
 	 */
 	PGT_TRACK_REMOVE = 1u << 2,
 };

@@ -32,11 +32,11 @@ static void *zap_thread(void *arg)
 	return NULL;
 }
 
-static pgt_region *mk(pgt_engine *e, uint32_t track, struct pgt_region_info *info)
+static pgt_region *mk(pgt_engine *e, uint32_t track, int method, struct pgt_region_info *info)
 {
 	struct pgt_region_config rc = {
 		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 8 * MB,
-		.gpa = 0, .track = track, .numa_node = -1,
+		.gpa = 0, .track = track, .dirty_method = method, .numa_node = -1,
 	};
 	pgt_region *r;
 
@@ -57,15 +57,14 @@ static void zap_pages(uint8_t *base, uint64_t first, uint64_t n)
 	assert_int_equal(z.ret, 0);
 }
 
-static void test_remove_events(void **state)
+static void remove_events(uint32_t track, int method)
 {
 	struct pgt_region_info info;
 	pgt_engine *e;
 	pgt_region *r;
 
-	(void)state;
 	assert_int_equal(pgt_engine_open(NULL, &e), 0);
-	r = mk(e, PGT_TRACK_DIRTY | PGT_TRACK_REMOVE, &info);
+	r = mk(e, track | PGT_TRACK_REMOVE, method, &info);
 	zap_pages(info.addr, 10, 20);
 	assert_int_equal(pgt_release_rescan(r), 20);
 	assert_int_equal(pgt_released_count(r), 20);
@@ -77,6 +76,27 @@ static void test_remove_events(void **state)
 	pgt_engine_close(e);
 }
 
+/* Only the REMOVE events name the pages: no touch tracking here. */
+static void test_remove_events_dirty(void **state)
+{
+	struct pgt_probe p = { .size = sizeof(p) };
+
+	(void)state;
+	pgt_probe(&p);
+	if (p.pagemap_scan)
+		remove_events(PGT_TRACK_DIRTY, PGT_DIRTY_UFFD_ASYNC);
+	else if (p.uffd_features & 1 /* PAGEFAULT_FLAG_WP */)
+		remove_events(PGT_TRACK_DIRTY, PGT_DIRTY_UFFD_SYNC);
+	else
+		pgt_skip("no userfaultfd write-protect on this kernel: no uffd dirty tracker to carry REMOVE events");
+}
+
+static void test_remove_events_touch(void **state)
+{
+	(void)state;
+	remove_events(PGT_TRACK_TOUCH, PGT_DIRTY_AUTO);
+}
+
 static void test_without_remove_events(void **state)
 {
 	struct pgt_region_info info;
@@ -85,7 +105,7 @@ static void test_without_remove_events(void **state)
 
 	(void)state;
 	assert_int_equal(pgt_engine_open(NULL, &e), 0);
-	r = mk(e, PGT_TRACK_DIRTY, &info);
+	r = mk(e, PGT_TRACK_DIRTY, PGT_DIRTY_MPROTECT, &info);
 	zap_pages(info.addr, 10, 20);
 	/* no REMOVE events, no touch tracking: no candidates, nothing found */
 	assert_int_equal(pgt_release_rescan(r), 0);
@@ -105,13 +125,18 @@ static void test_remove_needs_uffd(void **state)
 	(void)state;
 	assert_int_equal(pgt_engine_open(NULL, &e), 0);
 	assert_int_equal(pgt_region_create(e, &rc, &r), -EINVAL);
+	/* mprotect tracking has no userfaultfd context to get events on */
+	rc.track = PGT_TRACK_DIRTY | PGT_TRACK_REMOVE;
+	rc.dirty_method = PGT_DIRTY_MPROTECT;
+	assert_int_equal(pgt_region_create(e, &rc, &r), -EOPNOTSUPP);
 	pgt_engine_close(e);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_remove_events),
+		cmocka_unit_test(test_remove_events_dirty),
+		cmocka_unit_test(test_remove_events_touch),
 		cmocka_unit_test(test_without_remove_events),
 		cmocka_unit_test(test_remove_needs_uffd),
 	};
