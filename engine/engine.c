@@ -118,18 +118,25 @@ static void drain(struct pgt_region *r)
 	struct uffd_msg msgs[16];
 
 	for (;;) {
+		/*
+		 * In flight from before the read: a madvise() waiting on a REMOVE
+		 * event returns once the event is read, so whoever it tells (a
+		 * rescan) waits for this batch to be handled (pgt__flight_wait).
+		 */
+		unsigned fl = pgt__flight_enter(&r->evflight);
 		ssize_t n = read(r->uffd, msgs, sizeof(msgs));
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			/* EAGAIN: another handler got them first */
-			return;
+		if (n < 0 && errno == EINTR) {
+			pgt__flight_exit(&r->evflight, fl);
+			continue;
 		}
-		if (n == 0 || n % sizeof(msgs[0]))
+		/* EAGAIN: another handler got them first */
+		if (n > 0 && n % sizeof(msgs[0]) == 0)
+			for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+				handle_msg(r, &msgs[i]);
+		pgt__flight_exit(&r->evflight, fl);
+		if (n <= 0 || n % sizeof(msgs[0]))
 			return;
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
-			handle_msg(r, &msgs[i]);
 	}
 }
 

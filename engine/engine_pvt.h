@@ -125,6 +125,7 @@ struct pgt_region {
 	unsigned nviews;
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
 	struct pgt_flight flight;       /* their handlers in flight */
+	struct pgt_flight evflight;     /* uffd message batches being handled */
 	pgt_wp_fn wp_cb;
 	void *wp_arg;
 	pgt_quiesce_fn quiesce;

@@ -1160,6 +1160,8 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 	ret = pgt__bitmap_init(&cand, r->npages);
 	if (ret)
 		return ret;
+	/* REMOVE events already read (their madvise returned) are recorded */
+	pgt__flight_wait(&r->evflight);
 	pthread_mutex_lock(&x.rel->lock);
 	pgt__rel_sync_touch(r, x.rel);
 	/* Candidates: pages we know were populated, and REMOVE hints. */
