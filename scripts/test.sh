@@ -38,12 +38,27 @@ run() { # name, builddir, meson setup args..., -- , meson test args...
 }
 
 export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-2000}
-run "gcc native" build -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -Dtools=enabled -- --num-processes 1
+run "gcc native" build -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -Dtools=enabled -- \
+    --num-processes 1 --no-suite vm
 if [ "${PGT_QUICK:-0}" != 1 ]; then
   PGT_STRESS_ROUNDS=$((PGT_STRESS_ROUNDS / 4)) CC=clang run "clang asan+ubsan" build-clang -Db_sanitize=address,undefined -Db_lundef=false \
       -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -- --num-processes 1 --timeout-multiplier 3
   run "aarch64 cross (qemu-user)" build-arm --cross-file cross/aarch64-linux-gnu.ini -Ddpdk=disabled \
       -- --num-processes 2 --suite unit --suite fuzz --timeout-multiplier 4
+fi
+
+# The VM matrix (tests/vm): the suites again in QEMU guests on Debian's 6.1
+# kernels, x86_64 (soft-dirty), x86_64 with two NUMA nodes, arm64. PGT_VM=0
+# leaves it out. Its table goes to build/vm-matrix.md.
+if [ "${PGT_QUICK:-0}" != 1 ] && [ "${PGT_VM:-1}" != 0 ]; then
+  echo "=== VM matrix (QEMU guests)"
+  cp build/meson-logs/testlog.json build/meson-logs/testlog-host.json
+  if ! meson test -C build --print-errorlogs --suite vm --num-processes 1; then status=1; fi
+  cp build/meson-logs/testlog.json build/meson-logs/testlog-vm.json
+  cp build/meson-logs/testlog-host.json build/meson-logs/testlog.json
+  python3 tests/vm/report.py --build-root build --quiet || true
+  logs+=("build/meson-logs/testlog-vm.json")
+  [ -f build/vm-matrix.md ] && cat build/vm-matrix.md
 fi
 
 python3 - "${logs[@]}" <<'PY'
