@@ -9,7 +9,8 @@ PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libnuma-dev libhwloc-dev hwloc-nox libcmocka-dev libdpdk-dev
       libjson-c-dev libmicrohttpd-dev)
 CROSS_PKGS=(gcc-aarch64-linux-gnu qemu-user-static
-            libcmocka-dev:arm64 libnuma-dev:arm64 libhwloc-dev:arm64 libjson-c-dev:arm64)
+            libcmocka-dev:arm64 libnuma-dev:arm64 libhwloc-dev:arm64 libjson-c-dev:arm64
+            libmicrohttpd-dev:arm64)
 VM_PKGS=(qemu-system-x86 qemu-system-arm busybox-static cpio)
 
 want=("${PKGS[@]}")

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pgt_config.h"
 #include "tools/sim.h"
 
 #define EXIT_USAGE 2
@@ -573,6 +574,9 @@ static int parse_args(struct sim *s, int argc, char **argv, struct outputs *o)
 		}
 		if (opt == 'V') {
 			printf("pgtrack-sim %s\n", pgt_version());
+			/* scripts and tests ask before relying on --prometheus */
+			puts(PGT_HAVE_MHD ? "/metrics: yes"
+					  : "/metrics: no (built without libmicrohttpd)");
 			return 1;
 		}
 		if (opt == OPT_DUMP) {

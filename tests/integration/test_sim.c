@@ -250,6 +250,8 @@ static int do_report(struct report *rep, const char *name, const char *backing)
 		return 0; /* the field tests then fail, naming what is missing */
 	}
 	snprintf(rep->out, sizeof(rep->out), "%s", r.out);
+	if (getenv("PGT_VM"))
+		pgt_test_note("pgtrack-sim %s:\n%s\nstderr:\n%s", name, r.out, r.err);
 	rep->j = J.from_file(rep->json);
 	if (!rep->j)
 		return 0;
@@ -430,6 +432,19 @@ static void test_bad_output(void **state)
 	expect_fail((const char *[]){ "--svg", "/nonexistent/dir/r.svg", NULL }, 1, "--svg");
 }
 
+/* --version says whether this build serves /metrics (libmicrohttpd). */
+static void need_metrics(void)
+{
+	static struct run r;
+	const char *v[] = { "--version", NULL };
+
+	run_sim(&r, v);
+	assert_int_equal(r.status, 0);
+	if (strstr(r.out, "/metrics: no"))
+		pgt_skip("pgtrack-sim was built without libmicrohttpd: no /metrics");
+	assert_non_null(strstr(r.out, "/metrics: yes"));
+}
+
 static void test_port_in_use(void **state)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
@@ -439,6 +454,7 @@ static void test_port_in_use(void **state)
 
 	(void)state;
 	NEED_SIM();
+	need_metrics();
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
@@ -463,6 +479,7 @@ static void test_prometheus(void **state)
 
 	(void)state;
 	NEED_SIM();
+	need_metrics();
 	if (skip_why)
 		pgt_skip("%s", skip_why);
 	assert_int_equal(pipe(errp), 0);
