@@ -93,7 +93,7 @@ static void bar_clear(struct sim *s)
 
 static void bar_draw(struct sim *s)
 {
-	double t = sim_elapsed(s), d = s->cfg.duration;
+	double t = sim_elapsed(s), d = s->boot_s + s->cfg.duration;
 	int width = 30, fill;
 	char bar[64];
 
@@ -334,6 +334,7 @@ static void mark(struct sim *s, double t0, double t1, const char *fmt, ...)
 struct schedule {
 	bool boot_done;
 	double boot_end;
+	double end;               /* boot end + duration; infinite during boot */
 	double next_snap, snap_every;
 	unsigned next_mig;        /* index of the next migration to start */
 	int running_mig;          /* -1: none */
@@ -369,8 +370,21 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 	int ret;
 
 	if (!sc->boot_done && atomic_load(&s->booted) == c->vcpus) {
+		/*
+		 * The scenarios are timed from here, not from the start: on a
+		 * slow machine (TCG, a tracker that faults on every first
+		 * write) boot alone can outlast --duration, and a run that
+		 * never left boot would report no workload, migration or
+		 * balloon at all.
+		 */
 		sc->boot_done = true;
 		sc->boot_end = t;
+		s->boot_s = t;
+		sc->end = t + c->duration;
+		sc->next_mig_at += t;
+		sc->bal_inflate += t;
+		if (sc->bal_deflate > 0)
+			sc->bal_deflate += t;
 		mark(s, 0, t, "boot");
 		sim_event(s, "boot done: %u vCPUs touched their memory", c->vcpus);
 		if (c->scenarios & SC_SNAPSHOT) {
@@ -382,7 +396,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 	}
 	if (!sc->boot_done)
 		return 0;
-	if ((c->scenarios & SC_SNAPSHOT) && t >= sc->next_snap && t < c->duration) {
+	if ((c->scenarios & SC_SNAPSHOT) && t >= sc->next_snap && t < sc->end) {
 		ret = snapshot(s);
 		if (ret)
 			return ret;
@@ -391,7 +405,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 	if (sc->running_mig >= 0) {
 		struct migration *m = &s->migs[sc->running_mig];
 
-		if (t >= c->duration)
+		if (t >= sc->end)
 			atomic_store(&m->force_stop, true);
 		if (atomic_load(&m->done)) {
 			sim_migration_join(s, m);
@@ -404,7 +418,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 		}
 	}
 	if ((c->scenarios & SC_MIGRATE) && sc->running_mig < 0 && sc->next_mig < s->nmigs &&
-	    t >= sc->next_mig_at && t < c->duration) {
+	    t >= sc->next_mig_at && t < sc->end) {
 		struct migration *m = &s->migs[sc->next_mig];
 
 		ret = sim_migration_start(s, m);
@@ -415,14 +429,14 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 		} else {
 			sc->running_mig = (int)sc->next_mig;
 			sc->mig_mark = s->nmarks;
-			mark(s, t, c->duration, "migrate %g Gbit/s", m->link_gbit);
+			mark(s, t, sc->end, "migrate %g Gbit/s", m->link_gbit);
 		}
 		sc->next_mig++;
 	}
 	if (s->bal && !sc->inflated && t >= sc->bal_inflate) {
 		sc->inflated = true;
 		sc->bal_mark = s->nmarks;
-		mark(s, t, c->duration, "balloon to %" PRIu64 " MiB", c->balloon_target >> 20);
+		mark(s, t, sc->end, "balloon to %" PRIu64 " MiB", c->balloon_target >> 20);
 		ret = sim_balloon_inflate(s, c->balloon_target);
 		if (ret && ret != -ENOSPC)
 			sim_event(s, "balloon: %s", strerror(-ret));
@@ -432,7 +446,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 
 		sc->deflated = true;
 		s->marks[sc->bal_mark].t1 = t;
-		mark(s, t, c->duration, "deflate");
+		mark(s, t, sc->end, "deflate");
 		sim_balloon_deflate(s, (c->balloon_target + back) & ~(SIM_UNIT - 1));
 	}
 	update_phase(s, sc);
@@ -740,7 +754,7 @@ int main(int argc, char **argv)
 	struct sim *s = &sim;
 	struct outputs o = { .port = -1 };
 	struct sim_http *http = NULL;
-	struct schedule sc = { .running_mig = -1 };
+	struct schedule sc = { .running_mig = -1, .end = INFINITY };
 	char err[512];
 	double next_sample, last_sample_t = 0;
 	int ret, status = 0;
@@ -828,7 +842,7 @@ int main(int argc, char **argv)
 
 		if (interrupted) {
 			sim_event(s, "interrupted: finishing early");
-			s->cfg.duration = t;
+			sc.end = t;
 		}
 		ret = run_events(s, &sc, t);
 		sim_balloon_tick(s);
@@ -837,7 +851,7 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
-		if (t >= next_sample || t >= s->cfg.duration) {
+		if (t >= next_sample || t >= sc.end) {
 			struct sample x;
 
 			ret = take_sample(s, t - last_sample_t, &x);
@@ -860,7 +874,7 @@ int main(int argc, char **argv)
 			next_sample += s->cfg.interval;
 		}
 		mig_running = sc.running_mig >= 0;
-		if (t >= s->cfg.duration && !mig_running)
+		if (t >= sc.end && !mig_running)
 			break;
 		{
 			double step = s->tty ? 0.1 : 0.05, until = next_sample - sim_elapsed(s);

@@ -231,6 +231,7 @@ struct sim {
 	pthread_mutex_t plock;
 	pthread_cond_t pcond;
 	uint64_t t0;
+	double boot_s;            /* start to boot done; the scenarios start then */
 
 	/* pages written while shadow is on, set before the write */
 	_Atomic unsigned long *shadow;

@@ -5,7 +5,8 @@
  *
  * JSON report, schema "pgtrack-sim-report/1" (bytes unless named otherwise,
  * pages at the guest's tracking page size):
- *   schema, tool, version, elapsed_s
+ *   schema, tool, version, elapsed_s, boot_s (elapsed_s = boot_s + the
+ *               configured duration, give or take a migration's end)
  *   config      the settings the run used (memory_bytes, vcpus, workloads...)
  *   guest       backing and why, page_size_bytes, pages, dirty_method,
  *               touch_tracking, hugepages_free_at_start
@@ -120,8 +121,9 @@ void sim_print_summary(struct sim *s, FILE *f)
 	char b1[32], b2[32], b3[32], b4[32], b5[32];
 
 	views_figures(s, &vf);
-	fprintf(f, "\npgtrack-sim %s: %s guest, %u vCPUs, ran %.1f s\n", pgt_version(),
-		sim_bytes(c->memory, b1, sizeof(b1)), c->vcpus, sim_elapsed(s));
+	fprintf(f, "\npgtrack-sim %s: %s guest, %u vCPUs, ran %.1f s (boot %.1f s)\n",
+		pgt_version(), sim_bytes(c->memory, b1, sizeof(b1)), c->vcpus, sim_elapsed(s),
+		s->boot_s);
 	fprintf(f, "  guest RAM   %s; %s tracking at %s\n", s->backing_why,
 		pgt_dirty_method_name(s->info.dirty_method),
 		sim_bytes(s->info.page_size, b1, sizeof(b1)));
@@ -476,6 +478,7 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 	add(o, "hugepages_free_at_start", ju(s->hp_free_at_start));
 	add(root, "guest", o);
 	add(root, "elapsed_s", jd(sim_elapsed(s)));
+	add(root, "boot_s", jd(s->boot_s));
 
 	a = json_object_new_array();
 	for (unsigned i = 0; i < s->nwls; i++) {
