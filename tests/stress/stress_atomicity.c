@@ -59,8 +59,15 @@ static int quiesce(void *arg, bool pause)
 	struct ctx *x = arg;
 
 	if (pause) {
+		/*
+		 * Wait only for the incrementers that have started: one that
+		 * counts itself in running after we read it checks paused
+		 * (already set) before its first write. At region creation
+		 * (soft-dirty syncs then) none exist yet.
+		 */
 		atomic_store(&x->paused, 1);
-		while (atomic_load(&x->parked) < THREADS && !atomic_load(&x->quit))
+		while (atomic_load(&x->parked) < atomic_load(&x->running) &&
+		       !atomic_load(&x->quit))
 			;
 	} else {
 		atomic_store(&x->paused, 0);
@@ -115,11 +122,7 @@ static void run_case(void **state)
 	words = (info.npages + 63) / 64;
 	bm = calloc(words, 8);
 	assert_non_null(bm);
-	/* no writer yet: view open may quiesce with nobody to park */
-	x.quit = 0;
-	atomic_store(&x.parked, THREADS);
 	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
-	atomic_store(&x.parked, 0);
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, incrementer, &x), 0);
 

@@ -96,9 +96,14 @@ static int quiesce(void *arg, bool pause)
 	struct oracle *o = arg;
 
 	if (pause) {
-		atomic_store(&o->parked, 0);
+		/*
+		 * parked is not reset here: a writer released by the last
+		 * resume may not have counted itself out yet, and resetting
+		 * would let the count end below WRITERS and spin forever.
+		 * Writers not inside a round (stop set, also at region
+		 * creation) are not writing either.
+		 */
 		atomic_store(&o->paused, 1);
-		/* writers not inside a round are not writing either */
 		while (!atomic_load(&o->stop) && atomic_load(&o->parked) < WRITERS)
 			;
 	} else {
