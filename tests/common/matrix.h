@@ -53,6 +53,8 @@ static inline const char *pgt_matrix_skip(const struct pgt_case *c, const struct
 {
 	if (c->method == PGT_DIRTY_SOFT_DIRTY && !p->soft_dirty)
 		return "soft-dirty not available on this kernel (CONFIG_MEM_SOFT_DIRTY off)";
+	if (c->method == PGT_DIRTY_SOFT_DIRTY && c->backing == PGT_BACKING_HUGETLB)
+		return "soft-dirty does not track hugetlb (clear_refs skips hugetlb VMAs); the tracker refuses it";
 	if (c->method == PGT_DIRTY_UFFD_ASYNC && !p->pagemap_scan)
 		return "PAGEMAP_SCAN / uffd WP-async not available on this kernel";
 	if (c->method == PGT_DIRTY_UFFD_SYNC &&
