@@ -229,27 +229,43 @@ struct pgt_numa_region *pgt__region_numa(const struct pgt_region *r)
 	return r->numa;
 }
 
-/* Map anonymous memory aligned to @align (THP wants 2 MiB-aligned PMDs). */
-static void *map_aligned(uint64_t len, uint64_t align)
+/*
+ * Map @len bytes at an @align-aligned address (THP and hugetlb want 2 MiB
+ * PMDs) with a PROT_NONE guard page on each side. The guards keep the
+ * region's VMA from ever merging with a neighbour: a merge with a new
+ * mapping sets VM_SOFTDIRTY on the whole VMA, and soft-dirty then reports
+ * every page of the region dirty.
+ */
+static void *map_guarded(uint64_t len, uint64_t align, int flags, int fd)
 {
-	uint8_t *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uintptr_t a;
+	uint64_t g = pgt_hal_page_size();
+	uint64_t span = len + 2 * (align > g ? align : g);
+	uint8_t *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			    -1, 0);
+	uint8_t *a, *p;
 
-	if (p == MAP_FAILED)
+	if (res == MAP_FAILED)
 		return NULL;
-	a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-	if (a > (uintptr_t)p)
-		munmap(p, a - (uintptr_t)p);
-	if ((uintptr_t)p + len + align > a + len)
-		munmap((void *)(a + len), (uintptr_t)p + len + align - (a + len));
-	return (void *)a;
+	a = (uint8_t *)(((uintptr_t)res + g + align - 1) & ~(uintptr_t)(align - 1));
+	p = mmap(a, len, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED) {
+		int err = errno;
+
+		munmap(res, span);
+		errno = err;
+		return NULL;
+	}
+	if (a - g > res)
+		munmap(res, (size_t)(a - g - res));
+	if (a + len + g < res + span)
+		munmap(a + len + g, (size_t)(res + span - (a + len + g)));
+	return p;
 }
 
 static int map_backing(struct pgt_region *r, uint32_t backing)
 {
 	uint64_t base = pgt_hal_page_size();
-	void *p = MAP_FAILED;
+	void *p = NULL;
 	int ret;
 
 	r->backing = backing;
@@ -257,17 +273,19 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 	case PGT_BACKING_ANON:
 		if ((ret = set_page_size(r, base)))
 			return ret;
-		p = mmap(NULL, r->length, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		p = map_guarded(r->length, base, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+		/* 4 KiB pages as documented: with THP "always" a write would
+		 * fault a 2 MiB page and make residency and soft-dirty coarse */
+		if (p && madvise(p, r->length, MADV_NOHUGEPAGE))
+			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_NOHUGEPAGE: %s", r->name,
+				 strerror(errno));
 		break;
 	case PGT_BACKING_THP:
 		/* Tracked at 4 KiB: a write splits the PMD under WP (PLATFORM-NOTES). */
 		if ((ret = set_page_size(r, base)))
 			return ret;
-		p = map_aligned(r->length, HUGE_2M);
-		if (!p)
-			p = MAP_FAILED;
-		else if (madvise(p, r->length, MADV_HUGEPAGE))
+		p = map_guarded(r->length, HUGE_2M, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+		if (p && madvise(p, r->length, MADV_HUGEPAGE))
 			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_HUGEPAGE: %s", r->name,
 				 strerror(errno));
 		break;
@@ -283,7 +301,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		if (ftruncate(r->fd, (off_t)r->length))
 			return -errno;
 		/* hugetlb reserves the pages here: ENOMEM when the pool is short. */
-		p = mmap(NULL, r->length, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+		p = map_guarded(r->length, huge ? HUGE_2M : base, MAP_SHARED, r->fd);
 		r->shared = true;
 		r->hugetlb = huge;
 		break;
@@ -291,7 +309,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 	default:
 		return -EINVAL;
 	}
-	if (p == MAP_FAILED)
+	if (!p)
 		return -errno;
 	r->addr = p;
 	r->owned = true;
@@ -376,8 +394,9 @@ static void region_release(struct pgt_region *r)
 	}
 	pgt__bitmap_fini(&r->touched);
 	pgt__bitmap_fini(&r->pending);
-	if (r->owned && r->addr)
-		munmap(r->addr, r->length);
+	if (r->owned && r->addr) /* with its guard pages (map_guarded) */
+		munmap((uint8_t *)r->addr - pgt_hal_page_size(),
+		       r->length + 2 * pgt_hal_page_size());
 	if (r->owned && r->fd >= 0)
 		close(r->fd);
 	pgt__numa_region_fini(r->numa);

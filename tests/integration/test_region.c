@@ -117,9 +117,20 @@ static void test_register(void **state)
 	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
 	mem[5 * 4096] = 2;
 	mem[1023 * 4096 + 17] = 2;
-	assert_int_equal(pgt_dirty_harvest(v, &h), 2);
-	assert_int_equal(bm[0], 1UL << 5);
-	assert_int_equal(bm[15], 1UL << 63);
+	if (info.dirty_method == PGT_DIRTY_SOFT_DIRTY) {
+		/*
+		 * Soft-dirty may over-report, never under-report: a THP is
+		 * dirty as a whole, and a VMA merged with a new neighbour is
+		 * soft-dirty in full.
+		 */
+		assert_true(pgt_dirty_harvest(v, &h) >= 2);
+		assert_true(bm[0] & 1UL << 5);
+		assert_true(bm[15] & 1UL << 63);
+	} else {
+		assert_int_equal(pgt_dirty_harvest(v, &h), 2);
+		assert_int_equal(bm[0], 1UL << 5);
+		assert_int_equal(bm[15], 1UL << 63);
+	}
 	pgt_dirty_view_close(v);
 	assert_int_equal(pgt_region_destroy(r), 0);
 	/* still mapped and intact after pgtrack let go */
@@ -227,7 +238,11 @@ static void test_remove_while_tracking(void **state)
 	memset(bm, 0, sizeof(bm));
 	for (uint64_t p = 0; p < 100; p++)
 		w.mem[p * 4096] = 0;
-	assert_int_equal(pgt_dirty_harvest(v, &h), 100);
+	/* soft-dirty may over-report (never under-report); the others are exact */
+	if (info.dirty_method == PGT_DIRTY_SOFT_DIRTY)
+		assert_true(pgt_dirty_harvest(v, &h) >= 100);
+	else
+		assert_int_equal(pgt_dirty_harvest(v, &h), 100);
 	for (uint64_t p = 0; p < 100; p++)
 		assert_true(bm[p / 64] >> (p % 64) & 1);
 	assert_true(atomic_load(&w.writes) > 0);
