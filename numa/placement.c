@@ -5,6 +5,8 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,16 +135,97 @@ static bool in_mask(uint64_t mask, int node)
 	return node >= 0 && node < 64 && (mask >> node & 1);
 }
 
+/*
+ * The mappings of a process, read from /proc/PID/maps the first time a page
+ * comes back -EFAULT. Kernels up to 6.1 at least look pages up for
+ * move_pages with FOLL_DUMP, which gives -EFAULT for a page never touched in
+ * an anonymous mapping, the same as for an address where nothing is mapped;
+ * newer kernels say -ENOENT. A hole inside a mapping is an absent page.
+ */
+struct vmas {
+	int pid;
+	bool loaded;
+	size_t n, cap;
+	uint64_t (*r)[2];
+};
+
+static void vmas_load(struct vmas *v)
+{
+	char path[32], line[256];
+	FILE *f;
+
+	v->loaded = true;
+	if (v->pid)
+		snprintf(path, sizeof(path), "/proc/%d/maps", v->pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/maps");
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		int c;
+
+		/* the rest of a long line (a long path) */
+		if (!strchr(line, '\n'))
+			while ((c = fgetc(f)) != EOF && c != '\n')
+				;
+		if (sscanf(line, "%llx-%llx", &s, &e) != 2 || s >= e)
+			continue;
+		if (v->n == v->cap) {
+			size_t cap = v->cap ? v->cap * 2 : 256;
+			void *r = realloc(v->r, cap * sizeof(*v->r));
+
+			if (!r)
+				break;
+			v->r = r;
+			v->cap = cap;
+		}
+		v->r[v->n][0] = s;
+		v->r[v->n][1] = e;
+		v->n++;
+	}
+	fclose(f);
+}
+
+/* Whether @addr is inside a mapping (maps lists them in address order). */
+static bool vmas_has(struct vmas *v, uint64_t addr)
+{
+	size_t lo = 0, hi;
+
+	if (!v->loaded)
+		vmas_load(v);
+	hi = v->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (addr < v->r[mid][0])
+			hi = mid;
+		else if (addr >= v->r[mid][1])
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
 /* Query pages [first, first + n) of @page_size at @addr into @status. */
-static int query(int pid, uint64_t addr, uint64_t page_size, size_t n, int *status)
+static int query(struct vmas *v, uint64_t addr, uint64_t page_size, size_t n, int *status)
 {
 	void *pages[BATCH];
+	int ret;
 
 	for (size_t i = 0; i < n; i++) {
 		pages[i] = (void *)(uintptr_t)(addr + i * page_size);
 		status[i] = -EFAULT;
 	}
-	return pgt__numa_sys_ops.move_pages(NULL, pid, n, pages, NULL, status, 0);
+	ret = pgt__numa_sys_ops.move_pages(NULL, v->pid, n, pages, NULL, status, 0);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++)
+		if (status[i] == -EFAULT && vmas_has(v, (uintptr_t)pages[i]))
+			status[i] = -ENOENT;
+	return 0;
 }
 
 static void count_page(struct pgt_placement *out, uint64_t idx, int st, bool misplaced)
@@ -187,6 +270,7 @@ PGT_EXPORT int64_t pgt_placement_query(int pid, uint64_t addr, uint64_t len, uin
 				       int intended, struct pgt_placement *out)
 {
 	int status[BATCH];
+	struct vmas v = { .pid = pid };
 	uint64_t npages, done = 0;
 	int ret;
 
@@ -201,13 +285,16 @@ PGT_EXPORT int64_t pgt_placement_query(int pid, uint64_t addr, uint64_t len, uin
 	while (done < npages) {
 		size_t n = npages - done < BATCH ? (size_t)(npages - done) : BATCH;
 
-		ret = query(pid, addr + done * page_size, page_size, n, status);
+		ret = query(&v, addr + done * page_size, page_size, n, status);
 		if (ret)
-			return ret;
+			break;
 		for (size_t i = 0; i < n; i++)
 			count_page(out, done + i, status[i], intended >= 0 && status[i] != intended);
 		done += n;
 	}
+	free(v.r);
+	if (ret)
+		return ret;
 	out->pages = npages;
 	return (int64_t)npages;
 }
@@ -220,20 +307,22 @@ typedef void (*page_fn)(void *arg, uint64_t page, int st, int intended);
 
 static int walk_region(const struct pgt_numa_region *nr, page_fn fn, void *arg)
 {
-	int status[BATCH];
+	int status[BATCH], ret = 0;
+	struct vmas v = { .pid = 0 };
 
 	for (uint64_t done = 0; done < nr->npages;) {
 		size_t n = nr->npages - done < BATCH ? (size_t)(nr->npages - done) : BATCH;
-		int ret = query(0, (uintptr_t)nr->addr + (done << nr->page_shift), nr->page_size,
-				n, status);
 
+		ret = query(&v, (uintptr_t)nr->addr + (done << nr->page_shift), nr->page_size, n,
+			    status);
 		if (ret)
-			return ret;
+			break;
 		for (size_t i = 0; i < n; i++)
 			fn(arg, done + i, status[i], pgt__numa_intended(nr, done + i));
 		done += n;
 	}
-	return 0;
+	free(v.r);
+	return ret;
 }
 
 struct place_ctx {

@@ -73,6 +73,17 @@ static bool engine_places(pgt_engine *e)
 	return n == 1 && out[0].node == 0;
 }
 
+/*
+ * Keep an anonymous region at 4 KiB pages. These tests count pages exactly;
+ * on a kernel with THP enabled=always (Debian's, in the tests/vm guests) a
+ * first touch would fault in a whole 2 MiB page, move_pages of one 4 KiB page
+ * would migrate all 512 and soft-dirty would report 512 at a time.
+ */
+static void no_thp(pgt_region *r, uint64_t len)
+{
+	assert_int_equal(madvise(region_addr(r), len, MADV_NOHUGEPAGE), 0);
+}
+
 /* The node of each page from a direct move_pages query. */
 static void raw_nodes(void *addr, size_t n, size_t psz, int *status)
 {
@@ -98,6 +109,8 @@ static void check_bound(pgt_engine *e, uint32_t backing, uint64_t len, uint64_t 
 
 	r = create(e, backing, len, 0, PGT_NUMA_DEFAULT, 0, NULL, 0, &err);
 	assert_int_equal(err, 0);
+	if (backing == PGT_BACKING_ANON)
+		no_thp(r, len);
 	p = region_addr(r);
 	/* touch every other page */
 	for (size_t i = 0; i < npages; i += 2)
@@ -116,7 +129,9 @@ static void check_bound(pgt_engine *e, uint32_t backing, uint64_t len, uint64_t 
 	assert_int_equal(pl.nnodes, 1);
 	raw_nodes(p, npages, psz, raw);
 	for (size_t i = 0; i < npages; i++) {
-		assert_int_equal(status[i], raw[i]);
+		/* the kernel says -EFAULT for a page never touched where it looks
+		 * pages up with FOLL_DUMP (6.1); pgtrack reports it absent */
+		assert_int_equal(status[i], i % 2 && raw[i] == -EFAULT ? -ENOENT : raw[i]);
 		assert_int_equal(status[i], i % 2 ? -ENOENT : 0);
 	}
 
@@ -213,6 +228,7 @@ static void test_two_real_nodes(void **state)
 	}
 	r = create(e, PGT_BACKING_ANON, 32 * MIB, 0, PGT_NUMA_EXTENTS, -1, ext, 2, &err);
 	assert_int_equal(err, 0);
+	no_thp(r, 32 * MIB);
 	p = region_addr(r);
 	memset(p, 1, 32 * MIB);
 	assert_int_equal(pgt_region_placement(r, &pl), 8192);
@@ -281,6 +297,7 @@ static void test_sharded_engine(void **state)
 		pgt_skip("no dirty tracker for anonymous memory here");
 	}
 	assert_int_equal(err, 0);
+	no_thp(r, 64 * MIB);
 	assert_int_equal(pgt_region_numa_shards(r, sh, 4), 2);
 	assert_int_equal(sh[0].node, 0);
 	assert_int_equal(sh[1].node, 1);
