@@ -223,8 +223,18 @@ static void child_main(int out, int hold)
 	char *a, *c, *d, *h = MAP_FAILED;
 	int fd;
 
-	a = mmap(NULL, 64 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (a == MAP_FAILED || syscall(SYS_mbind, a, 64 * MIB, MPOL_BIND, &mask, 64, 0))
+	/*
+	 * 2 MiB more, unmapped again: test_bad_input needs a hole after the
+	 * anonymous mapping. Kernels before 6.7 do not align large anonymous
+	 * mappings to 2 MiB, so the next mapping would otherwise start right at
+	 * its end. None of the later mappings fits into 2 MiB.
+	 */
+	a = mmap(NULL, 66 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED || munmap(a + 64 * MIB, 2 * MIB) ||
+	    syscall(SYS_mbind, a, 64 * MIB, MPOL_BIND, &mask, 64, 0))
+		_exit(3);
+	/* 4 KiB pages, so rss is exactly what was written (THP enabled=always) */
+	if (madvise(a, 64 * MIB, MADV_NOHUGEPAGE))
 		_exit(3);
 	memset(a, 1, 32 * MIB);
 	if (pgt_test_free_hugepages() >= 4) {
