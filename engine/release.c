@@ -41,6 +41,10 @@
 #include <unistd.h>
 
 #include "engine/release_pvt.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #include "hal/export.h"
 #include "hal/hal.h"
 
@@ -304,6 +308,21 @@ static void fix_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 		pgt__flight_wait(&r->flight);
 	}
 	if (method == PGT_DIRTY_UFFD_SYNC || method == PGT_DIRTY_UFFD_ASYNC) {
+		/*
+		 * Without WP_UNPOPULATED (before 6.4) protecting an empty
+		 * anonymous pte does nothing, and the next write to the hole
+		 * was never reported (test_dirty_after_release, 6.1). Map the
+		 * shared zero page there first (no memory: resident_pagemap()
+		 * does not count it for released pages): a present pte can
+		 * be protected and its write faults. Not with touch tracking,
+		 * whose MISSING fault sees the next access itself.
+		 */
+		if (!r->shared && !touch_on(r) &&
+		    !(r->eng->probe.uffd_features & UFFD_FEATURE_WP_UNPOPULATED) &&
+		    madvise(pgt__page_addr(r, p), n << r->page_shift, MADV_POPULATE_READ))
+			pgt__log(r->eng, PGT_LOG_WARN,
+				 "region %s: mapping the zero page into released pages: %s",
+				 r->name, strerror(errno));
 		/*
 		 * Zapping an anonymous pte drops its uffd-wp state with it.
 		 * Measured on 6.18 without this step: under WP-async the hole
@@ -661,9 +680,22 @@ static int64_t resident_mincore(struct pgt_region *r, uint64_t first, uint64_t n
 	return (int64_t)cnt;
 }
 
+/*
+ * A released private page that reads present but is neither exclusive nor
+ * file-backed holds the zero page fix_dirty() mapped there: no memory.
+ */
+static bool zero_mapped(const struct pgt_region *r, const struct pgt_rel *rel, uint64_t pm,
+			uint64_t p)
+{
+	if (!rel || r->shared || (pm & (PGT_PM_EXCLUSIVE | PGT_PM_FILE | PGT_PM_SWAP)))
+		return false;
+	return pgt__bitmap_test(&rel->released, p);
+}
+
 static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,
 				uint64_t *out)
 {
+	const struct pgt_rel *rel = atomic_load(&r->rel);
 	uint64_t start = (uintptr_t)pgt__page_addr(r, first), end = start + (n << r->page_shift);
 	uint64_t want = PAGE_IS_PRESENT | (swapped ? PAGE_IS_SWAPPED : 0), cnt = 0;
 	struct page_region small[16], *vec = small;
@@ -734,6 +766,8 @@ static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n
 				if (buf[i] & mask) {
 					uint64_t pg = (a + i * bp - start) >> r->page_shift;
 
+					if (zero_mapped(r, rel, buf[i], first + pg))
+						continue;
 					out[pg / 64] |= 1ULL << (pg % 64);
 				}
 			a += (uint64_t)got / 8 * bp;

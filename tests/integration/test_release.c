@@ -439,6 +439,7 @@ static void test_dirty_after_release(void **state)
 		}
 		ps = f.info.page_size;
 		npages = f.info.npages;
+		pgt_test_note("%s", c->name); /* names the case a failure below is in */
 		assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
 		/* pages 0..2 written; page 1 released before the harvest */
 		for (int p = 0; p < 3; p++)
