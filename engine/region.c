@@ -370,7 +370,6 @@ static int setup_tracking(struct pgt_region *r, int method)
 
 static void region_release(struct pgt_region *r)
 {
-	pgt__release_fini(r);
 	if (r->uffd >= 0) {
 		struct uffdio_range range = { .start = (uintptr_t)r->addr, .len = r->length };
 
@@ -383,6 +382,8 @@ static void region_release(struct pgt_region *r)
 	} else {
 		pgt__dirty_fini(r);
 	}
+	/* after the handlers are gone: a late REMOVE event would re-create it */
+	pgt__release_fini(r);
 	if (r->track & PGT_TRACK_TOUCH)
 		pgt__touch_fini(r);
 	while (r->views) {

@@ -46,6 +46,13 @@ static void add(struct symset *s, const char *name, size_t len)
 	}
 }
 
+static void drop(struct symset *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->name[i]);
+	s->n = 0;
+}
+
 static char *slurp(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -167,6 +174,8 @@ static void test_map_matches_headers(void **state)
 			pgt_test_note("in libpgtrack.map, declared in no public header: %s", map.name[i]);
 			bad++;
 		}
+	drop(&hdr);
+	drop(&map);
 	assert_int_equal(bad, 0);
 }
 
@@ -191,6 +200,7 @@ static void test_library_exports(void **state)
 	assert_null(dlsym(h, "pgt__bitmap_init"));
 	assert_null(dlsym(h, "pgt__log"));
 	dlclose(h);
+	drop(&map);
 	assert_int_equal(bad, 0);
 }
 
