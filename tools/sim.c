@@ -46,7 +46,7 @@ static void usage(FILE *f, const char *prog)
 		"  snapshot   incremental snapshots: the touched set, then dirty sets\n"
 		"\n"
 		"Options:\n"
-		"  -d, --duration SECONDS   run length (default 30)\n"
+		"  -d, --duration SECONDS   run length after boot (default 30)\n"
 		"  -m, --memory SIZE        guest RAM, e.g. 512M, 2G\n"
 		"  -c, --vcpus N            vCPU threads\n"
 		"  -b, --backing KIND       auto (hugetlb if the pool suffices, else thp), hugetlb,\n"
@@ -838,7 +838,7 @@ int main(int argc, char **argv)
 	next_sample = s->cfg.interval;
 	for (;;) {
 		double t = sim_elapsed(s);
-		bool mig_running;
+		bool ending;
 
 		if (interrupted) {
 			sim_event(s, "interrupted: finishing early");
@@ -851,7 +851,10 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
-		if (t >= next_sample || t >= sc.end) {
+		/* past the end a migration may still be finishing: keep to the
+		 * interval until it has, then take the last sample */
+		ending = t >= sc.end && sc.running_mig < 0;
+		if (t >= next_sample || ending) {
 			struct sample x;
 
 			ret = take_sample(s, t - last_sample_t, &x);
@@ -872,9 +875,11 @@ int main(int argc, char **argv)
 			row(s, &s->samples[s->nsamples]);
 			s->nsamples++;
 			next_sample += s->cfg.interval;
+			/* late (a slow machine, a long stall): no burst of catch-up rows */
+			if (next_sample <= t)
+				next_sample = t + s->cfg.interval;
 		}
-		mig_running = sc.running_mig >= 0;
-		if (t >= sc.end && !mig_running)
+		if (ending)
 			break;
 		{
 			double step = s->tty ? 0.1 : 0.05, until = next_sample - sim_elapsed(s);
