@@ -339,6 +339,7 @@ struct tracked {
 struct guest {
 	uint64_t start, end, page_size;
 	const struct pgt_mapping *m;
+	struct pgt_mapping joined; /* m, when the range spans several mappings */
 	const char *source;
 	int intended;           /* bound node, -1 */
 	uint64_t mask;          /* interleave/bind mask, 0: none */
@@ -412,6 +413,46 @@ static int query_guest(int pid, struct guest *g, bool want_status)
 	return 0;
 }
 
+/*
+ * Whether mapping @b continues @a's memory: the same page size, policy and
+ * kind. mprotect dirty tracking splits a region into a VMA per protected
+ * run; a range is one guest however many VMAs the kernel keeps for it.
+ */
+static bool same_memory(const struct pgt_mapping *a, const struct pgt_mapping *b)
+{
+	const uint32_t kind = PGT_MAP_HUGETLB | PGT_MAP_SHARED;
+
+	return a->end == b->start && a->page_size == b->page_size &&
+	       (a->flags & kind) == (b->flags & kind) && !strcmp(a->policy, b->policy) &&
+	       !strcmp(a->name, b->name);
+}
+
+/* Extend guest @g over mapping @m (up to @end), summing the smaps counters. */
+static void join(struct guest *g, const struct pgt_mapping *m, uint64_t end)
+{
+	struct pgt_mapping *j = &g->joined;
+
+	if (g->m != j) {
+		*j = *g->m;
+		g->m = j;
+	}
+	j->end = m->end;
+	j->rss += m->rss;
+	j->pss += m->pss;
+	j->anon += m->anon;
+	j->anon_huge += m->anon_huge;
+	j->pmd_mapped += m->pmd_mapped;
+	j->hugetlb += m->hugetlb;
+	j->swap += m->swap;
+	j->locked += m->locked;
+	j->referenced += m->referenced;
+	for (unsigned n = 0; n < m->nnodes && n < PGT_NUMA_MAX_NODES; n++)
+		j->node_bytes[n] += m->node_bytes[n];
+	if (m->nnodes > j->nnodes)
+		j->nnodes = m->nnodes;
+	g->end = m->end < end ? m->end : end;
+}
+
 static int find_guests(const struct opts *o, const pgt_procmap *pm, struct guest *gs,
 		       unsigned *ng, const struct range *demo)
 {
@@ -430,6 +471,11 @@ static int find_guests(const struct opts *o, const pgt_procmap *pm, struct guest
 
 				if (!(m->flags & PGT_MAP_SMAPS) || m->end <= at || m->start > at)
 					continue;
+				if (n && gs[n - 1].end == at && same_memory(gs[n - 1].m, m)) {
+					join(&gs[n - 1], m, rs[r].end);
+					at = gs[n - 1].end;
+					continue;
+				}
 				if (n == MAX_GUEST)
 					break;
 				gs[n] = (struct guest){ .start = at,
