@@ -144,8 +144,9 @@ struct pgt_rel *pgt__rel_get(struct pgt_region *r)
 	rel->upp = 1ULL << rel->sub_shift;
 	rel->nunits = r->length >> PGT_UNIT_SHIFT;
 	rel->numa = r->numa;
+	/* REMOVE-event hints exist only where the region asked for events */
 	if (pgt__bitmap_init(&rel->released, r->npages) ||
-	    pgt__bitmap_init(&rel->removed, r->npages) ||
+	    ((r->track & PGT_TRACK_REMOVE) && pgt__bitmap_init(&rel->removed, r->npages)) ||
 	    pgt__bitmap_init(&rel->pinned, r->npages)) {
 		rel_free(rel);
 		return NULL;
@@ -1119,6 +1120,8 @@ void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
 		return;
 	rel = pgt__rel_get(r);
 	if (!rel)
+		return;
+	if (!rel->removed.words)
 		return;
 	pgt__bitmap_set_range(&rel->removed, first, last - first);
 	atomic_store_explicit(&rel->removed_any, true, memory_order_release);
