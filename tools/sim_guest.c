@@ -40,6 +40,24 @@ static uint64_t pool_free_2m(void)
 	return 0;
 }
 
+/*
+ * soft-dirty is exact only with the writers paused around each harvest (the
+ * quiesce callback), and the simulator's writers (vCPUs, device, balloon)
+ * call into pgtrack themselves, so they cannot park under its locks. Where
+ * the probe would pick soft-dirty, take the next tracker that needs no
+ * pause: sync uffd-WP, else mprotect. An explicit choice is kept.
+ */
+static int sim_method(const struct sim *s)
+{
+	struct pgt_probe p = { .size = sizeof(p) };
+
+	if (s->cfg.dirty_method != PGT_DIRTY_AUTO || pgt_probe(&p) ||
+	    p.best_dirty_method != PGT_DIRTY_SOFT_DIRTY)
+		return s->cfg.dirty_method;
+	return (p.uffd_features & 1 /* UFFD_FEATURE_PAGEFAULT_FLAG_WP */) ? PGT_DIRTY_UFFD_SYNC
+									   : PGT_DIRTY_MPROTECT;
+}
+
 static int create_region(struct sim *s, int backing, uint32_t track, pgt_region **r)
 {
 	struct pgt_region_config rc = {
@@ -48,7 +66,7 @@ static int create_region(struct sim *s, int backing, uint32_t track, pgt_region 
 		.length = s->cfg.memory,
 		.gpa = 0,
 		.track = track,
-		.dirty_method = s->cfg.dirty_method,
+		.dirty_method = sim_method(s),
 		.numa_node = -1,
 		.name = "guest-ram",
 	};
