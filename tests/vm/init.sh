@@ -19,7 +19,8 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /tmp
+# no tmpfs over /tmp: the programs keep their build paths, which may be
+# under /tmp (a CI clone), and the initramfs root is writable anyway
 mkdir -p /dev/hugepages /dev/shm
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 mount -t tmpfs tmpfs /dev/shm
