@@ -439,16 +439,21 @@ static int finish(pgt_engine *e, struct pgt_region *r, const struct pgt_region_c
 	return 0;
 }
 
+/* Argument checks shared by create and register; *out is NULL on failure. */
+static int begin(const pgt_engine *e, const struct pgt_region_config *c, pgt_region **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	return check_common(e, c);
+}
+
 PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *c,
 				 pgt_region **out)
 {
 	struct pgt_region *r;
-	int ret;
+	int ret = begin(e, c, out);
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	ret = check_common(e, c);
 	if (ret)
 		return ret;
 	if (c->backing == PGT_BACKING_EXTERNAL || c->backing >= PGT_BACKING__COUNT || !c->backing)
@@ -480,12 +485,8 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 				   pgt_region **out)
 {
 	struct pgt_region *r;
-	int ret;
+	int ret = begin(e, c, out);
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	ret = check_common(e, c);
 	if (ret)
 		return ret;
 	if (!c->addr || (c->backing && c->backing != PGT_BACKING_EXTERNAL))
