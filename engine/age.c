@@ -154,7 +154,6 @@ struct pgt_age {
 	uint64_t epoch;
 };
 
-#define BITS_PER_LONG (8 * sizeof(unsigned long))
 
 static void age_free(struct pgt_age *a)
 {
@@ -199,7 +198,7 @@ PGT_EXPORT int pgt_age_start(pgt_region *r)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	a->words = (r->npages + BITS_PER_LONG - 1) / BITS_PER_LONG;
+	a->words = (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG;
 	a->last_write = calloc(r->npages, sizeof(uint32_t));
 	a->first_touch = calloc(r->npages, sizeof(uint32_t));
 	a->bm = calloc(a->words, sizeof(unsigned long));
@@ -266,7 +265,7 @@ PGT_EXPORT int64_t pgt_age_sample(pgt_region *r)
 			unsigned long bits = a->bm[w];
 
 			while (bits) {
-				uint64_t p = w * BITS_PER_LONG + (uint64_t)__builtin_ctzl(bits);
+				uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(bits);
 
 				bits &= bits - 1;
 				a->last_write[p] = e;

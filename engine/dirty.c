@@ -18,7 +18,6 @@
 #include "engine/release_pvt.h"
 #include "hal/export.h"
 
-#define BITS_PER_LONG (8 * sizeof(unsigned long))
 
 static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
 	[PGT_DIRTY_UFFD_ASYNC] = &pgt__dirty_uffd_async,
@@ -149,7 +148,7 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	ret = pgt__shardmap_init(&v->bm, r->npages, r->numa);
+	ret = pgt__numa_shardmap_init(&v->bm, r->npages, r->numa);
 	if (ret) {
 		free(v);
 		return ret;
@@ -224,7 +223,7 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (h->runs && !h->runs_cap)
 		return -EINVAL;
 	r = v->r;
-	if (h->bitmap && h->bitmap_words < (r->npages + BITS_PER_LONG - 1) / BITS_PER_LONG)
+	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 
 	pthread_mutex_lock(&r->harvest_lock);

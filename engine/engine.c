@@ -296,20 +296,3 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 	pthread_rwlock_destroy(&e->regions_lock);
 	free(e);
 }
-
-struct pgt_numa *pgt__engine_numa(const struct pgt_engine *e)
-{
-	return e->numa;
-}
-
-int pgt__engine_for_each_region(struct pgt_engine *e,
-				int (*fn)(void *arg, struct pgt_region *r), void *arg)
-{
-	int ret = 0;
-
-	pthread_rwlock_rdlock(&e->regions_lock);
-	for (struct pgt_region *r = e->regions; r && !ret; r = r->next)
-		ret = fn(arg, r);
-	pthread_rwlock_unlock(&e->regions_lock);
-	return ret;
-}

@@ -10,8 +10,9 @@
 
 #include "pgtrack/pgtrack.h"
 #include "pgtrack/probe.h"
-#include "engine/bitmap.h"
+#include "lib/bitmap.h"
 #include "hal/compat_uapi.h"
+#include "lib/bits.h"
 #include "numa/numa_pvt.h"
 
 struct pgt_region;
@@ -220,6 +221,11 @@ uint64_t pgt__touch_mode(const struct pgt_region *r);
 /* Allocate touch state (after uffd registration). */
 int pgt__touch_init(struct pgt_region *r);
 void pgt__touch_fini(struct pgt_region *r);
+/* Touch tracking is on and its state is allocated. */
+static inline bool pgt__touch_on(const struct pgt_region *r)
+{
+	return (r->track & PGT_TRACK_TOUCH) && r->tpriv && r->touched.words;
+}
 /* Memory the touch state holds (order log, bounce buffers). */
 size_t pgt__touch_bytes(const struct pgt_region *r);
 /* A MISSING or MINOR fault at @addr from a handler thread. */

@@ -21,8 +21,6 @@
 #include "hal/export.h"
 #include "hal/hal.h"
 
-#define HUGE_2M (2ULL << 20)
-
 int pgt__uffd_new(void)
 {
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -224,11 +222,6 @@ static int place(struct pgt_region *r, const struct pgt_region_config *c)
 	return ret ? ret : pgt__numa_region_place(r->numa);
 }
 
-struct pgt_numa_region *pgt__region_numa(const struct pgt_region *r)
-{
-	return r->numa;
-}
-
 /*
  * Map @len bytes at an @align-aligned address (THP and hugetlb want 2 MiB
  * PMDs) with a PROT_NONE guard page on each side. The guards keep the
@@ -284,7 +277,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		/* Tracked at 4 KiB: a write splits the PMD under WP (PLATFORM-NOTES). */
 		if ((ret = set_page_size(r, base)))
 			return ret;
-		p = map_guarded(r->length, HUGE_2M, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
+		p = map_guarded(r->length, PGT_SZ_2M, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
 		if (p && madvise(p, r->length, MADV_HUGEPAGE))
 			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_HUGEPAGE: %s", r->name,
 				 strerror(errno));
@@ -293,7 +286,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 	case PGT_BACKING_MEMFD: {
 		bool huge = backing == PGT_BACKING_HUGETLB;
 
-		if ((ret = set_page_size(r, huge ? HUGE_2M : base)))
+		if ((ret = set_page_size(r, huge ? PGT_SZ_2M : base)))
 			return ret;
 		r->fd = memfd_create(r->name, MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
 		if (r->fd < 0)
@@ -301,7 +294,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		if (ftruncate(r->fd, (off_t)r->length))
 			return -errno;
 		/* hugetlb reserves the pages here: ENOMEM when the pool is short. */
-		p = map_guarded(r->length, huge ? HUGE_2M : base, MAP_SHARED, r->fd);
+		p = map_guarded(r->length, huge ? PGT_SZ_2M : base, MAP_SHARED, r->fd);
 		r->shared = true;
 		r->hugetlb = huge;
 		break;

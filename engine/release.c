@@ -42,71 +42,9 @@
 
 #include "engine/release_pvt.h"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 #include "hal/export.h"
 #include "hal/hal.h"
 
-#ifndef MADV_REMOVE
-#define MADV_REMOVE 9
-#endif
-
-/* ------------------------------------------------------------------ */
-/* Bitmap helpers                                                      */
-/* ------------------------------------------------------------------ */
-
-static inline uint64_t range_mask(unsigned lo, unsigned hi) /* bits [lo, hi), hi <= 64 */
-{
-	uint64_t m = hi == 64 ? ~0ULL : (1ULL << hi) - 1;
-
-	return m & (~0ULL << lo);
-}
-
-uint64_t pgt__bm_count_range(const struct pgt_bitmap *b, uint64_t first, uint64_t n)
-{
-	uint64_t cnt = 0;
-
-	if (!b->words || first >= b->nbits)
-		return 0;
-	if (n > b->nbits - first)
-		n = b->nbits - first;
-	while (n) {
-		size_t w = (size_t)(first / 64);
-		unsigned lo = (unsigned)(first % 64);
-		unsigned hi = n >= 64 - lo ? 64 : lo + (unsigned)n;
-		uint64_t v = atomic_load_explicit(&b->words[w], memory_order_relaxed);
-
-		cnt += (uint64_t)__builtin_popcountll(v & range_mask(lo, hi));
-		first += hi - lo;
-		n -= hi - lo;
-	}
-	return cnt;
-}
-
-uint64_t pgt__bm_take_range(struct pgt_bitmap *b, uint64_t first, uint64_t n)
-{
-	uint64_t cnt = 0;
-
-	if (!b->words || first >= b->nbits)
-		return 0;
-	if (n > b->nbits - first)
-		n = b->nbits - first;
-	/* The summary stays set: it only has to over-approximate. */
-	while (n) {
-		size_t w = (size_t)(first / 64);
-		unsigned lo = (unsigned)(first % 64);
-		unsigned hi = n >= 64 - lo ? 64 : lo + (unsigned)n;
-		uint64_t m = range_mask(lo, hi);
-
-		if (atomic_load_explicit(&b->words[w], memory_order_relaxed) & m)
-			cnt += (uint64_t)__builtin_popcountll(
-				atomic_fetch_and(&b->words[w], ~m) & m);
-		first += hi - lo;
-		n -= hi - lo;
-	}
-	return cnt;
-}
 
 /* ------------------------------------------------------------------ */
 /* State                                                               */
@@ -188,17 +126,12 @@ int pgt__region_node(const struct pgt_region *r)
 	return r->eng->probe.numa_nodes <= 1 ? 0 : -1;
 }
 
-static bool touch_on(const struct pgt_region *r)
-{
-	return (r->track & PGT_TRACK_TOUCH) && r->tpriv && r->touched.words;
-}
-
 /* Released and not touched since (a touch after the free is a deflate). */
 static bool page_released(const struct pgt_region *r, const struct pgt_rel *rel, uint64_t p)
 {
 	if (!pgt__bitmap_test(&rel->released, p))
 		return false;
-	return !(touch_on(r) && pgt__bitmap_test(&r->touched, p));
+	return !(pgt__touch_on(r) && pgt__bitmap_test(&r->touched, p));
 }
 
 bool pgt__rel_unit_released(const struct pgt_region *r, const struct pgt_rel *rel, uint64_t u)
@@ -223,7 +156,7 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 {
 	const struct pgt_bitmap *t = &r->touched;
 
-	if (!touch_on(r) || !rel->released_pages)
+	if (!pgt__touch_on(r) || !rel->released_pages)
 		return;
 	for (size_t w = 0; w < rel->released.nwords; w++) {
 		uint64_t both = atomic_load_explicit(&rel->released.words[w], memory_order_relaxed) &
@@ -305,7 +238,7 @@ static void fix_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 		 * writable must finish before we protect it again, as in a
 		 * harvest (track_uffd.c): clear, wait for handlers, protect.
 		 */
-		pgt__bm_take_range(&r->pending, p, n);
+		pgt__bitmap_take_range(&r->pending, p, n);
 		pgt__flight_wait(&r->flight);
 	}
 	if (method == PGT_DIRTY_UFFD_SYNC || method == PGT_DIRTY_UFFD_ASYNC) {
@@ -318,7 +251,7 @@ static void fix_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 		 * be protected and its write faults. Not with touch tracking,
 		 * whose MISSING fault sees the next access itself.
 		 */
-		if (!r->shared && !touch_on(r) &&
+		if (!r->shared && !pgt__touch_on(r) &&
 		    !(r->eng->probe.uffd_features & UFFD_FEATURE_WP_UNPOPULATED) &&
 		    madvise(pgt__page_addr(r, p), n << r->page_shift, MADV_POPULATE_READ))
 			pgt__log(r->eng, PGT_LOG_WARN,
@@ -353,8 +286,8 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 	bool lock = r->dops || r->views;
 	int ret;
 
-	if (touch_on(r)) {
-		untouched = pgt__bm_take_range(&r->touched, p, n);
+	if (pgt__touch_on(r)) {
+		untouched = pgt__bitmap_take_range(&r->touched, p, n);
 		atomic_fetch_sub(&r->ntouched, untouched);
 	}
 	if (lock)
@@ -375,7 +308,7 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 		return ret;
 	}
 	if (rel->zero.words)
-		pgt__bm_take_range(&rel->zero, p, n);
+		pgt__bitmap_take_range(&rel->zero, p, n);
 	for (uint64_t i = p; i < p + n; i++) {
 		/* REPEAT_OK frees released pages again: count each once. */
 		if (!pgt__bitmap_test(&rel->released, i)) {
@@ -507,7 +440,7 @@ int64_t pgt__rel_apply(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, u
 		bool has_pin = pgt__bitmap_test(&rel->pinned, p);
 
 		u = pstart + b;
-		if (pgt__bitmap_test(&rel->released, p) && touch_on(r) &&
+		if (pgt__bitmap_test(&rel->released, p) && pgt__touch_on(r) &&
 		    pgt__bitmap_test(&r->touched, p)) {
 			/* touched since it was freed: deflated, not released */
 			unrelease_page(rel, p);
@@ -1161,7 +1094,7 @@ static int rescan_run(void *arg, uint64_t first, uint64_t n)
 			if (pgt__bitmap_test(&rel->pinned, p))
 				continue; /* cannot be gone; never mark it */
 			/* Gone behind our back: account it as released. */
-			was_touched = touch_on(r) && pgt__bm_take_range(&r->touched, p, 1);
+			was_touched = pgt__touch_on(r) && pgt__bitmap_take_range(&r->touched, p, 1);
 			if (was_touched)
 				atomic_fetch_sub(&r->ntouched, 1);
 			if (r->dops || r->views) {
@@ -1202,7 +1135,7 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 	pthread_mutex_lock(&x.rel->lock);
 	pgt__rel_sync_touch(r, x.rel);
 	/* Candidates: pages we know were populated, and REMOVE hints. */
-	if (touch_on(r))
+	if (pgt__touch_on(r))
 		pgt__bitmap_or(&cand, &r->touched);
 	if (atomic_exchange(&x.rel->removed_any, false)) {
 		pgt__bitmap_or(&cand, &x.rel->removed);

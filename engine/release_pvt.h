@@ -109,10 +109,10 @@ bool pgt__rel_unit_released(const struct pgt_region *r, const struct pgt_rel *re
 int64_t pgt__resident(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,
 		      uint64_t *out);
 
-/* Bitmap helpers on engine/bitmap.h bitmaps. */
-uint64_t pgt__bm_count_range(const struct pgt_bitmap *b, uint64_t first, uint64_t n);
+/* Bitmap helpers on lib/bitmap.h bitmaps. */
+uint64_t pgt__bitmap_count_range(const struct pgt_bitmap *b, uint64_t first, uint64_t n);
 /* Atomically clear [first, first + n); returns how many bits were set. */
-uint64_t pgt__bm_take_range(struct pgt_bitmap *b, uint64_t first, uint64_t n);
+uint64_t pgt__bitmap_take_range(struct pgt_bitmap *b, uint64_t first, uint64_t n);
 
 /* pinned.c: units of [u0, u0 + n) covered by a pin (rel->lock held). */
 uint64_t pgt__pin_count(const struct pgt_rel *rel, uint64_t u0, uint64_t n);

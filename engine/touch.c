@@ -65,9 +65,6 @@
 #include "hal/export.h"
 #include "hal/hal.h"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
 
 /* ------------------------------------------------------------------ */
 /* First-touch order log                                               */
@@ -916,21 +913,16 @@ fail:
 /* Public API                                                          */
 /* ------------------------------------------------------------------ */
 
-static bool touch_on(const pgt_region *r)
-{
-	return r && (r->track & PGT_TRACK_TOUCH) && r->tpriv;
-}
-
 PGT_EXPORT int64_t pgt_touched_count(const pgt_region *r)
 {
-	if (!touch_on(r))
+	if (!r || !pgt__touch_on(r))
 		return -EINVAL;
 	return (int64_t)atomic_load((_Atomic uint64_t *)&r->ntouched);
 }
 
 PGT_EXPORT int pgt_touched_test(const pgt_region *r, uint64_t gpa)
 {
-	if (!touch_on(r))
+	if (!r || !pgt__touch_on(r))
 		return -EINVAL;
 	if (gpa < r->gpa || gpa - r->gpa >= r->length)
 		return -ERANGE;
@@ -939,7 +931,7 @@ PGT_EXPORT int pgt_touched_test(const pgt_region *r, uint64_t gpa)
 
 PGT_EXPORT int64_t pgt_touched_bitmap(const pgt_region *r, unsigned long *bitmap, size_t words)
 {
-	if (!touch_on(r) || !bitmap)
+	if (!r || !pgt__touch_on(r) || !bitmap)
 		return -EINVAL;
 	return pgt__bitmap_export_kvm(&r->touched, bitmap, words);
 }
@@ -950,7 +942,7 @@ PGT_EXPORT int64_t pgt_touch_order(const pgt_region *r, uint64_t start, uint64_t
 	struct touch_state *ts;
 	size_t got;
 
-	if (!touch_on(r) || (!pages && cap))
+	if (!r || !pgt__touch_on(r) || (!pages && cap))
 		return -EINVAL;
 	if (!cap)
 		return 0;

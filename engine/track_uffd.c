@@ -44,7 +44,7 @@ static int sync_start(struct pgt_region *r)
 	 */
 	if (!(r->uffd_features & UFFD_FEATURE_WP_UNPOPULATED) && !r->shared &&
 	    !(r->track & PGT_TRACK_TOUCH) && /* MISSING faults fill pages protected */
-	    madvise(r->addr, r->length, 22 /* MADV_POPULATE_READ */))
+	    madvise(r->addr, r->length, MADV_POPULATE_READ))
 		return -errno;
 	return pgt__uffd_wp(r, 0, r->npages, true, false);
 }

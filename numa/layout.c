@@ -384,3 +384,23 @@ void pgt__numa_note_touch(struct pgt_numa_region *nr, uint64_t page, int tid)
 		atomic_fetch_add_explicit(&nr->ctr[pgt__numa_shard_of(nr, page)].remote_touch, 1,
 					  memory_order_relaxed);
 }
+
+int pgt__numa_shardmap_init(struct pgt_shardmap *m, uint64_t nbits, const struct pgt_numa_region *nr)
+{
+	struct pgt_shard_geom one = { 0, nbits, -1, -1 };
+	int ret;
+
+	if (!nr || nr->npages != nbits || !nr->nshards)
+		return pgt__shardmap_init_geom(m, nbits, &one, 1, NULL, NULL);
+	ret = pgt__shardmap_init_geom(m, nbits, nr->shards, nr->nshards,
+				      nr->numa ? &nr->numa->ops : NULL,
+				      nr->numa ? nr->numa->workers : NULL);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < m->n; i++) {
+		m->s[i].ctr = &nr->ctr[i];
+		atomic_fetch_add_explicit(&nr->ctr[i].meta_bytes, pgt__bitmap_bytes(&m->s[i].bm),
+					  memory_order_relaxed);
+	}
+	return 0;
+}

@@ -207,22 +207,6 @@ int pgt__numa_vcpu_set(struct pgt_numa *n, int tid, int node)
 	return ret;
 }
 
-PGT_EXPORT int pgt_numa_vcpu_set(pgt_engine *eng, int tid, int node)
-{
-	struct pgt_numa *n;
-	int ret;
-
-	if (!eng)
-		return -EINVAL;
-	n = pgt__engine_numa(eng);
-	if (!n)
-		return -EOPNOTSUPP;
-	ret = pgt__numa_vcpu_set(n, tid, node);
-	if (ret == -EINVAL)
-		pgt__numa_log(n, PGT_LOG_WARN, "vCPU %d: node %d does not exist", tid, node);
-	return ret;
-}
-
 static const char *const policy_names[PGT_NUMA__COUNT] = {
 	[PGT_NUMA_DEFAULT] = "default",
 	[PGT_NUMA_BIND] = "bind",
@@ -235,31 +219,4 @@ PGT_EXPORT const char *pgt_numa_policy_name(int policy)
 	if (policy < 0 || policy >= PGT_NUMA__COUNT)
 		return NULL;
 	return policy_names[policy];
-}
-
-/*
- * Weak defaults for what the engine provides, so numa/ links on its own
- * (tests of this module, builds where the engine does not hook NUMA in yet).
- * engine/region.c and engine/engine.c define the real ones.
- */
-__attribute__((weak)) struct pgt_numa_region *pgt__region_numa(const struct pgt_region *r)
-{
-	(void)r;
-	return NULL;
-}
-
-__attribute__((weak)) struct pgt_numa *pgt__engine_numa(const struct pgt_engine *e)
-{
-	(void)e;
-	return NULL;
-}
-
-__attribute__((weak)) int pgt__engine_for_each_region(struct pgt_engine *e,
-						      int (*fn)(void *arg, struct pgt_region *r),
-						      void *arg)
-{
-	(void)e;
-	(void)fn;
-	(void)arg;
-	return -EOPNOTSUPP;
 }

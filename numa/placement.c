@@ -18,55 +18,11 @@
 static_assert(sizeof(struct pgt_numa_node_stats) % sizeof(uint64_t) == 0,
 	      "node stats are summed as an array of counters");
 
-/* The region's layout, or a temporary one from its bound node. */
-static int region_layout(const pgt_region *r, struct pgt_region_info *info,
-			 struct pgt_numa_region **nr, bool *temp)
+int pgt__numa_region_extents(const struct pgt_numa_region *nr, struct pgt_numa_extent *out,
+			     size_t cap)
 {
-	struct pgt_numa_region_params p;
-	int ret;
-
-	info->size = sizeof(*info);
-	ret = pgt_region_info(r, info);
-	if (ret)
-		return ret;
-	*temp = false;
-	*nr = pgt__region_numa(r);
-	if (*nr)
-		return 0;
-	p = (struct pgt_numa_region_params){
-		.addr = info->addr, .length = info->length, .gpa = info->gpa,
-		.page_size = info->page_size, .name = info->name,
-		.numa_node = info->numa_node,
-	};
-	ret = pgt__numa_region_init(NULL, &p, nr);
-	if (ret) { /* a node this host does not have: report it as unknown */
-		p.numa_node = -1;
-		ret = pgt__numa_region_init(NULL, &p, nr);
-	}
-	*temp = !ret;
-	return ret;
-}
-
-static void layout_done(struct pgt_numa_region *nr, bool temp)
-{
-	if (temp)
-		pgt__numa_region_fini(nr);
-}
-
-PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_extent *out,
-				      size_t cap)
-{
-	struct pgt_region_info info;
-	struct pgt_numa_region *nr;
 	size_t n = 0;
-	bool temp;
-	int ret;
 
-	if (!r || (!out && cap))
-		return -EINVAL;
-	ret = region_layout(r, &info, &nr, &temp);
-	if (ret)
-		return ret;
 	for (unsigned i = 0; i < nr->nsegs; i++) {
 		const struct pgt_numa_seg *s = &nr->segs[i];
 
@@ -91,23 +47,12 @@ PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_exten
 			n++;
 		}
 	}
-	layout_done(nr, temp);
 	return (int)n;
 }
 
-PGT_EXPORT int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard_info *out,
-				      size_t cap)
+int pgt__numa_region_shards(const struct pgt_numa_region *nr, struct pgt_numa_shard_info *out,
+			    size_t cap)
 {
-	struct pgt_region_info info;
-	struct pgt_numa_region *nr;
-	bool temp;
-	int ret;
-
-	if (!r || (!out && cap))
-		return -EINVAL;
-	ret = region_layout(r, &info, &nr, &temp);
-	if (ret)
-		return ret;
 	for (unsigned k = 0; k < nr->nshards && k < cap; k++) {
 		const struct pgt_shard_geom *g = &nr->shards[k];
 		const struct pgt_cpuset *cpus = NULL;
@@ -123,9 +68,7 @@ PGT_EXPORT int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard
 		if (cpus)
 			pgt__cpuset_format(cpus, out[k].cpulist, sizeof(out[k].cpulist));
 	}
-	ret = (int)nr->nshards;
-	layout_done(nr, temp);
-	return ret;
+	return (int)nr->nshards;
 }
 
 /* ---- move_pages queries ---- */
@@ -346,28 +289,18 @@ static void place_page(void *arg, uint64_t page, int st, int intended)
 	count_page(c->out, page, st, is_misplaced(c->nr, st, intended));
 }
 
-PGT_EXPORT int64_t pgt_region_placement(pgt_region *r, struct pgt_placement *out)
+int64_t pgt__numa_region_placement(const struct pgt_numa_region *nr, struct pgt_placement *out)
 {
-	struct pgt_region_info info;
-	struct pgt_numa_region *nr;
 	struct place_ctx c;
-	bool temp;
-	int ret;
+	int ret = start_out(out, nr->page_size);
 
-	if (!r)
-		return -EINVAL;
-	ret = region_layout(r, &info, &nr, &temp);
-	if (ret)
-		return ret;
-	ret = start_out(out, nr->page_size);
 	if (!ret) {
 		c = (struct place_ctx){ nr, out };
 		ret = walk_region(nr, place_page, &c);
 	}
 	if (!ret)
 		out->pages = nr->npages;
-	layout_done(nr, temp);
-	return ret ? ret : (int64_t)info.npages;
+	return ret ? ret : (int64_t)nr->npages;
 }
 
 /* ---- per-node accounting ---- */
@@ -444,7 +377,16 @@ static void measure_page(void *arg, uint64_t page, int st, int intended)
 	slot(c->s, intended)->misplaced++;
 }
 
-static void finish_nnodes(struct pgt_numa_stats *s)
+static void add_node(struct pgt_numa_node_stats *d, const struct pgt_numa_node_stats *s)
+{
+	uint64_t *dv = (uint64_t *)d;
+	const uint64_t *sv = (const uint64_t *)s;
+
+	for (size_t k = 0; k < sizeof(*d) / sizeof(uint64_t); k++)
+		dv[k] += sv[k];
+}
+
+void pgt__numa_stats_finish(struct pgt_numa_stats *s)
 {
 	s->nnodes = 0;
 	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++) {
@@ -456,42 +398,19 @@ static void finish_nnodes(struct pgt_numa_stats *s)
 	}
 }
 
-PGT_EXPORT int pgt_region_numa_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)
+int pgt__numa_region_stats(const struct pgt_numa_region *nr, const unsigned long *touched,
+			   uint32_t flags, struct pgt_numa_stats *out)
 {
-	struct pgt_region_info info;
-	struct pgt_numa_region *nr;
-	struct acct_range *ranges = NULL;
-	unsigned long *touched = NULL;
+	struct acct_range *ranges;
 	size_t nranges;
-	bool temp;
-	int ret;
+	int ret = 0;
 
-	if (!r || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
-		return -EINVAL;
-	ret = region_layout(r, &info, &nr, &temp);
-	if (ret)
-		return ret;
 	memset(out, 0, sizeof(*out));
 	out->size = sizeof(*out);
 	ranges = calloc((size_t)nr->nsegs + nr->nshards, sizeof(*ranges));
-	if (!ranges) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	if (!ranges)
+		return -ENOMEM;
 	nranges = acct_ranges(nr, ranges);
-	if (info.track & PGT_TRACK_TOUCH) {
-		size_t words = (size_t)((nr->npages + 63) / 64);
-
-		touched = calloc(words, sizeof(unsigned long));
-		if (!touched) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		if (pgt_touched_bitmap(r, touched, words) < 0) {
-			free(touched);
-			touched = NULL;
-		}
-	}
 	for (size_t i = 0; i < nranges; i++) {
 		struct pgt_numa_node_stats *ns = slot(out, ranges[i].node);
 
@@ -515,65 +434,14 @@ PGT_EXPORT int pgt_region_numa_stats(pgt_region *r, uint32_t flags, struct pgt_n
 
 		ret = walk_region(nr, measure_page, &mc);
 	}
-	finish_nnodes(out);
-out:
-	free(touched);
+	pgt__numa_stats_finish(out);
 	free(ranges);
-	layout_done(nr, temp);
 	return ret;
 }
 
-struct sum_ctx {
-	uint32_t flags;
-	struct pgt_numa_stats *sum;
-	struct pgt_numa_stats one;
-	int regions;
-	int err;
-};
-
-static void add_node(struct pgt_numa_node_stats *d, const struct pgt_numa_node_stats *s)
+void pgt__numa_stats_add(struct pgt_numa_stats *sum, const struct pgt_numa_stats *one)
 {
-	uint64_t *dv = (uint64_t *)d;
-	const uint64_t *sv = (const uint64_t *)s;
-
-	for (size_t k = 0; k < sizeof(*d) / sizeof(uint64_t); k++)
-		dv[k] += sv[k];
-}
-
-static int sum_region(void *arg, struct pgt_region *r)
-{
-	struct sum_ctx *c = arg;
-	int ret;
-
-	c->one.size = sizeof(c->one);
-	ret = pgt_region_numa_stats(r, c->flags, &c->one);
-	if (ret)
-		return ret;
-	add_node(&c->sum->unknown, &c->one.unknown);
+	add_node(&sum->unknown, &one->unknown);
 	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++)
-		add_node(&c->sum->node[i], &c->one.node[i]);
-	c->regions++;
-	return 0;
-}
-
-PGT_EXPORT int pgt_engine_numa_stats(pgt_engine *eng, uint32_t flags, struct pgt_numa_stats *out)
-{
-	struct sum_ctx *c;
-	int ret;
-
-	if (!eng || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
-		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	memset(out, 0, sizeof(*out));
-	out->size = sizeof(*out);
-	c->flags = flags;
-	c->sum = out;
-	ret = pgt__engine_for_each_region(eng, sum_region, c);
-	if (!ret)
-		ret = c->regions;
-	finish_nnodes(out);
-	free(c);
-	return ret;
+		add_node(&sum->node[i], &one->node[i]);
 }

@@ -36,10 +36,6 @@
 #include "hal/compat_uapi.h"
 #include "perf/bench.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 #define NFRAC 4
 #define MAXW 2
 #define VEC_LEN 4096            /* as the engine's and PLATFORM-NOTES' loop */

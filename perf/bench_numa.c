@@ -177,9 +177,9 @@ static int cell_open(const struct cell *c, struct cell_state *cs, uint64_t nbits
 	}
 	for (unsigned i = 0; i < nw && i < 2; i++)
 		pgt__cpuset_set(&set[i], (unsigned)cpus[i % ncpus]);
-	if (nw && (ret = pgt__workers_start(&cs->w, nw, set, NULL)))
+	if (nw && (ret = pgt__workers_start(&cs->w, nw, set, &pgt__numa_sys_ops)))
 		return ret;
-	ret = pgt__shardmap_init_geom(&cs->m, nbits, g, c->shards, NULL, cs->w);
+	ret = pgt__shardmap_init_geom(&cs->m, nbits, g, c->shards, &pgt__numa_sys_ops, cs->w);
 	cs->m.parallel_min_bits = 0; /* measure the pool at every size */
 	return ret;
 }

@@ -25,6 +25,8 @@
 
 #include <pgtrack.h>
 
+#include "tools/lib/pgtool.h"
+
 #define MAX_RANGES 16
 #define MAX_GUEST 64
 #define SVG_COLS 1024
@@ -338,8 +340,8 @@ struct tracked {
 
 struct guest {
 	uint64_t start, end, page_size;
-	const struct pgt_mapping *m;
-	struct pgt_mapping joined; /* m, when the range spans several mappings */
+	const struct pgtool_mapping *m;
+	struct pgtool_mapping joined; /* m, when the range spans several mappings */
 	const char *source;
 	int intended;           /* bound node, -1 */
 	uint64_t mask;          /* interleave/bind mask, 0: none */
@@ -418,9 +420,9 @@ static int query_guest(int pid, struct guest *g, bool want_status)
  * kind. mprotect dirty tracking splits a region into a VMA per protected
  * run; a range is one guest however many VMAs the kernel keeps for it.
  */
-static bool same_memory(const struct pgt_mapping *a, const struct pgt_mapping *b)
+static bool same_memory(const struct pgtool_mapping *a, const struct pgtool_mapping *b)
 {
-	const uint32_t kind = PGT_MAP_HUGETLB | PGT_MAP_SHARED;
+	const uint32_t kind = PGTOOL_MAP_HUGETLB | PGTOOL_MAP_SHARED;
 
 	return a->end == b->start && a->page_size == b->page_size &&
 	       (a->flags & kind) == (b->flags & kind) && !strcmp(a->policy, b->policy) &&
@@ -428,9 +430,9 @@ static bool same_memory(const struct pgt_mapping *a, const struct pgt_mapping *b
 }
 
 /* Extend guest @g over mapping @m (up to @end), summing the smaps counters. */
-static void join(struct guest *g, const struct pgt_mapping *m, uint64_t end)
+static void join(struct guest *g, const struct pgtool_mapping *m, uint64_t end)
 {
-	struct pgt_mapping *j = &g->joined;
+	struct pgtool_mapping *j = &g->joined;
 
 	if (g->m != j) {
 		*j = *g->m;
@@ -453,7 +455,7 @@ static void join(struct guest *g, const struct pgt_mapping *m, uint64_t end)
 	g->end = m->end < end ? m->end : end;
 }
 
-static int find_guests(const struct opts *o, const pgt_procmap *pm, struct guest *gs,
+static int find_guests(const struct opts *o, const pgtool_procmap *pm, struct guest *gs,
 		       unsigned *ng, const struct range *demo)
 {
 	size_t idx[MAX_GUEST];
@@ -466,10 +468,10 @@ static int find_guests(const struct opts *o, const pgt_procmap *pm, struct guest
 		for (unsigned r = 0; r < nr; r++) {
 			uint64_t at = rs[r].start;
 
-			for (size_t i = 0; i < pgt_procmap_count(pm) && at < rs[r].end; i++) {
-				const struct pgt_mapping *m = pgt_procmap_get(pm, i);
+			for (size_t i = 0; i < pgtool_procmap_count(pm) && at < rs[r].end; i++) {
+				const struct pgtool_mapping *m = pgtool_procmap_get(pm, i);
 
-				if (!(m->flags & PGT_MAP_SMAPS) || m->end <= at || m->start > at)
+				if (!(m->flags & PGTOOL_MAP_SMAPS) || m->end <= at || m->start > at)
 					continue;
 				if (n && gs[n - 1].end == at && same_memory(gs[n - 1].m, m)) {
 					join(&gs[n - 1], m, rs[r].end);
@@ -491,10 +493,10 @@ static int find_guests(const struct opts *o, const pgt_procmap *pm, struct guest
 			}
 		}
 	} else {
-		int k = pgt_procmap_guess_guest(pm, o->min_size, idx, MAX_GUEST);
+		int k = pgtool_procmap_guess_guest(pm, o->min_size, idx, MAX_GUEST);
 
 		for (int i = 0; i < k && i < MAX_GUEST; i++) {
-			const struct pgt_mapping *m = pgt_procmap_get(pm, idx[i]);
+			const struct pgtool_mapping *m = pgtool_procmap_get(pm, idx[i]);
 
 			gs[n++] = (struct guest){ .start = m->start, .end = m->end, .m = m,
 						  .source = "auto" };
@@ -595,7 +597,7 @@ struct report {
 	int pid;
 	pgt_topology *topo;
 	struct pgt_probe probe;
-	pgt_procmap *pm;
+	pgtool_procmap *pm;
 	struct proc_usage u;
 	unsigned ng;
 	struct guest g[MAX_GUEST];
@@ -659,7 +661,7 @@ static void free_report(struct report *r)
 {
 	for (unsigned i = 0; i < r->ng; i++)
 		free(r->g[i].status);
-	pgt_procmap_free(r->pm);
+	pgtool_procmap_free(r->pm);
 	pgt_topology_free(r->topo);
 	memset(r, 0, sizeof(*r));
 }
@@ -677,7 +679,7 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 	}
 	r->probe.size = sizeof(r->probe);
 	pgt_probe(&r->probe);
-	ret = pgt_procmap_read(o->pid, 0, &r->pm);
+	ret = pgtool_procmap_read(o->pid, 0, &r->pm);
 	if (ret == -ESRCH) {
 		fail("no such process: %d", o->pid);
 		return 1;
@@ -716,7 +718,7 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 		r->guest_size += g->end - g->start;
 		if (g->queried >= 0) {
 			r->guest_res += g->pl.resident * g->page_size;
-			if (g->m->flags & PGT_MAP_HUGETLB)
+			if (g->m->flags & PGTOOL_MAP_HUGETLB)
 				r->guest_hugetlb_res += g->pl.resident * g->page_size;
 			r->guest_misplaced += g->misplaced * g->page_size;
 			for (unsigned n = 0; n < g->pl.nnodes; n++) {
@@ -726,8 +728,8 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 			}
 		}
 	}
-	for (size_t i = 0; i < pgt_procmap_count(r->pm); i++) {
-		const struct pgt_mapping *m = pgt_procmap_get(r->pm, i);
+	for (size_t i = 0; i < pgtool_procmap_count(r->pm); i++) {
+		const struct pgtool_mapping *m = pgtool_procmap_get(r->pm, i);
 
 		for (unsigned n = 0; n < m->nnodes; n++) {
 			r->node_proc[n] += m->node_bytes[n];
@@ -750,7 +752,7 @@ static json_object *ju(uint64_t v)
 	return json_object_new_uint64(v);
 }
 
-static json_object *mapping_json(const struct pgt_mapping *m)
+static json_object *mapping_json(const struct pgtool_mapping *m)
 {
 	json_object *o = json_object_new_object(), *a = json_object_new_array();
 
@@ -762,8 +764,8 @@ static json_object *mapping_json(const struct pgt_mapping *m)
 	add(o, "rss", ju(m->rss));
 	add(o, "anon", ju(m->anon));
 	add(o, "thp", ju(m->anon_huge + m->pmd_mapped));
-	add(o, "hugetlb", json_object_new_boolean(m->flags & PGT_MAP_HUGETLB));
-	add(o, "shared", json_object_new_boolean(m->flags & PGT_MAP_SHARED));
+	add(o, "hugetlb", json_object_new_boolean(m->flags & PGTOOL_MAP_HUGETLB));
+	add(o, "shared", json_object_new_boolean(m->flags & PGTOOL_MAP_SHARED));
 	add(o, "locked", ju(m->locked));
 	add(o, "swap", ju(m->swap));
 	add(o, "policy", m->policy[0] ? json_object_new_string(m->policy) : NULL);
@@ -898,8 +900,8 @@ static json_object *report_json(const struct opts *o, const struct report *r)
 	add(root, "guest", a);
 	if (o->all) {
 		a = json_object_new_array();
-		for (size_t i = 0; i < pgt_procmap_count(r->pm); i++)
-			json_object_array_add(a, mapping_json(pgt_procmap_get(r->pm, i)));
+		for (size_t i = 0; i < pgtool_procmap_count(r->pm); i++)
+			json_object_array_add(a, mapping_json(pgtool_procmap_get(r->pm, i)));
 		add(root, "mappings", a);
 	}
 	if (r->u.have_status) {
@@ -980,11 +982,11 @@ static void print_table(const struct opts *o, const struct report *r)
 		printf("  none found (use --range START-END or --min-size)\n");
 	for (unsigned i = 0; i < r->ng; i++) {
 		const struct guest *g = &r->g[i];
-		const struct pgt_mapping *m = g->m;
+		const struct pgtool_mapping *m = g->m;
 
 		printf("  %012" PRIx64 "-%012" PRIx64 " %s, page %s%s%s, policy %s, %s\n", g->start,
 		       g->end, HS(g->end - g->start), HS(g->page_size),
-		       m->flags & PGT_MAP_HUGETLB ? " (hugetlb)" : "",
+		       m->flags & PGTOOL_MAP_HUGETLB ? " (hugetlb)" : "",
 		       m->anon_huge + m->pmd_mapped ? " (THP in use)" : "",
 		       m->policy[0] ? m->policy : "?", m->name[0] ? m->name : "[anon]");
 		if (g->queried < 0) {
@@ -1007,8 +1009,8 @@ static void print_table(const struct opts *o, const struct report *r)
 	if (o->all) {
 		printf("\nMappings\n  %-25s %10s %10s %7s %10s  %-14s %s\n", "range", "size", "rss",
 		       "page", "locked", "policy", "name");
-		for (size_t i = 0; i < pgt_procmap_count(r->pm); i++) {
-			const struct pgt_mapping *m = pgt_procmap_get(r->pm, i);
+		for (size_t i = 0; i < pgtool_procmap_count(r->pm); i++) {
+			const struct pgtool_mapping *m = pgtool_procmap_get(r->pm, i);
 
 			printf("  %012" PRIx64 "-%012" PRIx64 " %10s %10s %7s %10s  %-14s %s\n",
 			       m->start, m->end, HS(m->end - m->start), HS(m->rss),

@@ -590,14 +590,6 @@ struct pgt_explain_line {
 int pgt_explain(const struct pgt_account *guest, const struct pgt_host_usage *host,
 		struct pgt_explain_line *lines, size_t cap);
 
-/**
- * pgt_explain_render() - pgt_explain() as text ("key  bytes  text\n" lines)
- * into @buf (always NUL-terminated when @len > 0).
- * Returns: the length the full text needs (as snprintf), or -EINVAL.
- */
-int pgt_explain_render(const struct pgt_account *guest, const struct pgt_host_usage *host,
-		       char *buf, size_t len);
-
 /* ------------------------------------------------------------------ */
 /* Zero pages                                                          */
 /* ------------------------------------------------------------------ */

@@ -9,7 +9,7 @@
  * fits). Missing bytes read as zero. Each input has a work budget so the
  * replay driver stays fast under sanitizers and qemu.
  */
-#include "engine/bitmap.h"
+#include "lib/bitmap.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -12,18 +12,19 @@
 
 #include <pgtrack.h>
 
-#include "numa/numa_pvt.h"
+#include "lib/cpuset.h"
+#include "tools/lib/pgtool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_map(const pgt_procmap *m)
+static void check_map(const pgtool_procmap *m)
 {
-	size_t n = pgt_procmap_count(m), idx[8];
+	size_t n = pgtool_procmap_count(m), idx[8];
 	uint64_t prev = 0;
 	int g;
 
 	for (size_t i = 0; i < n; i++) {
-		const struct pgt_mapping *mp = pgt_procmap_get(m, i);
+		const struct pgtool_mapping *mp = pgtool_procmap_get(m, i);
 
 		if (!mp || mp->start < prev || mp->end < mp->start)
 			abort();
@@ -35,13 +36,13 @@ static void check_map(const pgt_procmap *m)
 				abort();
 		if (mp->nnodes > PGT_NUMA_MAX_NODES)
 			abort();
-		if ((mp->flags & PGT_MAP_NUMA) && !mp->page_size)
+		if ((mp->flags & PGTOOL_MAP_NUMA) && !mp->page_size)
 			abort();
 		prev = mp->start;
 	}
-	if (pgt_procmap_get(m, n))
+	if (pgtool_procmap_get(m, n))
 		abort();
-	g = pgt_procmap_guess_guest(m, 1, idx, 8);
+	g = pgtool_procmap_guess_guest(m, 1, idx, 8);
 	if (g < 0 || (size_t)g > n)
 		abort();
 	for (int i = 0; i < g && i < 8; i++)
@@ -51,14 +52,14 @@ static void check_map(const pgt_procmap *m)
 
 static void parse(const char *s, size_t sl, const char *nm, size_t nl)
 {
-	pgt_procmap *m = NULL;
-	int ret = pgt_procmap_parse(s, sl, nm, nl, &m);
+	pgtool_procmap *m = NULL;
+	int ret = pgtool_procmap_parse(s, sl, nm, nl, &m);
 
 	if (ret == 0) {
 		if (!m)
 			abort();
 		check_map(m);
-		pgt_procmap_free(m);
+		pgtool_procmap_free(m);
 	} else if (m || (ret != -EBADMSG && ret != -ENOMEM && ret != -E2BIG)) {
 		abort();
 	}
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data;
 	const char *nul = memchr(p, 0, size);
 	struct pgt_cpuset cs;
-	struct pgt_mapping one;
+	struct pgtool_mapping one;
 
 	if (nul) {
 		parse(p, (size_t)(nul - p), nul + 1, size - (size_t)(nul - p) - 1);
@@ -78,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		parse(NULL, 0, p, size);
 	}
 	memset(&one, 0, sizeof(one));
-	if (pgt__numa_maps_line(p, size, &one) == 0 && one.nnodes > PGT_NUMA_MAX_NODES)
+	if (pgtool_numa_maps_line(p, size, &one) == 0 && one.nnodes > PGT_NUMA_MAX_NODES)
 		abort();
 	if (pgt__cpuset_parse(p, size < 64 ? size : 64, &cs) == 0 &&
 	    pgt__cpuset_count(&cs) > PGT_CPUSET_BITS)

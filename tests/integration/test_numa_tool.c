@@ -7,6 +7,7 @@
  * (JSON) must be those; bad input must give a message and a non-zero exit.
  * Also the smaps/numa_maps parsers on the fixtures of tests/fixtures/numa.
  */
+#include "tools/lib/pgtool.h"
 #include "tests/common/testutil.h"
 
 #include <errno.h>
@@ -89,31 +90,31 @@ static char *slurp(const char *rel, size_t *len)
 	return buf;
 }
 
-static pgt_procmap *parse_fixture(const char *smaps, const char *nmaps, int *err)
+static pgtool_procmap *parse_fixture(const char *smaps, const char *nmaps, int *err)
 {
 	size_t sl = 0, nl = 0;
 	char *s = smaps ? slurp(smaps, &sl) : NULL, *n = nmaps ? slurp(nmaps, &nl) : NULL;
-	pgt_procmap *m = NULL;
+	pgtool_procmap *m = NULL;
 
-	*err = pgt_procmap_parse(s, sl, n, nl, &m);
+	*err = pgtool_procmap_parse(s, sl, n, nl, &m);
 	free(s);
 	free(n);
 	return m;
 }
 
-static const struct pgt_mapping *at(const pgt_procmap *m, uint64_t start)
+static const struct pgtool_mapping *at(const pgtool_procmap *m, uint64_t start)
 {
-	for (size_t i = 0; i < pgt_procmap_count(m); i++)
-		if (pgt_procmap_get(m, i)->start == start)
-			return pgt_procmap_get(m, i);
+	for (size_t i = 0; i < pgtool_procmap_count(m); i++)
+		if (pgtool_procmap_get(m, i)->start == start)
+			return pgtool_procmap_get(m, i);
 	fail_msg("no mapping at %#" PRIx64, start);
 	return NULL;
 }
 
 static void test_fixtures(void **state)
 {
-	const struct pgt_mapping *mp;
-	pgt_procmap *m;
+	const struct pgtool_mapping *mp;
+	pgtool_procmap *m;
 	size_t idx[4];
 	int err;
 
@@ -121,9 +122,9 @@ static void test_fixtures(void **state)
 	m = parse_fixture("vm-1node/smaps", "vm-1node/numa_maps", &err);
 	assert_int_equal(err, 0);
 	mp = at(m, 0x7f0b9a600000);
-	assert_true(mp->flags & PGT_MAP_HUGETLB);
-	assert_true(mp->flags & PGT_MAP_SHARED);
-	assert_true(mp->flags & PGT_MAP_ANON);
+	assert_true(mp->flags & PGTOOL_MAP_HUGETLB);
+	assert_true(mp->flags & PGTOOL_MAP_SHARED);
+	assert_true(mp->flags & PGTOOL_MAP_ANON);
 	assert_int_equal(mp->page_size, 2 * MIB);
 	assert_int_equal(mp->hugetlb, 4 * MIB);
 	assert_int_equal(mp->rss, 4 * MIB);
@@ -136,22 +137,22 @@ static void test_fixtures(void **state)
 	assert_int_equal(mp->end - mp->start, 64 * MIB);
 	mp = at(m, 0x7f0b96200000);
 	assert_int_equal(mp->locked, 4 * MIB);
-	assert_true(mp->flags & PGT_MAP_LOCKED);
+	assert_true(mp->flags & PGTOOL_MAP_LOCKED);
 	mp = at(m, 0x7f0b95200000);
 	assert_string_equal(mp->name, "/memfd:vm ram (deleted)");
 	assert_int_equal(mp->node_bytes[0], 8 * MIB);
 	/* nothing shared or hugetlb of 64 MiB: the largest private anon */
-	assert_int_equal(pgt_procmap_guess_guest(m, 0, idx, 4), 1);
-	assert_int_equal(pgt_procmap_get(m, idx[0])->start, 0x7f0b96600000);
+	assert_int_equal(pgtool_procmap_guess_guest(m, 0, idx, 4), 1);
+	assert_int_equal(pgtool_procmap_get(m, idx[0])->start, 0x7f0b96600000);
 	/* down to 1 MiB: the hugetlb and the shared memfd */
-	assert_int_equal(pgt_procmap_guess_guest(m, MIB, idx, 4), 2);
-	assert_int_equal(pgt_procmap_get(m, idx[0])->start, 0x7f0b95200000);
-	assert_int_equal(pgt_procmap_get(m, idx[1])->start, 0x7f0b9a600000);
-	pgt_procmap_free(m);
+	assert_int_equal(pgtool_procmap_guess_guest(m, MIB, idx, 4), 2);
+	assert_int_equal(pgtool_procmap_get(m, idx[0])->start, 0x7f0b95200000);
+	assert_int_equal(pgtool_procmap_get(m, idx[1])->start, 0x7f0b9a600000);
+	pgtool_procmap_free(m);
 
 	m = parse_fixture("vm-2node/smaps", "vm-2node/numa_maps", &err);
 	assert_int_equal(err, 0);
-	assert_int_equal(pgt_procmap_count(m), 5);
+	assert_int_equal(pgtool_procmap_count(m), 5);
 	mp = at(m, 0x7f2000000000);
 	assert_string_equal(mp->policy, "bind:0");
 	assert_int_equal(mp->nnodes, 2);
@@ -164,22 +165,22 @@ static void test_fixtures(void **state)
 	mp = at(m, 0x7f3000000000);
 	assert_string_equal(mp->policy, "interleave:0-1");
 	assert_int_equal(mp->anon_huge, 64 * MIB);
-	assert_true(mp->flags & PGT_MAP_THP);
+	assert_true(mp->flags & PGTOOL_MAP_THP);
 	assert_int_equal(mp->node_bytes[1], 64 * MIB);
 	mp = at(m, 0x7ffd00000000);
 	assert_string_equal(mp->policy, "prefer (many):0-1");
-	assert_true(mp->flags & PGT_MAP_SPECIAL);
-	assert_int_equal(pgt_procmap_guess_guest(m, 0, idx, 4), 2);
-	assert_int_equal(pgt_procmap_get(m, idx[0])->start, 0x7f2000000000);
-	assert_int_equal(pgt_procmap_get(m, idx[1])->start, 0x7f2040000000);
-	pgt_procmap_free(m);
+	assert_true(mp->flags & PGTOOL_MAP_SPECIAL);
+	assert_int_equal(pgtool_procmap_guess_guest(m, 0, idx, 4), 2);
+	assert_int_equal(pgtool_procmap_get(m, idx[0])->start, 0x7f2000000000);
+	assert_int_equal(pgtool_procmap_get(m, idx[1])->start, 0x7f2040000000);
+	pgtool_procmap_free(m);
 
 	/* numa_maps alone: mappings of their own, zero length */
 	m = parse_fixture(NULL, "vm-2node/numa_maps", &err);
 	assert_int_equal(err, 0);
-	assert_int_equal(pgt_procmap_count(m), 5);
+	assert_int_equal(pgtool_procmap_count(m), 5);
 	assert_int_equal(at(m, 0x7f2040000000)->node_bytes[1], 512 * MIB);
-	pgt_procmap_free(m);
+	pgtool_procmap_free(m);
 
 	/* cut, garbage, text of another format: an error, never a crash */
 	m = parse_fixture("truncated-smaps", NULL, &err);
@@ -196,13 +197,13 @@ static void test_fixtures(void **state)
 	/* a numa_maps line cut after a complete token still parses */
 	m = parse_fixture("vm-1node/smaps", "truncated-numa_maps", &err);
 	assert_int_equal(err, 0);
-	pgt_procmap_free(m);
-	assert_int_equal(pgt_procmap_parse(NULL, 5, NULL, 0, &m), -EINVAL);
-	assert_int_equal(pgt_procmap_parse(NULL, 0, NULL, 0, NULL), -EINVAL);
-	assert_int_equal(pgt_procmap_parse(NULL, 0, NULL, 0, &m), 0);
-	assert_int_equal(pgt_procmap_count(m), 0);
-	assert_null(pgt_procmap_get(m, 0));
-	pgt_procmap_free(m);
+	pgtool_procmap_free(m);
+	assert_int_equal(pgtool_procmap_parse(NULL, 5, NULL, 0, &m), -EINVAL);
+	assert_int_equal(pgtool_procmap_parse(NULL, 0, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(pgtool_procmap_parse(NULL, 0, NULL, 0, &m), 0);
+	assert_int_equal(pgtool_procmap_count(m), 0);
+	assert_null(pgtool_procmap_get(m, 0));
+	pgtool_procmap_free(m);
 }
 
 /* ---- the child ---- */

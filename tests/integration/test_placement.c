@@ -6,6 +6,7 @@
  * tests/vm); a multi-node engine on a synthetic topology harvesting sharded
  * views; bad input.
  */
+#include "tools/lib/pgtool.h"
 #include "tests/common/testutil.h"
 
 #include <errno.h>
@@ -159,12 +160,12 @@ static void check_bound(pgt_engine *e, uint32_t backing, uint64_t len, uint64_t 
 
 	/* numa_maps agrees: bound to node 0, resident bytes on node 0 */
 	{
-		pgt_procmap *m;
+		pgtool_procmap *m;
 		bool found = false;
 
-		assert_int_equal(pgt_procmap_read(0, 0, &m), 0);
-		for (size_t i = 0; i < pgt_procmap_count(m); i++) {
-			const struct pgt_mapping *mp = pgt_procmap_get(m, i);
+		assert_int_equal(pgtool_procmap_read(0, 0, &m), 0);
+		for (size_t i = 0; i < pgtool_procmap_count(m); i++) {
+			const struct pgtool_mapping *mp = pgtool_procmap_get(m, i);
 
 			if (mp->start != (uintptr_t)p)
 				continue;
@@ -174,10 +175,10 @@ static void check_bound(pgt_engine *e, uint32_t backing, uint64_t len, uint64_t 
 			assert_int_equal(mp->node_bytes[0], (npages + 1) / 2 * psz);
 			assert_int_equal(mp->page_size, psz);
 			if (backing == PGT_BACKING_HUGETLB)
-				assert_true(mp->flags & PGT_MAP_HUGETLB);
+				assert_true(mp->flags & PGTOOL_MAP_HUGETLB);
 		}
 		assert_true(found);
-		pgt_procmap_free(m);
+		pgtool_procmap_free(m);
 	}
 	assert_int_equal(pgt_region_destroy(r), 0);
 	free(raw);
@@ -393,13 +394,13 @@ static void test_bad_input(void **state)
 	assert_int_equal(pgt_region_numa_layout(NULL, NULL, 0), -EINVAL);
 	assert_int_equal(pgt_region_numa_shards(NULL, NULL, 0), -EINVAL);
 	assert_int_equal(pgt_numa_vcpu_set(NULL, 1, 0), -EINVAL);
-	assert_int_equal(pgt_procmap_read(-1, 0, NULL), -EINVAL);
+	assert_int_equal(pgtool_procmap_read(-1, 0, NULL), -EINVAL);
 	{
-		pgt_procmap *m = (pgt_procmap *)&st;
+		pgtool_procmap *m = (pgtool_procmap *)&st;
 
-		assert_int_equal(pgt_procmap_read(0x7fffffff, 0, &m), -ESRCH);
+		assert_int_equal(pgtool_procmap_read(0x7fffffff, 0, &m), -ESRCH);
 		assert_null(m);
-		assert_int_equal(pgt_procmap_read(0, 1, &m), -EINVAL);
+		assert_int_equal(pgtool_procmap_read(0, 1, &m), -EINVAL);
 	}
 	assert_null(pgt_numa_policy_name(99));
 	assert_string_equal(pgt_numa_policy_name(PGT_NUMA_INTERLEAVE), "interleave");

@@ -6,6 +6,7 @@
  * smaps "locked" parser on tricky input; the explanation's equations
  * closing exactly; rendering into small buffers.
  */
+#include "tools/lib/pgtool.h"
 #include "tests/common/testutil.h"
 
 #include <errno.h>
@@ -263,14 +264,14 @@ static void test_render(void **state)
 	(void)state;
 	fake_account(&a);
 	assert_int_equal(pgt_host_usage_root(FIX "v1", &u), 0);
-	need = pgt_explain_render(&a, &u, NULL, 0);
+	need = pgtool_explain_render(&a, &u, NULL, 0);
 	assert_true(need > 1000);
 	big = malloc((size_t)need + 1);
-	assert_int_equal(pgt_explain_render(&a, &u, big, (size_t)need + 1), need);
+	assert_int_equal(pgtool_explain_render(&a, &u, big, (size_t)need + 1), need);
 	assert_int_equal(strlen(big), (size_t)need);
 	assert_non_null(strstr(big, "cgroup v1 /process_api/a46f2427"));
 	assert_non_null(strstr(big, "rss.anon.guest"));
-	assert_int_equal(pgt_explain_render(&a, &u, small, sizeof(small)), need);
+	assert_int_equal(pgtool_explain_render(&a, &u, small, sizeof(small)), need);
 	assert_int_equal(strlen(small), sizeof(small) - 1);
 	assert_int_equal(strncmp(small, big, sizeof(small) - 1), 0);
 	free(big);

@@ -5,7 +5,7 @@
  * taker, validate() catching corruption, and bad input.
  */
 #include "tests/common/testutil.h"
-#include "engine/bitmap.h"
+#include "lib/bitmap.h"
 
 #include <errno.h>
 #include <pthread.h>

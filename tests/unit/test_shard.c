@@ -271,7 +271,7 @@ static void test_shard_boundaries(void **state)
 			assert_int_equal(pgt__numa_intended(nr, (ext[i].gpa - G) / P), ext[i].node);
 		}
 		rec_reset();
-		assert_int_equal(pgt__shardmap_init(&m, pages, nr), 0);
+		assert_int_equal(pgt__numa_shardmap_init(&m, pages, nr), 0);
 		assert_int_equal(rec.nallocs, nn);
 		for (unsigned i = 0; i < nn; i++) {
 			assert_int_equal(rec.alloc[i].node, nr->shards[i].node);

@@ -17,14 +17,14 @@
 #include <unistd.h>
 
 #include "hal/export.h"
-#include "numa/numa_pvt.h"
+#include "tools/lib/pgtool.h"
 
 #define MAX_MAPPINGS (1u << 20)
 #define MAX_TEXT (256u << 20)
 
-struct pgt_procmap {
+struct pgtool_procmap {
 	size_t n, cap;
-	struct pgt_mapping *m;
+	struct pgtool_mapping *m;
 };
 
 /* ---- scanning helpers (all bounded by len) ---- */
@@ -122,11 +122,11 @@ static bool starts(const char *s, const char *prefix)
 
 /* ---- the map ---- */
 
-static struct pgt_mapping *grow(struct pgt_procmap *m)
+static struct pgtool_mapping *grow(struct pgtool_procmap *m)
 {
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 64;
-		struct pgt_mapping *nm;
+		struct pgtool_mapping *nm;
 
 		if (m->n >= MAX_MAPPINGS)
 			return NULL;
@@ -143,7 +143,7 @@ static struct pgt_mapping *grow(struct pgt_procmap *m)
 /* ---- smaps ---- */
 
 /* "start-end perms offset dev inode [name]" */
-static int smaps_header(const char *line, size_t len, struct pgt_mapping *m)
+static int smaps_header(const char *line, size_t len, struct pgtool_mapping *m)
 {
 	struct scan s = { line, len, 0 };
 	uint64_t inode, dev;
@@ -160,8 +160,8 @@ static int smaps_header(const char *line, size_t len, struct pgt_mapping *m)
 	if ((perms[0] != 'r' && perms[0] != '-') || (perms[1] != 'w' && perms[1] != '-') ||
 	    (perms[2] != 'x' && perms[2] != '-') || (perms[3] != 's' && perms[3] != 'p'))
 		return -EBADMSG;
-	m->flags |= (perms[0] == 'r' ? PGT_MAP_READ : 0) | (perms[1] == 'w' ? PGT_MAP_WRITE : 0) |
-		    (perms[2] == 'x' ? PGT_MAP_EXEC : 0) | (perms[3] == 's' ? PGT_MAP_SHARED : 0);
+	m->flags |= (perms[0] == 'r' ? PGTOOL_MAP_READ : 0) | (perms[1] == 'w' ? PGTOOL_MAP_WRITE : 0) |
+		    (perms[2] == 'x' ? PGTOOL_MAP_EXEC : 0) | (perms[3] == 's' ? PGTOOL_MAP_SHARED : 0);
 	if (take_hex(&s, &m->offset) || peek(&s) != ' ')
 		return -EBADMSG;
 	s.i++;
@@ -176,10 +176,10 @@ static int smaps_header(const char *line, size_t len, struct pgt_mapping *m)
 	copy_text(m->name, sizeof(m->name), s.p + s.i, s.len - s.i);
 	if (!inode || starts(m->name, "/memfd:") || starts(m->name, "/dev/zero") ||
 	    starts(m->name, "/SYSV") || starts(m->name, "[anon"))
-		m->flags |= PGT_MAP_ANON;
+		m->flags |= PGTOOL_MAP_ANON;
 	if (m->name[0] == '[' && !starts(m->name, "[heap]") && !starts(m->name, "[anon"))
-		m->flags |= PGT_MAP_SPECIAL;
-	m->flags |= PGT_MAP_SMAPS;
+		m->flags |= PGTOOL_MAP_SPECIAL;
+	m->flags |= PGTOOL_MAP_SMAPS;
 	return 0;
 }
 
@@ -187,38 +187,38 @@ static const struct {
 	const char *key;
 	size_t off;
 } smaps_keys[] = {
-	{ "KernelPageSize", offsetof(struct pgt_mapping, page_size) },
-	{ "Rss", offsetof(struct pgt_mapping, rss) },
-	{ "Pss", offsetof(struct pgt_mapping, pss) },
-	{ "Anonymous", offsetof(struct pgt_mapping, anon) },
-	{ "AnonHugePages", offsetof(struct pgt_mapping, anon_huge) },
-	{ "ShmemPmdMapped", offsetof(struct pgt_mapping, pmd_mapped) },
-	{ "FilePmdMapped", offsetof(struct pgt_mapping, pmd_mapped) },
-	{ "Shared_Hugetlb", offsetof(struct pgt_mapping, hugetlb) },
-	{ "Private_Hugetlb", offsetof(struct pgt_mapping, hugetlb) },
-	{ "Swap", offsetof(struct pgt_mapping, swap) },
-	{ "Locked", offsetof(struct pgt_mapping, locked) },
-	{ "Referenced", offsetof(struct pgt_mapping, referenced) },
+	{ "KernelPageSize", offsetof(struct pgtool_mapping, page_size) },
+	{ "Rss", offsetof(struct pgtool_mapping, rss) },
+	{ "Pss", offsetof(struct pgtool_mapping, pss) },
+	{ "Anonymous", offsetof(struct pgtool_mapping, anon) },
+	{ "AnonHugePages", offsetof(struct pgtool_mapping, anon_huge) },
+	{ "ShmemPmdMapped", offsetof(struct pgtool_mapping, pmd_mapped) },
+	{ "FilePmdMapped", offsetof(struct pgtool_mapping, pmd_mapped) },
+	{ "Shared_Hugetlb", offsetof(struct pgtool_mapping, hugetlb) },
+	{ "Private_Hugetlb", offsetof(struct pgtool_mapping, hugetlb) },
+	{ "Swap", offsetof(struct pgtool_mapping, swap) },
+	{ "Locked", offsetof(struct pgtool_mapping, locked) },
+	{ "Referenced", offsetof(struct pgtool_mapping, referenced) },
 };
 
-static void vmflags(const char *p, size_t len, struct pgt_mapping *m)
+static void vmflags(const char *p, size_t len, struct pgtool_mapping *m)
 {
 	for (size_t i = 0; i + 1 < len; i++) {
 		if ((i && p[i - 1] != ' ') || (i + 2 < len && p[i + 2] != ' '))
 			continue;
 		if (p[i] == 'h' && p[i + 1] == 't')
-			m->flags |= PGT_MAP_HUGETLB;
+			m->flags |= PGTOOL_MAP_HUGETLB;
 		else if (p[i] == 'l' && p[i + 1] == 'o')
-			m->flags |= PGT_MAP_LOCKED;
+			m->flags |= PGTOOL_MAP_LOCKED;
 		else if (p[i] == 'h' && p[i + 1] == 'g')
-			m->flags |= PGT_MAP_THP;
+			m->flags |= PGTOOL_MAP_THP;
 		else if (p[i] == 'n' && p[i + 1] == 'h')
-			m->flags |= PGT_MAP_NOHUGEPAGE;
+			m->flags |= PGTOOL_MAP_NOHUGEPAGE;
 	}
 }
 
 /* "Key:   123 kB" (unit optional), "VmFlags: rd wr", or a key we skip. */
-static int smaps_field(const char *line, size_t len, struct pgt_mapping *m)
+static int smaps_field(const char *line, size_t len, struct pgtool_mapping *m)
 {
 	const char *colon = memchr(line, ':', len);
 	struct scan s;
@@ -271,9 +271,9 @@ static bool is_header(const char *line, size_t len)
 	return i > 0 && i < len && line[i] == '-';
 }
 
-static int parse_smaps(struct pgt_procmap *pm, const char *buf, size_t len)
+static int parse_smaps(struct pgtool_procmap *pm, const char *buf, size_t len)
 {
-	struct pgt_mapping *cur = NULL;
+	struct pgtool_mapping *cur = NULL;
 
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(buf + pos, '\n', len - pos);
@@ -298,7 +298,7 @@ static int parse_smaps(struct pgt_procmap *pm, const char *buf, size_t len)
 			return ret;
 	}
 	for (size_t i = 0; i < pm->n; i++)
-		if (pm->m[i].flags & PGT_MAP_HUGETLB) /* Rss leaves hugetlb pages out */
+		if (pm->m[i].flags & PGTOOL_MAP_HUGETLB) /* Rss leaves hugetlb pages out */
 			pm->m[i].rss += pm->m[i].hugetlb;
 	return 0;
 }
@@ -308,7 +308,7 @@ static int parse_smaps(struct pgt_procmap *pm, const char *buf, size_t len)
 /* Policy names the kernel prints with a space inside (mpol_to_str). */
 static const char *const spaced_policies[] = { "weighted interleave", "prefer (many)" };
 
-int pgt__numa_maps_line(const char *line, size_t len, struct pgt_mapping *m)
+int pgtool_numa_maps_line(const char *line, size_t len, struct pgtool_mapping *m)
 {
 	struct scan s = { line, len, 0 };
 	uint64_t counts[PGT_NUMA_MAX_NODES] = { 0 };
@@ -353,7 +353,7 @@ int pgt__numa_maps_line(const char *line, size_t len, struct pgt_mapping *m)
 			if (!at_end(&s) && peek(&s) != ' ')
 				s.i = t0 + 1; /* "hugefoo=": just another token */
 			else
-				m->flags |= PGT_MAP_HUGETLB;
+				m->flags |= PGTOOL_MAP_HUGETLB;
 		}
 		while (!at_end(&s) && peek(&s) != ' ' && peek(&s) != '\t')
 			s.i++;
@@ -364,18 +364,18 @@ int pgt__numa_maps_line(const char *line, size_t len, struct pgt_mapping *m)
 		m->page_size = kps;
 	for (unsigned n = 0; n < m->nnodes; n++)
 		m->node_bytes[n] = counts[n] > UINT64_MAX / kps ? UINT64_MAX : counts[n] * kps;
-	m->flags |= PGT_MAP_NUMA;
+	m->flags |= PGTOOL_MAP_NUMA;
 	return 0;
 }
 
 static int map_cmp(const void *a, const void *b)
 {
-	const struct pgt_mapping *x = a, *y = b;
+	const struct pgtool_mapping *x = a, *y = b;
 
 	return (x->start > y->start) - (x->start < y->start);
 }
 
-static struct pgt_mapping *find_start(struct pgt_procmap *pm, size_t sorted, uint64_t start)
+static struct pgtool_mapping *find_start(struct pgtool_procmap *pm, size_t sorted, uint64_t start)
 {
 	size_t lo = 0, hi = sorted;
 
@@ -392,7 +392,7 @@ static struct pgt_mapping *find_start(struct pgt_procmap *pm, size_t sorted, uin
 	return NULL;
 }
 
-static int parse_numa_maps(struct pgt_procmap *pm, const char *buf, size_t len)
+static int parse_numa_maps(struct pgtool_procmap *pm, const char *buf, size_t len)
 {
 	size_t sorted;
 
@@ -403,14 +403,14 @@ static int parse_numa_maps(struct pgt_procmap *pm, const char *buf, size_t len)
 		const char *nl = memchr(buf + pos, '\n', len - pos);
 		size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;
 		const char *line = buf + pos;
-		struct pgt_mapping tmp, *m;
+		struct pgtool_mapping tmp, *m;
 		int ret;
 
 		pos += ll + (nl != NULL);
 		if (!ll)
 			continue;
 		memset(&tmp, 0, sizeof(tmp));
-		ret = pgt__numa_maps_line(line, ll, &tmp);
+		ret = pgtool_numa_maps_line(line, ll, &tmp);
 		if (ret)
 			return ret;
 		m = find_start(pm, sorted, tmp.start);
@@ -434,10 +434,10 @@ static int parse_numa_maps(struct pgt_procmap *pm, const char *buf, size_t len)
 	return 0;
 }
 
-PGT_EXPORT int pgt_procmap_parse(const char *smaps, size_t slen, const char *nmaps, size_t nlen,
-				 pgt_procmap **out)
+int pgtool_procmap_parse(const char *smaps, size_t slen, const char *nmaps, size_t nlen,
+				 pgtool_procmap **out)
 {
-	struct pgt_procmap *pm;
+	struct pgtool_procmap *pm;
 	int ret;
 
 	if (!out)
@@ -452,14 +452,16 @@ PGT_EXPORT int pgt_procmap_parse(const char *smaps, size_t slen, const char *nma
 	if (!ret)
 		ret = parse_numa_maps(pm, nmaps, nlen);
 	if (ret) {
-		pgt_procmap_free(pm);
+		pgtool_procmap_free(pm);
 		return ret;
 	}
 	*out = pm;
 	return 0;
 }
 
-int pgt__read_proc_file(const char *path, size_t max, char **bufp, size_t *lenp)
+/* Read a whole /proc file (its size is unknown to stat) into a malloc'd,
+ * NUL-terminated buffer of at most @max bytes. 0 or -errno (-EFBIG). */
+static int read_whole(const char *path, size_t max, char **bufp, size_t *lenp)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t len = 0, cap = 65536;
@@ -515,7 +517,7 @@ int pgt__read_proc_file(const char *path, size_t max, char **bufp, size_t *lenp)
 	return 0;
 }
 
-PGT_EXPORT int pgt_procmap_read(int pid, uint32_t flags, pgt_procmap **out)
+int pgtool_procmap_read(int pid, uint32_t flags, pgtool_procmap **out)
 {
 	char path[64], *smaps = NULL, *nmaps = NULL;
 	size_t slen, nlen = 0;
@@ -534,26 +536,26 @@ PGT_EXPORT int pgt_procmap_read(int pid, uint32_t flags, pgt_procmap **out)
 	if (stat(path, &st))
 		return errno == ENOENT ? -ESRCH : -errno;
 	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/smaps");
-	ret = pgt__read_proc_file(path, MAX_TEXT, &smaps, &slen);
+	ret = read_whole(path, MAX_TEXT, &smaps, &slen);
 	if (ret == -ENOENT)
 		ret = -ESRCH; /* exited between the two */
 	if (ret)
 		return ret;
 	/* a process without memory (a kernel thread, a zombie) has empty files */
 	memcpy(path + strlen(path) - 5, "numa_maps", 10);
-	ret = pgt__read_proc_file(path, MAX_TEXT, &nmaps, &nlen);
+	ret = read_whole(path, MAX_TEXT, &nmaps, &nlen);
 	if (ret == -ENOENT) { /* kernel without NUMA */
 		ret = 0;
 		nlen = 0;
 	}
 	if (!ret)
-		ret = pgt_procmap_parse(smaps, slen, nmaps, nlen, out);
+		ret = pgtool_procmap_parse(smaps, slen, nmaps, nlen, out);
 	free(smaps);
 	free(nmaps);
 	return ret;
 }
 
-PGT_EXPORT void pgt_procmap_free(pgt_procmap *m)
+void pgtool_procmap_free(pgtool_procmap *m)
 {
 	if (!m)
 		return;
@@ -561,27 +563,27 @@ PGT_EXPORT void pgt_procmap_free(pgt_procmap *m)
 	free(m);
 }
 
-PGT_EXPORT size_t pgt_procmap_count(const pgt_procmap *m)
+size_t pgtool_procmap_count(const pgtool_procmap *m)
 {
 	return m ? m->n : 0;
 }
 
-PGT_EXPORT const struct pgt_mapping *pgt_procmap_get(const pgt_procmap *m, size_t i)
+const struct pgtool_mapping *pgtool_procmap_get(const pgtool_procmap *m, size_t i)
 {
 	return m && i < m->n ? &m->m[i] : NULL;
 }
 
-static bool guest_like(const struct pgt_mapping *m, uint64_t min, bool strong)
+static bool guest_like(const struct pgtool_mapping *m, uint64_t min, bool strong)
 {
-	if (!(m->flags & PGT_MAP_WRITE) || (m->flags & PGT_MAP_SPECIAL) || m->end - m->start < min)
+	if (!(m->flags & PGTOOL_MAP_WRITE) || (m->flags & PGTOOL_MAP_SPECIAL) || m->end - m->start < min)
 		return false;
 	if (strong)
-		return (m->flags & PGT_MAP_HUGETLB) ||
-		       ((m->flags & PGT_MAP_SHARED) && (m->flags & PGT_MAP_ANON));
-	return (m->flags & PGT_MAP_ANON) && !(m->flags & PGT_MAP_SHARED);
+		return (m->flags & PGTOOL_MAP_HUGETLB) ||
+		       ((m->flags & PGTOOL_MAP_SHARED) && (m->flags & PGTOOL_MAP_ANON));
+	return (m->flags & PGTOOL_MAP_ANON) && !(m->flags & PGTOOL_MAP_SHARED);
 }
 
-PGT_EXPORT int pgt_procmap_guess_guest(const pgt_procmap *m, uint64_t min_bytes, size_t *idx,
+int pgtool_procmap_guess_guest(const pgtool_procmap *m, uint64_t min_bytes, size_t *idx,
 				       size_t cap)
 {
 	size_t n = 0;

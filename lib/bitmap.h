@@ -53,6 +53,11 @@ void pgt__bitmap_clear_range(struct pgt_bitmap *b, uint64_t first, uint64_t n);
 void pgt__bitmap_zero(struct pgt_bitmap *b);
 
 uint64_t pgt__bitmap_popcount(const struct pgt_bitmap *b);
+/* Popcount of [first, first + n), clipped to the bitmap (relaxed loads). */
+uint64_t pgt__bitmap_count_range(const struct pgt_bitmap *b, uint64_t first, uint64_t n);
+/* Atomically clear [first, first + n) (clipped); returns how many bits were
+ * set. Safe against setters; the summary stays set (an over-approximation). */
+uint64_t pgt__bitmap_take_range(struct pgt_bitmap *b, uint64_t first, uint64_t n);
 bool pgt__bitmap_empty(const struct pgt_bitmap *b);
 
 /*

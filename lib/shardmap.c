@@ -19,23 +19,18 @@
 #include <unistd.h>
 
 #include "hal/hal.h"
-#include "numa/numa_pvt.h"
+#include "lib/bits.h"
+#include "lib/shardmap.h"
 
-#define BPL 64 /* bits per unsigned long, checked in engine/bitmap.c */
-
-static size_t round_up(size_t n, size_t a)
-{
-	return (n + a - 1) / a * a;
-}
 
 /* The layout pgt__bitmap_init makes, in memory from the seam. */
 static int shard_alloc(struct pgt_shardmap *m, struct pgt_shard *s)
 {
 	uint64_t nwords = (s->npages + 63) / 64;
 	size_t ngroups = (size_t)((nwords + PGT_BM_GROUP_WORDS - 1) / PGT_BM_GROUP_WORDS);
-	size_t wbytes = round_up((size_t)nwords * 8, 64);
-	size_t sbytes = round_up((ngroups + 63) / 64 * 8, 64);
-	size_t bytes = round_up(wbytes + sbytes, (size_t)pgt_hal_page_size());
+	size_t wbytes = (size_t)pgt__round_up((size_t)nwords * 8, 64);
+	size_t sbytes = (size_t)pgt__round_up((ngroups + 63) / 64 * 8, 64);
+	size_t bytes = (size_t)pgt__round_up(wbytes + sbytes, (size_t)pgt_hal_page_size());
 	void *mem;
 
 	if (s->node < 0)
@@ -89,7 +84,7 @@ int pgt__shardmap_init_geom(struct pgt_shardmap *m, uint64_t nbits,
 	if (!m->s)
 		return -ENOMEM;
 	m->nbits = nbits;
-	m->ops = ops ? ops : &pgt__numa_sys_ops;
+	m->ops = ops ? ops : &pgt__node_plain_ops;
 	m->workers = workers;
 	m->parallel_min_bits = PGT_SHARD_PARALLEL_BITS;
 	for (unsigned i = 0; i < n; i++) {
@@ -107,26 +102,6 @@ int pgt__shardmap_init_geom(struct pgt_shardmap *m, uint64_t nbits,
 	if (ret)
 		pgt__shardmap_fini(m);
 	return ret;
-}
-
-int pgt__shardmap_init(struct pgt_shardmap *m, uint64_t nbits, const struct pgt_numa_region *nr)
-{
-	struct pgt_shard_geom one = { 0, nbits, -1, -1 };
-	int ret;
-
-	if (!nr || nr->npages != nbits || !nr->nshards)
-		return pgt__shardmap_init_geom(m, nbits, &one, 1, NULL, NULL);
-	ret = pgt__shardmap_init_geom(m, nbits, nr->shards, nr->nshards,
-				      nr->numa ? &nr->numa->ops : NULL,
-				      nr->numa ? nr->numa->workers : NULL);
-	if (ret)
-		return ret;
-	for (unsigned i = 0; i < m->n; i++) {
-		m->s[i].ctr = &nr->ctr[i];
-		atomic_fetch_add_explicit(&nr->ctr[i].meta_bytes, pgt__bitmap_bytes(&m->s[i].bm),
-					  memory_order_relaxed);
-	}
-	return 0;
 }
 
 void pgt__shardmap_fini(struct pgt_shardmap *m)
@@ -305,7 +280,7 @@ uint64_t pgt__shardmap_or_kvm(struct pgt_shardmap *m, const unsigned long *src, 
 		struct pgt_shard *s = &m->s[i];
 		uint64_t k = nbits - s->first < s->npages ? nbits - s->first : s->npages;
 
-		n += pgt__bitmap_or_kvm(&s->bm, src + s->first / BPL, k);
+		n += pgt__bitmap_or_kvm(&s->bm, src + s->first / PGT_BITS_PER_LONG, k);
 	}
 	return n;
 }
@@ -314,12 +289,12 @@ int64_t pgt__shardmap_export_kvm(const struct pgt_shardmap *m, unsigned long *ou
 {
 	int64_t n = 0;
 
-	if (words < (m->nbits + BPL - 1) / BPL)
+	if (words < (m->nbits + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 	for (unsigned i = 0; i < m->n; i++) {
 		const struct pgt_shard *s = &m->s[i];
-		int64_t k = pgt__bitmap_export_kvm(&s->bm, out + s->first / BPL,
-						   words - s->first / BPL);
+		int64_t k = pgt__bitmap_export_kvm(&s->bm, out + s->first / PGT_BITS_PER_LONG,
+						   words - s->first / PGT_BITS_PER_LONG);
 
 		if (k < 0)
 			return k;
@@ -389,10 +364,10 @@ struct shard_ctx {
 static inline void out_bits(unsigned long *bm, uint64_t first, uint64_t n)
 {
 	while (n) {
-		uint64_t w = first / BPL, b = first % BPL;
-		uint64_t k = BPL - b < n ? BPL - b : n;
+		uint64_t w = first / PGT_BITS_PER_LONG, b = first % PGT_BITS_PER_LONG;
+		uint64_t k = PGT_BITS_PER_LONG - b < n ? PGT_BITS_PER_LONG - b : n;
 
-		bm[w] |= k == BPL ? ~0UL : ((1UL << k) - 1) << b;
+		bm[w] |= k == PGT_BITS_PER_LONG ? ~0UL : ((1UL << k) - 1) << b;
 		first += k;
 		n -= k;
 	}
@@ -512,9 +487,9 @@ static void take_worker(void *arg, unsigned w)
 			c.slot_end = k + 1 < m->n ? slot_of(j, k + 1, &jn, NULL) : total;
 		}
 		if (o->bitmap) {
-			size_t w0 = s->first / BPL;
+			size_t w0 = s->first / PGT_BITS_PER_LONG;
 			size_t w1 = k + 1 == m->n ? o->bitmap_words
-						  : (s->first + s->npages) / BPL;
+						  : (s->first + s->npages) / PGT_BITS_PER_LONG;
 
 			memset(o->bitmap + w0, 0, (w1 - w0) * sizeof(unsigned long));
 		}
@@ -547,7 +522,7 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 	size_t total = 0;
 	bool jn;
 
-	if (o->bitmap && o->bitmap_words < (m->nbits + BPL - 1) / BPL)
+	if (o->bitmap && o->bitmap_words < (m->nbits + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -EINVAL;
 	if (o->runs && !o->runs_cap)
 		return -EINVAL;

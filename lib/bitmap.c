@@ -46,8 +46,9 @@
  * ceil(nsummary / 64) words. Words and summary share one 64-byte aligned
  * allocation, the summary on its own cache lines after the words.
  */
-#include "engine/bitmap.h"
+#include "lib/bitmap.h"
 #include "hal/hal.h"
+#include "lib/bits.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -74,11 +75,6 @@ static_assert(ATOMIC_LONG_LOCK_FREE == 2 || ATOMIC_LLONG_LOCK_FREE == 2,
 static inline size_t sum_words(const struct pgt_bitmap *b)
 {
 	return (b->nsummary + SUMW_GROUPS - 1) / SUMW_GROUPS;
-}
-
-static inline size_t round_up(size_t n, size_t a)
-{
-	return (n + a - 1) / a * a;
 }
 
 static inline unsigned popc(uint64_t v)
@@ -122,8 +118,8 @@ int pgt__bitmap_init(struct pgt_bitmap *b, uint64_t nbits)
 	if (nwords64 > (SIZE_MAX - 2 * BM_ALIGN) / 16)
 		return -ENOMEM;
 	ngroups = (size_t)((nwords64 + PGT_BM_GROUP_WORDS - 1) / PGT_BM_GROUP_WORDS);
-	wbytes = round_up((size_t)nwords64 * sizeof(uint64_t), BM_ALIGN);
-	sbytes = round_up((ngroups + SUMW_GROUPS - 1) / SUMW_GROUPS * sizeof(uint64_t), BM_ALIGN);
+	wbytes = (size_t)pgt__round_up((size_t)nwords64 * sizeof(uint64_t), BM_ALIGN);
+	sbytes = (size_t)pgt__round_up((ngroups + SUMW_GROUPS - 1) / SUMW_GROUPS * sizeof(uint64_t), BM_ALIGN);
 	if (posix_memalign(&mem, BM_ALIGN, wbytes + sbytes))
 		return -ENOMEM;
 	memset(mem, 0, wbytes + sbytes);
@@ -145,8 +141,8 @@ size_t pgt__bitmap_bytes(const struct pgt_bitmap *b)
 {
 	if (!b->words)
 		return 0;
-	return round_up(b->nwords * sizeof(uint64_t), BM_ALIGN) +
-	       round_up(sum_words(b) * sizeof(uint64_t), BM_ALIGN);
+	return (size_t)pgt__round_up(b->nwords * sizeof(uint64_t), BM_ALIGN) +
+	       (size_t)pgt__round_up(sum_words(b) * sizeof(uint64_t), BM_ALIGN);
 }
 
 /* ---- setter side ---- */
@@ -245,6 +241,43 @@ void pgt__bitmap_set_range(struct pgt_bitmap *b, uint64_t first, uint64_t n)
 		gbits |= 1ULL << ((w >> GROUP_SHIFT) % SUMW_GROUPS);
 	}
 	summary_mark(b, cur_sw, gbits);
+}
+
+/*
+ * Count (take false) or atomically clear and count (take true) the bits of
+ * [first, first + n), clipped to the bitmap. Clearing leaves the summary
+ * set: it only has to over-approximate.
+ */
+static uint64_t range_walk(struct pgt_bitmap *b, uint64_t first, uint64_t n, bool take)
+{
+	uint64_t cnt = 0;
+
+	if (!b->words || !clamp_range(b, first, &n))
+		return 0;
+	while (n) {
+		size_t w = (size_t)(first / 64);
+		unsigned lo = (unsigned)(first % 64);
+		unsigned hi = n >= 64 - lo ? 64 : lo + (unsigned)n;
+		uint64_t m = span_mask(lo, hi);
+		uint64_t v = atomic_load_explicit(&b->words[w], memory_order_relaxed) & m;
+
+		if (take && v)
+			v = atomic_fetch_and(&b->words[w], ~m) & m;
+		cnt += popc(v);
+		first += hi - lo;
+		n -= hi - lo;
+	}
+	return cnt;
+}
+
+uint64_t pgt__bitmap_count_range(const struct pgt_bitmap *b, uint64_t first, uint64_t n)
+{
+	return range_walk((struct pgt_bitmap *)b, first, n, false);
+}
+
+uint64_t pgt__bitmap_take_range(struct pgt_bitmap *b, uint64_t first, uint64_t n)
+{
+	return range_walk(b, first, n, true);
 }
 
 /* ---- clearing (callers exclude takers; setters may run) ---- */

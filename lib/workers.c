@@ -6,12 +6,13 @@
  * caller waits; a pool runs one job at a time.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hal/hal.h"
-#include "numa/numa_pvt.h"
+#include "lib/workers.h"
 
 struct pgt_worker {
 	pthread_t th;
@@ -107,7 +108,7 @@ int pgt__workers_start(struct pgt_workers **out, unsigned n, const struct pgt_cp
 		free(p);
 		return -ENOMEM;
 	}
-	p->ops = ops ? ops : &pgt__numa_sys_ops;
+	p->ops = ops ? ops : &pgt__node_plain_ops;
 	pthread_mutex_init(&p->run_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->go, NULL);

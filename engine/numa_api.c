@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The public NUMA queries that take a region or an engine. The engine owns
+ * regions; numa/ answers on their layouts (numa/placement.c), so nothing in
+ * numa/ ever looks up into the engine.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_pvt.h"
+#include "hal/export.h"
+#include "lib/bits.h"
+
+/*
+ * The region's layout, or a temporary one from its bound node when it has
+ * none (*temp: free it with pgt__numa_region_fini).
+ */
+static int region_layout(const struct pgt_region *r, struct pgt_numa_region **nr, bool *temp)
+{
+	struct pgt_numa_region_params p = {
+		.addr = r->addr, .length = r->length, .gpa = r->gpa,
+		.page_size = r->page_size, .name = r->name, .numa_node = r->numa_node,
+	};
+	int ret;
+
+	*temp = false;
+	*nr = r->numa;
+	if (*nr)
+		return 0;
+	ret = pgt__numa_region_init(NULL, &p, nr);
+	if (ret) { /* a node this host does not have: report it as unknown */
+		p.numa_node = -1;
+		ret = pgt__numa_region_init(NULL, &p, nr);
+	}
+	*temp = !ret;
+	return ret;
+}
+
+static void layout_done(struct pgt_numa_region *nr, bool temp)
+{
+	if (temp)
+		pgt__numa_region_fini(nr);
+}
+
+PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_extent *out,
+				      size_t cap)
+{
+	struct pgt_numa_region *nr;
+	bool temp;
+	int ret;
+
+	if (!r || (!out && cap))
+		return -EINVAL;
+	ret = region_layout(r, &nr, &temp);
+	if (ret)
+		return ret;
+	ret = pgt__numa_region_extents(nr, out, cap);
+	layout_done(nr, temp);
+	return ret;
+}
+
+PGT_EXPORT int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard_info *out,
+				      size_t cap)
+{
+	struct pgt_numa_region *nr;
+	bool temp;
+	int ret;
+
+	if (!r || (!out && cap))
+		return -EINVAL;
+	ret = region_layout(r, &nr, &temp);
+	if (ret)
+		return ret;
+	ret = pgt__numa_region_shards(nr, out, cap);
+	layout_done(nr, temp);
+	return ret;
+}
+
+PGT_EXPORT int64_t pgt_region_placement(pgt_region *r, struct pgt_placement *out)
+{
+	struct pgt_numa_region *nr;
+	bool temp;
+	int64_t ret;
+
+	if (!r)
+		return -EINVAL;
+	ret = region_layout(r, &nr, &temp);
+	if (ret)
+		return ret;
+	ret = pgt__numa_region_placement(nr, out);
+	layout_done(nr, temp);
+	return ret;
+}
+
+static int region_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)
+{
+	struct pgt_numa_region *nr;
+	unsigned long *touched = NULL;
+	bool temp;
+	int ret;
+
+	ret = region_layout(r, &nr, &temp);
+	if (ret)
+		return ret;
+	if (r->track & PGT_TRACK_TOUCH) {
+		size_t words = PGT_KVM_WORDS(r->npages);
+
+		touched = calloc(words, sizeof(unsigned long));
+		if (!touched)
+			ret = -ENOMEM;
+		else if (pgt_touched_bitmap(r, touched, words) < 0)
+			memset(touched, 0, words * sizeof(unsigned long));
+	}
+	if (!ret)
+		ret = pgt__numa_region_stats(nr, touched, flags, out);
+	free(touched);
+	layout_done(nr, temp);
+	return ret;
+}
+
+PGT_EXPORT int pgt_region_numa_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)
+{
+	if (!r || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+		return -EINVAL;
+	return region_stats(r, flags, out);
+}
+
+PGT_EXPORT int pgt_engine_numa_stats(pgt_engine *e, uint32_t flags, struct pgt_numa_stats *out)
+{
+	struct pgt_numa_stats *one;
+	int ret = 0, regions = 0;
+
+	if (!e || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+		return -EINVAL;
+	one = calloc(1, sizeof(*one));
+	if (!one)
+		return -ENOMEM;
+	memset(out, 0, sizeof(*out));
+	out->size = sizeof(*out);
+	pthread_rwlock_rdlock(&e->regions_lock);
+	for (struct pgt_region *r = e->regions; r && !ret; r = r->next) {
+		one->size = sizeof(*one);
+		ret = region_stats(r, flags, one);
+		if (!ret) {
+			pgt__numa_stats_add(out, one);
+			regions++;
+		}
+	}
+	pthread_rwlock_unlock(&e->regions_lock);
+	pgt__numa_stats_finish(out);
+	free(one);
+	return ret ? ret : regions;
+}
+
+PGT_EXPORT int pgt_numa_vcpu_set(pgt_engine *e, int tid, int node)
+{
+	int ret;
+
+	if (!e)
+		return -EINVAL;
+	if (!e->numa)
+		return -EOPNOTSUPP;
+	ret = pgt__numa_vcpu_set(e->numa, tid, node);
+	if (ret == -EINVAL)
+		pgt__numa_log(e->numa, PGT_LOG_WARN, "vCPU %d: node %d does not exist", tid, node);
+	return ret;
+}
