@@ -16,7 +16,9 @@
 #include <stdint.h>
 
 #include "engine/engine_pvt.h"
+#include "pgtrack/account.h"
 #include "pgtrack/release.h"
+#include "pgtrack/target.h"
 
 #define PGT_UNIT_SHIFT 12
 

@@ -16,7 +16,9 @@
 #include "engine/engine_pvt.h"
 #include "engine/stats_pvt.h"
 #include "hal/export.h"
+#include "pgtrack/account.h"
 #include "pgtrack/release.h"
+#include "pgtrack/target.h"
 #include "pgtrack/stats.h"
 
 /*

@@ -477,12 +477,20 @@ static void probe_live(struct pgt_probe *p)
 	pgt__probe_decide(p);
 }
 
+/* The one piece of global state (DESIGN §8): the host as last probed. */
 static struct pgt_probe probe_cache;
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static bool probe_cached;
+static unsigned probe_runs;
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void probe_cache_init(void)
+unsigned pgt__probe_runs(void)
 {
-	probe_live(&probe_cache);
+	unsigned n;
+
+	pthread_mutex_lock(&probe_lock);
+	n = probe_runs;
+	pthread_mutex_unlock(&probe_lock);
+	return n;
 }
 
 /*
@@ -505,12 +513,34 @@ static int copy_out(struct pgt_probe *out, const struct pgt_probe *p)
 	return 0;
 }
 
-PGT_EXPORT int pgt_probe(struct pgt_probe *out)
+static int probe_cached_copy(struct pgt_probe *out, bool refresh)
 {
+	int ret;
+
 	if (!out || out->size < sizeof(out->size))
 		return -EINVAL;
-	pthread_once(&probe_once, probe_cache_init);
-	return copy_out(out, &probe_cache);
+	pthread_mutex_lock(&probe_lock);
+	if (refresh || !probe_cached) {
+		struct pgt_probe fresh;
+
+		probe_live(&fresh);
+		probe_cache = fresh;
+		probe_cached = true;
+		probe_runs++;
+	}
+	ret = copy_out(out, &probe_cache);
+	pthread_mutex_unlock(&probe_lock);
+	return ret;
+}
+
+PGT_EXPORT int pgt_probe(struct pgt_probe *out)
+{
+	return probe_cached_copy(out, false);
+}
+
+PGT_EXPORT int pgt_probe_refresh(struct pgt_probe *out)
+{
+	return probe_cached_copy(out, true);
 }
 
 PGT_EXPORT int pgt_probe_root(const char *root, struct pgt_probe *out)

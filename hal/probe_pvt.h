@@ -110,4 +110,7 @@ void pgt__probe_memlock_file(const char *root, struct pgt_probe *p);
  */
 void pgt__probe_decide(struct pgt_probe *p);
 
+/* Live probes run so far by pgt_probe/pgt_probe_refresh (tests). */
+unsigned pgt__probe_runs(void);
+
 #endif /* PGT_PROBE_PVT_H */

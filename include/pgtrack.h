@@ -7,6 +7,8 @@
 #include <pgtrack/numa.h>
 #include <pgtrack/probe.h>
 #include <pgtrack/release.h>
+#include <pgtrack/target.h>
+#include <pgtrack/account.h>
 #include <pgtrack/stats.h>
 
 #endif

@@ -148,7 +148,7 @@ int pgt__numa_shard_geometry(const struct pgt_numa *n, const struct pgt_numa_seg
 			     unsigned nsegs, uint64_t npages, uint64_t nodemask,
 			     struct pgt_shard_geom *out, unsigned cap)
 {
-	unsigned ns = 0, per_node[PGT_NUMA_MAX_NODES + 1] = { 0 };
+	unsigned ns = 0, per_node[PGT_MAX_NODES + 1] = { 0 };
 
 	for (unsigned i = 0; i < nsegs; i++) {
 		const struct pgt_numa_seg *s = &segs[i];
@@ -193,8 +193,8 @@ int pgt__numa_shard_geometry(const struct pgt_numa *n, const struct pgt_numa_seg
 	if (!ns)
 		return -EINVAL;
 	for (unsigned i = 0; i < ns; i++) {
-		unsigned slot = out[i].node >= 0 && out[i].node < PGT_NUMA_MAX_NODES
-				? (unsigned)out[i].node : PGT_NUMA_MAX_NODES;
+		unsigned slot = out[i].node >= 0 && out[i].node < PGT_MAX_NODES
+				? (unsigned)out[i].node : PGT_MAX_NODES;
 
 		out[i].npages = (i + 1 < ns ? out[i + 1].first : npages) - out[i].first;
 		out[i].worker = ns > 1 ? pgt__numa_worker_for(n, out[i].node, per_node[slot]++) : -1;

@@ -177,7 +177,7 @@ static void count_page(struct pgt_placement *out, uint64_t idx, int st, bool mis
 		out->status[idx] = st;
 	if (st >= 0) {
 		out->resident++;
-		if (st < PGT_NUMA_MAX_NODES) {
+		if (st < PGT_MAX_NODES) {
 			out->node_pages[st]++;
 			if ((uint32_t)st + 1 > out->nnodes)
 				out->nnodes = (uint32_t)st + 1;
@@ -307,7 +307,7 @@ int64_t pgt__numa_region_placement(const struct pgt_numa_region *nr, struct pgt_
 
 static struct pgt_numa_node_stats *slot(struct pgt_numa_stats *s, int node)
 {
-	if (node < 0 || node >= PGT_NUMA_MAX_NODES)
+	if (node < 0 || node >= PGT_MAX_NODES)
 		return &s->unknown;
 	return &s->node[node];
 }
@@ -389,7 +389,7 @@ static void add_node(struct pgt_numa_node_stats *d, const struct pgt_numa_node_s
 void pgt__numa_stats_finish(struct pgt_numa_stats *s)
 {
 	s->nnodes = 0;
-	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++) {
+	for (unsigned i = 0; i < PGT_MAX_NODES; i++) {
 		const uint64_t *v = (const uint64_t *)&s->node[i];
 
 		for (size_t k = 0; k < sizeof(s->node[i]) / sizeof(uint64_t); k++)
@@ -442,6 +442,6 @@ int pgt__numa_region_stats(const struct pgt_numa_region *nr, const unsigned long
 void pgt__numa_stats_add(struct pgt_numa_stats *sum, const struct pgt_numa_stats *one)
 {
 	add_node(&sum->unknown, &one->unknown);
-	for (unsigned i = 0; i < PGT_NUMA_MAX_NODES; i++)
+	for (unsigned i = 0; i < PGT_MAX_NODES; i++)
 		add_node(&sum->node[i], &one->node[i]);
 }

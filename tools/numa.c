@@ -448,7 +448,7 @@ static void join(struct guest *g, const struct pgtool_mapping *m, uint64_t end)
 	j->swap += m->swap;
 	j->locked += m->locked;
 	j->referenced += m->referenced;
-	for (unsigned n = 0; n < m->nnodes && n < PGT_NUMA_MAX_NODES; n++)
+	for (unsigned n = 0; n < m->nnodes && n < PGT_MAX_NODES; n++)
 		j->node_bytes[n] += m->node_bytes[n];
 	if (m->nnodes > j->nnodes)
 		j->nnodes = m->nnodes;
@@ -603,8 +603,8 @@ struct report {
 	struct guest g[MAX_GUEST];
 	/* sums */
 	uint64_t guest_size, guest_res, guest_hugetlb_res, guest_misplaced;
-	uint64_t node_guest[PGT_NUMA_MAX_NODES];
-	uint64_t node_proc[PGT_NUMA_MAX_NODES];
+	uint64_t node_guest[PGT_MAX_NODES];
+	uint64_t node_proc[PGT_MAX_NODES];
 	unsigned nnodes;
 };
 
@@ -873,8 +873,8 @@ static json_object *report_json(const struct opts *o, const struct report *r)
 				pgt_topology_distance(r->topo, nd.id, other.id)));
 		}
 		add(n, "distances", d);
-		add(n, "guest_resident", ju(nd.id < PGT_NUMA_MAX_NODES ? r->node_guest[nd.id] : 0));
-		add(n, "process_resident", ju(nd.id < PGT_NUMA_MAX_NODES ? r->node_proc[nd.id] : 0));
+		add(n, "guest_resident", ju(nd.id < PGT_MAX_NODES ? r->node_guest[nd.id] : 0));
+		add(n, "process_resident", ju(nd.id < PGT_MAX_NODES ? r->node_proc[nd.id] : 0));
 		json_object_array_add(a, n);
 	}
 	add(x, "nodes", a);
@@ -972,8 +972,8 @@ static void print_table(const struct opts *o, const struct report *r)
 						pos ? ", " : "", HS(p->page_size), p->free, p->total);
 		}
 		printf("  %-5d %-11s %-12s %-12s %-12s %s\n", nd.id, HS(nd.memory), nd.cpulist,
-		       HS(nd.id < PGT_NUMA_MAX_NODES ? r->node_guest[nd.id] : 0),
-		       HS(nd.id < PGT_NUMA_MAX_NODES ? r->node_proc[nd.id] : 0),
+		       HS(nd.id < PGT_MAX_NODES ? r->node_guest[nd.id] : 0),
+		       HS(nd.id < PGT_MAX_NODES ? r->node_proc[nd.id] : 0),
 		       pools[0] ? pools : "-");
 	}
 	printf("\nGuest memory (%s)\n", o->nranges ? "--range" : o->demo ? "tracked by pgtrack" :

@@ -9,7 +9,7 @@
  * prints (messages go to the log callback given).
  *
  * Node ids are the kernel's (OS) numbers. Arrays indexed by node id hold
- * PGT_NUMA_MAX_NODES entries; hosts with higher node ids are reported in the
+ * PGT_MAX_NODES entries; hosts with higher node ids are reported in the
  * "unknown" counters.
  */
 #ifndef PGTRACK_NUMA_H
@@ -25,8 +25,6 @@
 extern "C" {
 #endif
 
-/** Node ids 0 .. PGT_NUMA_MAX_NODES - 1 are reported per node. */
-#define PGT_NUMA_MAX_NODES 64
 
 /* ------------------------------------------------------------------ */
 /* Topology                                                            */
@@ -250,7 +248,7 @@ int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard_info *out,
  * @errors:     pages the kernel could not report (-EFAULT, -EACCES...).
  * @misplaced:  resident pages on a node other than intended (for an
  *              interleaved range: on a node outside its mask).
- * @unknown_node: resident pages on nodes >= PGT_NUMA_MAX_NODES.
+ * @unknown_node: resident pages on nodes >= PGT_MAX_NODES.
  * @node_pages: resident pages per node id.
  * @status:     optional, caller-owned: receives for each page (up to
  *              @status_cap) its node (>= 0) or a negative errno.
@@ -266,7 +264,7 @@ struct pgt_placement {
 	uint64_t errors;
 	uint64_t misplaced;
 	uint64_t unknown_node;
-	uint64_t node_pages[PGT_NUMA_MAX_NODES];
+	uint64_t node_pages[PGT_MAX_NODES];
 	int32_t *status;
 	size_t status_cap;
 };
@@ -342,13 +340,13 @@ enum pgt_numa_stats_flags {
  * struct pgt_numa_stats - Per-node accounting.
  * @nnodes:  entries used in @node (highest node id with anything + 1).
  * @unknown: pages with no known node (default policy, node ids beyond
- *           PGT_NUMA_MAX_NODES), same fields.
+ *           PGT_MAX_NODES), same fields.
  */
 struct pgt_numa_stats {
 	uint32_t size;
 	uint32_t nnodes;
 	struct pgt_numa_node_stats unknown;
-	struct pgt_numa_node_stats node[PGT_NUMA_MAX_NODES];
+	struct pgt_numa_node_stats node[PGT_MAX_NODES];
 };
 
 /**

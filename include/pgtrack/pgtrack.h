@@ -27,6 +27,22 @@ extern "C" {
 #define PGT_VERSION_MINOR 1
 #define PGT_VERSION_PATCH 0
 
+/*
+ * API that may still change carries PGT_EXPERIMENTAL and sits in the
+ * EXPERIMENTAL node of the version map (as DPDK's __rte_experimental): using
+ * it warns unless PGT_ALLOW_EXPERIMENTAL_API is defined before including
+ * pgtrack headers.
+ */
+#if defined(PGT_ALLOW_EXPERIMENTAL_API) || !defined(__GNUC__)
+#define PGT_EXPERIMENTAL
+#else
+#define PGT_EXPERIMENTAL \
+	__attribute__((deprecated("pgtrack experimental API: define PGT_ALLOW_EXPERIMENTAL_API")))
+#endif
+
+/** Node ids 0 .. PGT_MAX_NODES - 1 are reported per node (per-node arrays). */
+#define PGT_MAX_NODES 64
+
 typedef struct pgt_engine pgt_engine;
 typedef struct pgt_region pgt_region;
 typedef struct pgt_dirty_view pgt_dirty_view;

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <pgtrack/pgtrack.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -133,6 +135,17 @@ struct pgt_probe {
  * in the struct.
  */
 int pgt_probe(struct pgt_probe *out);
+
+/**
+ * pgt_probe_refresh() - Probe the host again and replace the cached answer
+ * (a hugetlb pool raised, a sysctl changed since the first probe). Engines
+ * opened after it see the new answer; open engines keep theirs.
+ * @out: as for pgt_probe(); may not be NULL.
+ *
+ * Returns: 0 or -EINVAL.
+ */
+PGT_EXPERIMENTAL
+int pgt_probe_refresh(struct pgt_probe *out);
 
 /**
  * pgt_probe_root() - Probe with /proc, /sys and /dev read below @root (a

@@ -34,7 +34,7 @@ static void check_map(const pgtool_procmap *m)
 		for (size_t k = 0; mp->name[k]; k++)
 			if ((unsigned char)mp->name[k] < 0x20)
 				abort();
-		if (mp->nnodes > PGT_NUMA_MAX_NODES)
+		if (mp->nnodes > PGT_MAX_NODES)
 			abort();
 		if ((mp->flags & PGTOOL_MAP_NUMA) && !mp->page_size)
 			abort();
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		parse(NULL, 0, p, size);
 	}
 	memset(&one, 0, sizeof(one));
-	if (pgtool_numa_maps_line(p, size, &one) == 0 && one.nnodes > PGT_NUMA_MAX_NODES)
+	if (pgtool_numa_maps_line(p, size, &one) == 0 && one.nnodes > PGT_MAX_NODES)
 		abort();
 	if (pgt__cpuset_parse(p, size < 64 ? size : 64, &cs) == 0 &&
 	    pgt__cpuset_count(&cs) > PGT_CPUSET_BITS)

@@ -3,7 +3,9 @@
  * The version map, the public headers and the shared library agree: every
  * pgt_ function declared in include/pgtrack/ is in libpgtrack.map and
  * exported by libpgtrack.so, nothing else is exported, and internal pgt__
- * symbols stay hidden. (libnvme keeps the same check.)
+ * symbols stay hidden. (libnvme keeps the same check.) A declaration marked
+ * PGT_EXPERIMENTAL sits in the map's EXPERIMENTAL node, every other one in a
+ * versioned node (as DPDK keeps its experimental API apart).
  * argv[1]: path of libpgtrack.so; the source tree comes from PGT_SRCDIR.
  */
 #include "tests/common/testutil.h"
@@ -22,18 +24,25 @@ static const char *so_path;
 
 struct symset {
 	char *name[MAXSYM];
+	bool experimental[MAXSYM];
 	int n;
 };
 
-static bool has(const struct symset *s, const char *name)
+/* Index of @name in @s, or -1. */
+static int find(const struct symset *s, const char *name)
 {
 	for (int i = 0; i < s->n; i++)
 		if (!strcmp(s->name[i], name))
-			return true;
-	return false;
+			return i;
+	return -1;
 }
 
-static void add(struct symset *s, const char *name, size_t len)
+static bool has(const struct symset *s, const char *name)
+{
+	return find(s, name) >= 0;
+}
+
+static void add(struct symset *s, const char *name, size_t len, bool experimental)
 {
 	char buf[128];
 
@@ -42,8 +51,23 @@ static void add(struct symset *s, const char *name, size_t len)
 	buf[len] = 0;
 	if (!has(s, buf)) {
 		assert_true(s->n < MAXSYM);
+		s->experimental[s->n] = experimental;
 		s->name[s->n++] = strdup(buf);
 	}
+}
+
+/* Whether the declaration holding @p (from the end of the previous one)
+ * carries PGT_EXPERIMENTAL. */
+static bool marked_experimental(const char *txt, const char *p)
+{
+	const char *b = p;
+
+	while (b > txt && b[-1] != ';' && b[-1] != '}' && b[-1] != '#')
+		b--;
+	for (const char *q = b; q < p; q++)
+		if (!strncmp(q, "PGT_EXPERIMENTAL", 16))
+			return true;
+	return false;
 }
 
 static void drop(struct symset *s)
@@ -122,35 +146,52 @@ static void header_symbols(struct symset *s)
 				if (*b == '(')
 					continue;
 			}
-			add(s, p, (size_t)(e - p));
+			add(s, p, (size_t)(e - p), marked_experimental(txt, p));
 		}
 		free(txt);
 	}
 	closedir(d);
 }
 
+/* Every node "NAME { global: sym; ... local: *; } PARENT;" of the map. */
 static void map_symbols(struct symset *s)
 {
 	char path[4096];
-	char *txt, *p, *end;
+	char *txt, *p;
 
 	snprintf(path, sizeof(path), "%s/libpgtrack.map", PGT_SRCDIR);
 	txt = slurp(path);
 	strip_comments(txt);
-	p = strstr(txt, "global:");
-	assert_non_null(p);
-	end = strstr(p, "local:");
-	assert_non_null(end);
-	for (p += 7; p < end;) {
-		while (p < end && !isalnum((unsigned char)*p) && *p != '_')
-			p++;
-		char *e = p;
+	for (p = txt; (p = strchr(p, '{'));) {
+		char *close = strchr(p, '}'), *name = p, *q;
+		bool experimental;
 
-		while (e < end && (isalnum((unsigned char)*e) || *e == '_'))
-			e++;
-		if (e > p)
-			add(s, p, (size_t)(e - p));
-		p = e;
+		assert_non_null(close);
+		while (name > txt && isspace((unsigned char)name[-1]))
+			name--;
+		while (name > txt && (isalnum((unsigned char)name[-1]) || name[-1] == '_' ||
+				      name[-1] == '.'))
+			name--;
+		experimental = !strncmp(name, "EXPERIMENTAL", 12);
+		q = strstr(p, "global:");
+		if (q && q < close) {
+			char *end = strstr(q, "local:");
+
+			if (!end || end > close)
+				end = close;
+			for (q += 7; q < end;) {
+				char *e;
+
+				while (q < end && !isalnum((unsigned char)*q) && *q != '_')
+					q++;
+				for (e = q; e < end && (isalnum((unsigned char)*e) || *e == '_');)
+					e++;
+				if (e > q)
+					add(s, q, (size_t)(e - q), experimental);
+				q = e;
+			}
+		}
+		p = close + 1;
 	}
 	free(txt);
 }
@@ -164,11 +205,19 @@ static void test_map_matches_headers(void **state)
 	header_symbols(&hdr);
 	map_symbols(&map);
 	assert_true(hdr.n > 10);
-	for (int i = 0; i < hdr.n; i++)
-		if (!has(&map, hdr.name[i])) {
+	for (int i = 0; i < hdr.n; i++) {
+		int k = find(&map, hdr.name[i]);
+
+		if (k < 0) {
 			pgt_test_note("declared in a header, missing from libpgtrack.map: %s", hdr.name[i]);
 			bad++;
+		} else if (map.experimental[k] != hdr.experimental[i]) {
+			pgt_test_note("%s: %s in the header, %s in libpgtrack.map", hdr.name[i],
+				      hdr.experimental[i] ? "PGT_EXPERIMENTAL" : "stable",
+				      map.experimental[k] ? "EXPERIMENTAL" : "a versioned node");
+			bad++;
 		}
+	}
 	for (int i = 0; i < map.n; i++)
 		if (!has(&hdr, map.name[i])) {
 			pgt_test_note("in libpgtrack.map, declared in no public header: %s", map.name[i]);

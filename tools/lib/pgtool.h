@@ -72,7 +72,7 @@ struct pgtool_mapping {
 	uint64_t locked;
 	uint64_t referenced;
 	char policy[PGTOOL_MAPPING_POLICY_LEN];
-	uint64_t node_bytes[PGT_NUMA_MAX_NODES];
+	uint64_t node_bytes[PGT_MAX_NODES];
 };
 
 /**

@@ -311,7 +311,7 @@ static const char *const spaced_policies[] = { "weighted interleave", "prefer (m
 int pgtool_numa_maps_line(const char *line, size_t len, struct pgtool_mapping *m)
 {
 	struct scan s = { line, len, 0 };
-	uint64_t counts[PGT_NUMA_MAX_NODES] = { 0 };
+	uint64_t counts[PGT_MAX_NODES] = { 0 };
 	uint64_t kps = 0;
 	size_t pstart;
 
@@ -340,7 +340,7 @@ int pgtool_numa_maps_line(const char *line, size_t len, struct pgtool_mapping *m
 			s.i++;
 			if (take_dec(&s, &node) || !take_lit(&s, "=") || take_dec(&s, &v))
 				return -EBADMSG;
-			if (node < PGT_NUMA_MAX_NODES) {
+			if (node < PGT_MAX_NODES) {
 				counts[node] = v;
 				if (node + 1 > m->nnodes)
 					m->nnodes = (uint32_t)node + 1;
