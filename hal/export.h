@@ -1,8 +1,63 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * What every public entry point uses: PGT_EXPORT and the size rule of
+ * argument structs. Not installed.
+ */
+#ifndef PGT_EXPORT_H
+#define PGT_EXPORT_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
 /* Marks a public function definition: the library builds with
  * -fvisibility=hidden and a version script (libpgtrack.map); only functions
  * carrying PGT_EXPORT and listed in the map are exported. */
-#ifndef PGT_EXPORT_H
-#define PGT_EXPORT_H
 #define PGT_EXPORT __attribute__((visibility("default")))
+
+/* Larger than any struct pgtrack will ever have: a size beyond it is a
+ * caller's bug (an uninitialised field), not a newer struct. */
+#define PGT_ARG_SIZE_MAX 4096u
+
+/*
+ * The size rule (pgtrack.h, "Conventions"), the kernel's extensible-struct
+ * rule: @size (the caller's struct->size) below @v1 (the size of the first
+ * version) is -EINVAL; above PGT_ARG_SIZE_MAX is -E2BIG; bytes of a newer,
+ * larger struct beyond @known (what this library knows) must be zero, else
+ * -E2BIG (the caller asked for something this library cannot do). 0 when
+ * the struct may be used. @arg is read only past @known.
+ */
+static inline int pgt__arg_in(const void *arg, uint32_t size, size_t v1, size_t known)
+{
+	const unsigned char *p = arg;
+
+	if (size < v1)
+		return -EINVAL;
+	if (size > PGT_ARG_SIZE_MAX)
+		return -E2BIG;
+	for (size_t i = known; i < size; i++)
+		if (p[i])
+			return -E2BIG;
+	return 0;
+}
+
+/*
+ * The same rule for a struct the library fills (info, stats): a larger
+ * caller struct gets its unknown tail zeroed, so a newer caller reads 0 for
+ * fields this library does not have. Call before filling; *@fill receives
+ * the bytes to fill (min(size, known)).
+ */
+static inline int pgt__arg_out(void *arg, uint32_t size, size_t v1, size_t known, size_t *fill)
+{
+	if (size < v1)
+		return -EINVAL;
+	if (size > PGT_ARG_SIZE_MAX)
+		return -E2BIG;
+	if (size > known)
+		memset((unsigned char *)arg + known, 0, size - known);
+	*fill = size < known ? size : known;
+	return 0;
+}
+
 #endif

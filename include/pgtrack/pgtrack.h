@@ -6,6 +6,11 @@
  *  - 0 or a count on success, a negative errno on failure; errno is not used.
  *  - Handles are opaque. Argument structs that may grow start with a `size`
  *    field the caller sets to sizeof(the struct) (as the kernel's pm_scan_arg).
+ *    The size rule, for every such struct (the kernel's extensible-struct
+ *    rule): a size below the struct's first version is -EINVAL; one above
+ *    4096 is -E2BIG; a newer, larger struct is accepted when the bytes this
+ *    library does not know are zero (-E2BIG otherwise), and structs the
+ *    library fills get those bytes zeroed.
  *  - The library never prints and never exits; it logs through the callback
  *    given in struct pgt_engine_config.
  *  - Thread safety: an engine may be used from many threads. Harvests of one
