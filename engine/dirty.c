@@ -201,6 +201,15 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 	return 0;
 }
 
+void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
+{
+	if (!r->dops || !n)
+		return;
+	pthread_mutex_lock(&r->harvest_lock);
+	fan_out(r, first, n);
+	pthread_mutex_unlock(&r->harvest_lock);
+}
+
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
 	int64_t n = r->dops->collect(r, fan_out, r);

@@ -213,6 +213,13 @@ int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
  * add it to the harvests / dirty_reported counters (harvests do, accounting
  * snapshots do not). */
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count);
+/*
+ * Report region pages [first, first + n) dirty to every open view, as if the
+ * tracker had seen writes there: for changes no tracker sees (DMA by an
+ * offload device, memory freed or zeroed by a release). Takes harvest_lock
+ * (lock order: rel->lock may be held). No-op without dirty tracking.
+ */
+void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
 
 /* ---- touch.c ---- */
 /* Features/mode the touch tracker needs for this region's backing. */
