@@ -117,6 +117,8 @@ int pgt__dirty_init(struct pgt_region *r)
 	if (r->dops->uses_pending)
 		ret = pgt__bitmap_init(&r->pending, r->npages);
 	if (!ret)
+		ret = pgt__bitmap_init(&r->external, r->npages);
+	if (!ret)
 		ret = r->dops->start(r);
 	if (!ret)
 		r->dops_started = true;
@@ -133,6 +135,20 @@ void pgt__dirty_fini(struct pgt_region *r)
 		r->dops->stop(r);
 		pthread_mutex_unlock(&r->harvest_lock);
 	}
+}
+
+/* Everything since the last collect: the tracker's pages and the marks. */
+static int64_t collect_all(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
+{
+	int64_t n = r->dops->collect(r, fn, arg);
+
+	/*
+	 * A page both written and marked is reported twice to the views'
+	 * bitmaps (an OR: once to the consumer) and counted twice here.
+	 */
+	if (n >= 0)
+		n += (int64_t)pgt__bitmap_take_runs(&r->external, fn, arg);
+	return n;
 }
 
 PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
@@ -161,7 +177,7 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 	 * Later views start empty too; pages pending for older views stay theirs.
 	 */
 	if (!r->views)
-		r->dops->collect(r, NULL, NULL);
+		collect_all(r, NULL, NULL);
 	v->next = r->views;
 	r->views = v;
 	r->nviews++;
@@ -203,16 +219,14 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 {
-	if (!r->dops || !n)
+	if (!r->external.words || first >= r->npages)
 		return;
-	pthread_mutex_lock(&r->harvest_lock);
-	fan_out(r, first, n);
-	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__bitmap_set_range(&r->external, first, n);
 }
 
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
-	int64_t n = r->dops->collect(r, fan_out, r);
+	int64_t n = collect_all(r, fan_out, r);
 
 	if (n >= 0 && count) {
 		atomic_fetch_add_explicit(&r->harvests, 1, memory_order_relaxed);
@@ -288,7 +302,8 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 		pthread_mutex_unlock(&rel->lock);
 	}
 	pthread_mutex_lock(&rw->harvest_lock);
-	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched) +
+	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->external) +
+		pgt__bitmap_bytes(&r->touched) +
 		pgt__touch_bytes(r);
 	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
 		meta += sizeof(*v) + pgt__shardmap_bytes(&v->bm);

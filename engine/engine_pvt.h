@@ -125,6 +125,8 @@ struct pgt_region {
 	struct pgt_dirty_view *views;
 	unsigned nviews;
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
+	struct pgt_bitmap external;     /* pgt__dirty_mark: changes no tracker
+	                                 * sees (DMA, releases), set lock-free */
 	struct pgt_flight flight;       /* their handlers in flight */
 	struct pgt_flight evflight;     /* uffd message batches being handled */
 	pgt_wp_fn wp_cb;
@@ -214,10 +216,12 @@ int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
  * snapshots do not). */
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count);
 /*
- * Report region pages [first, first + n) dirty to every open view, as if the
- * tracker had seen writes there: for changes no tracker sees (DMA by an
- * offload device, memory freed or zeroed by a release). Takes harvest_lock
- * (lock order: rel->lock may be held). No-op without dirty tracking.
+ * Report region pages [first, first + n) dirty to every open view at the
+ * next collect, as if the tracker had seen writes there: for changes no
+ * tracker sees (DMA by an offload device, memory freed or zeroed by a
+ * release or a madvise). Call it after the memory changed. Lock-free and
+ * async-signal-safe (an atomic bitmap set); no-op without dirty tracking;
+ * clipped to the region.
  */
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
 

@@ -388,6 +388,7 @@ static void region_release(struct pgt_region *r)
 	}
 	pgt__bitmap_fini(&r->touched);
 	pgt__bitmap_fini(&r->pending);
+	pgt__bitmap_fini(&r->external);
 	if (r->owned && r->addr) /* with its guard pages (map_guarded) */
 		munmap((uint8_t *)r->addr - pgt_hal_page_size(),
 		       r->length + 2 * pgt_hal_page_size());

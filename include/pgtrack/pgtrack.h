@@ -400,6 +400,14 @@ struct pgt_harvest {
  * that lands after a page was reported is reported by the next harvest.
  * vCPU threads are never blocked by it.
  *
+ * "Written" means "changed": pages whose memory changed without a CPU write
+ * are reported the same way, once, so a consumer's copy never goes stale:
+ * pages pgt_release() freed or whose 4 KiB pieces it zeroed (they read as
+ * zero now), pages freed behind pgtrack's back (MADV_DONTNEED/REMOVE) that a
+ * UFFD_EVENT_REMOVE or pgt_release_rescan() saw (call the rescan after such
+ * frees: it reports them again once their madvise returned), pages an
+ * offload device or pgt_dirty_merge() reports.
+ *
  * Returns: the number of dirty pages (>= 0); -EINVAL (bad arguments);
  * -ENOBUFS when @runs is too small (h->nruns says how many are needed) or
  * @bitmap_words is too small: then nothing is consumed, the pages stay
