@@ -179,6 +179,50 @@ static long map_memtype(int type, uint64_t ps, void **addr)
 	return (long)len;
 }
 
+/*
+ * UFFDIO_CONTINUE_MODE_WP on a shmem page: put the page in the page cache,
+ * register MINOR|WP, drop the pte, continue it protected. Kernels before 6.6
+ * reject the mode bit with EINVAL. 0 or why not.
+ */
+static int probe_continue_wp(const struct pgt_probe *p)
+{
+	void *addr = NULL;
+	long len;
+	int fd, err;
+
+	if ((p->uffd_modes[PGT_MEM_SHMEM] & (PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR)) !=
+	    (PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR))
+		return -EOPNOTSUPP;
+	fd = uffd_new(p);
+	if (fd < 0)
+		return fd;
+	err = uffd_api(fd, 0, NULL);
+	len = err ? err : map_memtype(PGT_MEM_SHMEM, p->page_size, &addr);
+	if (len < 0) {
+		close(fd);
+		return (int)len;
+	}
+	memset(addr, 1, (size_t)len); /* before registering: no fault to serve */
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = (uint64_t)len },
+		.mode = PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR,
+	};
+	struct uffdio_continue c = {
+		.range = { .start = (uintptr_t)addr, .len = (uint64_t)len },
+		.mode = UFFDIO_CONTINUE_MODE_WP,
+	};
+
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		err = -errno;
+	else if (madvise(addr, (size_t)len, MADV_DONTNEED))
+		err = -errno;
+	else if (ioctl(fd, UFFDIO_CONTINUE, &c))
+		err = -errno;
+	munmap(addr, (size_t)len);
+	close(fd);
+	return err;
+}
+
 static void probe_register(struct pgt_probe *p, int type)
 {
 	/* Most modes first; the first that registers is what the type offers. */
@@ -463,6 +507,8 @@ static void probe_live(struct pgt_probe *p)
 	probe_uffd(p);
 	for (int t = 0; t < PGT_MEM__COUNT; t++)
 		probe_register(p, t);
+	p->uffd_continue_wp_error = probe_continue_wp(p);
+	p->uffd_continue_wp = !p->uffd_continue_wp_error;
 
 	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm < 0) {
@@ -569,6 +615,7 @@ PGT_EXPORT int pgt_probe_root(const char *root, struct pgt_probe *out)
 	pgt__probe_memlock_file(root, &p);
 	/* A tree of files cannot run a test on memory. */
 	p.uffd_error = p.pagemap_scan_error = p.soft_dirty_error = -ENOENT;
+	p.uffd_continue_wp_error = -ENOENT;
 	for (int t = 0; t < PGT_MEM__COUNT; t++)
 		p.uffd_register_error[t] = -ENOENT;
 	pgt__probe_decide(&p);

@@ -118,6 +118,11 @@ struct pgt_probe {
 
 	int best_dirty_method;     /* enum pgt_dirty_method */
 	bool touch_tracking;       /* uffd MISSING on anonymous memory */
+
+	/* UFFDIO_CONTINUE_MODE_WP (6.6+) maps a page-cache page write-protected
+	 * in one step; without it pgtrack continues, protects, then wakes. */
+	bool uffd_continue_wp;
+	int uffd_continue_wp_error; /* 0 or why not (-EINVAL: mode unknown) */
 };
 
 /**

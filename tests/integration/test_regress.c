@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "engine/engine_pvt.h"
 #include "hal/compat_uapi.h"
 #include "lib/bits.h"
 
@@ -38,6 +39,9 @@ struct mig {
 	uint64_t reported;  /* pages of the last harvest */
 };
 
+/* Engine opened by mig_open's caller hook: bug 2 forces the fallback. */
+static bool force_continue_fallback;
+
 static int mig_open(struct mig *m, const struct pgt_case *c, uint32_t extra_track)
 {
 	struct pgt_region_config rc = {
@@ -48,6 +52,8 @@ static int mig_open(struct mig *m, const struct pgt_case *c, uint32_t extra_trac
 
 	memset(m, 0, sizeof(*m));
 	assert_int_equal(pgt_engine_open(NULL, &m->eng), 0);
+	if (force_continue_fallback) /* as on a kernel before 6.6 */
+		((struct pgt_engine *)m->eng)->probe.uffd_continue_wp = false;
 	if (pgt_region_create(m->eng, &rc, &m->r)) {
 		pgt_engine_close(m->eng);
 		return -1;
@@ -60,8 +66,12 @@ static int mig_open(struct mig *m, const struct pgt_case *c, uint32_t extra_trac
 	m->dst = malloc(LEN);
 	assert_non_null(m->bm);
 	assert_non_null(m->dst);
-	/* round 0: everything, after the view opened */
-	memcpy(m->dst, m->info.addr, LEN);
+	/* round 0: everything, after the view opened; through the fd when
+	 * reads through the region would fault pages in (touch tracking) */
+	if (m->info.track & PGT_TRACK_TOUCH)
+		assert_int_equal(pread(m->info.fd, m->dst, LEN, 0), (ssize_t)LEN);
+	else
+		memcpy(m->dst, m->info.addr, LEN);
 	return 0;
 }
 
@@ -203,6 +213,98 @@ static void removed_behind_back(const struct pgt_case *c, struct mig *m)
 	mig_check(m, "removed behind our back");
 }
 
+/*
+ * Bug 2: on kernels before 6.6 UFFDIO_CONTINUE refuses MODE_WP, and the
+ * fallback switched write protection off for every later fill of the
+ * region: later writes were never reported. Pages first written through a
+ * second mapping of the fd (MINOR faults in the region), then through the
+ * region, and pages filled afterwards must all be seen.
+ */
+static void minor_then_writes(const struct pgt_case *c, struct mig *m)
+{
+	uint64_t ps = m->info.page_size;
+	volatile uint8_t *src = m->info.addr;
+	uint8_t *other;
+
+	(void)c;
+	other = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, m->info.fd, 0);
+	assert_true(other != MAP_FAILED);
+	other[0] = 0x11;                 /* page 0 in the page cache, not mapped here */
+	src[1] = 0x22;                   /* MINOR fault, then the write */
+	src[ps + 1] = 0x33;              /* MISSING fault */
+	mig_round(m);
+	assert_true(mig_has(m, 0));
+	assert_true(mig_has(m, ps));
+	(void)src[2 * ps];               /* a later fill, by a read */
+	mig_round(m);
+	src[2 * ps + 9] = 0x44;          /* then written: must be seen */
+	src[2] = 0x55;                   /* and page 0 again */
+	mig_round(m);
+	assert_true(mig_has(m, 2 * ps));
+	assert_true(mig_has(m, 0));
+	other[3 * ps] = 0x66;            /* another MINOR page, read first */
+	(void)src[3 * ps + 1];
+	mig_round(m);
+	src[3 * ps + 2] = 0x77;
+	mig_round(m);
+	assert_true(mig_has(m, 3 * ps));
+	mig_check(m, "minor faults");
+	munmap(other, LEN);
+}
+
+static void minor_matrix(bool fallback)
+{
+	struct pgt_case cases[PGT_MATRIX_N];
+	int n = pgt_matrix_fill(cases), ran = 0;
+
+	force_continue_fallback = fallback;
+	for (int i = 0; i < n; i++) {
+		const struct pgt_case *c = &cases[i];
+		const char *why = pgt_matrix_skip(c, &probe, LEN, pgt_test_free_hugepages());
+		int mode = c->backing == PGT_BACKING_HUGETLB ? PGT_MEM_HUGETLB : PGT_MEM_SHMEM;
+		struct mig m;
+
+		if (c->backing != PGT_BACKING_HUGETLB && c->backing != PGT_BACKING_MEMFD)
+			continue; /* MINOR faults need a shared fd */
+		if (!why && c->method != PGT_DIRTY_UFFD_ASYNC && c->method != PGT_DIRTY_UFFD_SYNC)
+			continue; /* the bug is in uffd-WP fills */
+		if (!why && !(probe.uffd_modes[mode] & PGT_UFFD_MODE_MINOR))
+			why = "userfaultfd MINOR faults not available for this memory";
+		if (!why && !probe.touch_tracking)
+			why = "first-touch tracking not available";
+		if (why) {
+			pgt_test_note("%s: skipped: %s", c->name, why);
+			continue;
+		}
+		if (mig_open(&m, c, PGT_TRACK_TOUCH)) {
+			pgt_test_note("%s: skipped: region not available here", c->name);
+			continue;
+		}
+		pgt_test_note("%s%s", c->name, fallback ? " (protect after CONTINUE)" : "");
+		minor_then_writes(c, &m);
+		mig_close(&m);
+		ran++;
+	}
+	force_continue_fallback = false;
+	if (!ran)
+		pgt_skip("no uffd-WP tracker with MINOR faults here");
+}
+
+static void test_minor_fault_disables_wp(void **state)
+{
+	(void)state;
+	pgt_test_note("this kernel: UFFDIO_CONTINUE_MODE_WP %s",
+		      probe.uffd_continue_wp ? "works" : "refused: the fallback runs");
+	minor_matrix(false);
+}
+
+/* The pre-6.6 path on any kernel: the probe's answer forced to "no". */
+static void test_minor_fault_disables_wp_fallback(void **state)
+{
+	(void)state;
+	minor_matrix(true);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -229,6 +331,8 @@ int main(void)
 		cmocka_unit_test(test_released_piece_not_reported),
 		cmocka_unit_test(test_released_page_not_reported),
 		cmocka_unit_test(test_removed_page_not_reported),
+		cmocka_unit_test(test_minor_fault_disables_wp),
+		cmocka_unit_test(test_minor_fault_disables_wp_fallback),
 	};
 
 	pgt_probe(&probe);
