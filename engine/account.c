@@ -209,8 +209,12 @@ static void total_from_nodes(struct pgt_account *a)
 
 static int account_begin(struct pgt_account *out, uint32_t flags)
 {
-	if (!out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_ACCOUNT_NUMA_EXACT))
+	int ret;
+
+	if (!out || (flags & ~(uint32_t)PGT_ACCOUNT_NUMA_EXACT))
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))))
+		return ret;
 	memset(out, 0, sizeof(*out));
 	out->size = sizeof(*out);
 	return 0;
@@ -502,9 +506,12 @@ fail:
 PGT_EXPORT int pgt_host_usage_root(const char *root, struct pgt_host_usage *u)
 {
 	char *buf;
+	int ret;
 
-	if (!u || u->size < sizeof(*u))
+	if (!u)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(u, sizeof(*u))))
+		return ret;
 	memset(u, 0, sizeof(*u));
 	u->size = sizeof(*u);
 	buf = malloc(HOSTBUF);
@@ -576,8 +583,12 @@ PGT_EXPORT int pgt_explain(const struct pgt_account *g, const struct pgt_host_us
 	struct lines l = { lines, cap, 0 };
 	uint64_t gres;
 
-	if (!g || !h || g->size < sizeof(*g) || h->size < sizeof(*h) || (cap && !lines))
+	int ret;
+
+	if (!g || !h || (cap && !lines))
 		return -EINVAL;
+	if ((ret = PGT_ARG_IN(g, sizeof(*g))) || (ret = PGT_ARG_IN(h, sizeof(*h))))
+		return ret;
 	gres = g->resident_anon + g->resident_shmem + g->resident_hugetlb;
 
 	/* the guest: configured = resident + released + the rest */

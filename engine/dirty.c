@@ -241,9 +241,11 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	struct pgt_region *r;
 	int64_t n;
 
-	if (!v || !h || h->size < sizeof(*h) || h->flags)
+	if (!v || !h)
 		return -EINVAL;
-	if (h->runs && !h->runs_cap)
+	if ((n = PGT_ARG_IN(h, sizeof(*h))))
+		return n;
+	if (h->flags)
 		return -EINVAL;
 	r = v->r;
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
@@ -292,8 +294,12 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 
 	struct pgt_rel *rel;
 
-	if (!r || !st || st->size < sizeof(*st))
+	int ret;
+
+	if (!r || !st)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(st, sizeof(*st))))
+		return ret;
 	/* lock order: rel->lock before harvest_lock (release_pvt.h) */
 	rel = atomic_load(&rw->rel);
 	if (rel) {

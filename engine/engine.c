@@ -215,7 +215,9 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	*out = NULL;
 	if (!cfg)
 		cfg = &def;
-	if (cfg->size < sizeof(*cfg) || cfg->flags)
+	if ((ret = PGT_ARG_IN(cfg, sizeof(*cfg))))
+		return ret;
+	if (cfg->flags)
 		return -EINVAL;
 	nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	if (nthreads > 64)

@@ -450,8 +450,12 @@ PGT_EXPORT int pgt_balloon_limit(pgt_engine *e, const struct pgt_balloon_params 
 	uint64_t configured = 0, released = 0, pinned = 0, kept;
 	uint32_t nnodes = 0;
 
-	if (!e || !out || out->size < sizeof(*out) || (p && p->size < sizeof(*p)))
+	int ret;
+
+	if (!e || !out)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))) || (p && (ret = PGT_ARG_IN(p, sizeof(*p)))))
+		return ret;
 	if (p && p->headroom_permille > 1000)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&e->regions_lock);

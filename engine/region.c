@@ -97,7 +97,17 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 
 static int check_common(const pgt_engine *e, const struct pgt_region_config *c)
 {
-	if (!e || !c || c->size < sizeof(*c) || !c->length)
+	int ret;
+
+	if (!e || !c)
+		return -EINVAL;
+	if ((ret = PGT_ARG_IN(c, sizeof(*c))))
+		return ret;
+	/* [gpa, gpa + length) must not wrap past 2^64: lookups and the
+	 * overlap check compare ends */
+	if (!c->length || c->length > UINT64_MAX - c->gpa)
+		return -EINVAL;
+	if (c->addr && c->length > UINTPTR_MAX - (uintptr_t)c->addr)
 		return -EINVAL;
 	if (c->track & ~(uint32_t)(PGT_TRACK_DIRTY | PGT_TRACK_TOUCH | PGT_TRACK_REMOVE))
 		return -EINVAL;
@@ -520,8 +530,12 @@ PGT_EXPORT int pgt_region_destroy(pgt_region *r)
 
 PGT_EXPORT int pgt_region_info(const pgt_region *r, struct pgt_region_info *info)
 {
-	if (!r || !info || info->size < sizeof(*info))
+	int ret;
+
+	if (!r || !info)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(info, sizeof(*info))))
+		return ret;
 	*info = (struct pgt_region_info){
 		.size = sizeof(*info),
 		.backing = r->backing,

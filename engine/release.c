@@ -808,8 +808,8 @@ PGT_EXPORT int64_t pgt_release_batch(pgt_engine *e, const struct pgt_range *rang
 
 	if (!e || !ranges || !n || (flags & ~(uint32_t)(PGT_RELEASE_REPEAT_OK | PGT_RELEASE_TRUSTED)))
 		return -EINVAL;
-	if (res && res->size < sizeof(*res))
-		return -EINVAL;
+	if (res && (ret = PGT_ARG_OUT(res, sizeof(*res))))
+		return ret;
 	if (n > SIZE_MAX / (sizeof(struct item) + sizeof(struct item *)))
 		return -EINVAL;
 	items = n == 1 ? &one : malloc(n * sizeof(*items));
@@ -976,8 +976,12 @@ PGT_EXPORT int pgt_release_partial(const pgt_region *cr, struct pgt_partial_repo
 	struct pgt_region *r = (struct pgt_region *)cr;
 	struct pgt_rel *rel;
 
-	if (!r || !rep || rep->size < sizeof(*rep) || (rep->pages_cap && !rep->pages))
+	int ret;
+
+	if (!r || !rep || (rep->pages_cap && !rep->pages))
 		return -EINVAL;
+	if ((ret = PGT_ARG_IN(rep, sizeof(*rep))))
+		return ret;
 	rep->partial = rep->units = 0;
 	rep->npages = 0;
 	memset(rep->hist, 0, sizeof(rep->hist));

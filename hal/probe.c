@@ -6,10 +6,12 @@
  * some x86 builds), seccomp and sysctls forbid things, and qemu-user answers
  * ENOSYS. File parsing lives in probe_parse.c.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -543,19 +545,25 @@ unsigned pgt__probe_runs(void)
  * Callers built against an older, shorter struct get its prefix; a newer,
  * longer one gets ours and zeros after it.
  */
+#define PROBE_SIZE_V1 PGT_PROBE_SIZE_VER0
+static_assert(PROBE_SIZE_V1 == ((offsetof(struct pgt_probe, touch_tracking) + 8) & ~(size_t)7),
+	      "0.1's struct ended with touch_tracking");
+
+/* The size rule (hal/export.h); callers of 0.1 get the fields they know. */
+static int check_out(struct pgt_probe *out)
+{
+	return out ? pgt__arg_out(out, out->size, PROBE_SIZE_V1, sizeof(*out), NULL) : -EINVAL;
+}
+
 static int copy_out(struct pgt_probe *out, const struct pgt_probe *p)
 {
-	uint32_t size;
+	size_t fill;
+	int ret = out ? pgt__arg_out(out, out->size, PROBE_SIZE_V1, sizeof(*p), &fill) : -EINVAL;
 
-	if (!out || out->size < sizeof(out->size))
-		return -EINVAL;
-	size = out->size;
-	if (size > sizeof(*p)) {
-		memset((char *)out + sizeof(*p), 0, size - sizeof(*p));
-		size = sizeof(*p);
-	}
-	memcpy(out, p, size);
-	out->size = size;
+	if (ret)
+		return ret;
+	memcpy(out, p, fill);
+	out->size = (uint32_t)fill;
 	return 0;
 }
 
@@ -563,8 +571,8 @@ static int probe_cached_copy(struct pgt_probe *out, bool refresh)
 {
 	int ret;
 
-	if (!out || out->size < sizeof(out->size))
-		return -EINVAL;
+	if ((ret = check_out(out)))
+		return ret;
 	pthread_mutex_lock(&probe_lock);
 	if (refresh || !probe_cached) {
 		struct pgt_probe fresh;
@@ -595,8 +603,10 @@ PGT_EXPORT int pgt_probe_root(const char *root, struct pgt_probe *out)
 	struct stat st;
 	int ret;
 
-	if (!root || !*root || !out || out->size < sizeof(out->size))
+	if (!root || !*root)
 		return -EINVAL;
+	if ((ret = check_out(out)))
+		return ret;
 	if (stat(root, &st))
 		return -errno;
 	if (!S_ISDIR(st.st_mode))

@@ -524,8 +524,6 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 
 	if (o->bitmap && o->bitmap_words < (m->nbits + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -EINVAL;
-	if (o->runs && !o->runs_cap)
-		return -EINVAL;
 	if (m->n > 8) {
 		mem = calloc((size_t)m->n * 5, sizeof(uint64_t));
 		if (!mem)

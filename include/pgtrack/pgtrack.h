@@ -7,8 +7,9 @@
  *  - Handles are opaque. Argument structs that may grow start with a `size`
  *    field the caller sets to sizeof(the struct) (as the kernel's pm_scan_arg).
  *    The size rule, for every such struct (the kernel's extensible-struct
- *    rule): a size below the struct's first version is -EINVAL; one above
- *    4096 is -E2BIG; a newer, larger struct is accepted when the bytes this
+ *    rule): a size below the struct's first version is -EINVAL; one more
+ *    than 4096 bytes above what this library knows is -E2BIG; a newer,
+ *    larger struct is accepted when the bytes this
  *    library does not know are zero (-E2BIG otherwise), and structs the
  *    library fills get those bytes zeroed.
  *  - The library never prints and never exits; it logs through the callback

@@ -305,6 +305,142 @@ static void test_minor_fault_disables_wp_fallback(void **state)
 	minor_matrix(true);
 }
 
+/*
+ * Bug 4: argument structs with any size >= sizeof were accepted, so a
+ * garbage size (0xFFFFFFFF) passed; a harvest then consumed pages. One rule
+ * now (hal/export.h): smaller than the first version -EINVAL, > 4096
+ * -E2BIG, a larger struct only with a zero tail (else -E2BIG), nothing
+ * changed by a refused call.
+ */
+static void test_oversized_arg_accepted(void **state)
+{
+	struct pgt_engine_config ec = { .size = 0xFFFFFFFFu };
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = 0xFFFFFFFFu };
+	struct pgt_region_stats st = { .size = 0xFFFFFFFFu };
+	struct pgt_release_result res = { .size = 0xFFFFFFFFu };
+	struct pgt_harvest h = { .size = 0xFFFFFFFFu };
+	struct {
+		struct pgt_harvest h;
+		uint8_t tail[24];
+	} big = { .h = { .size = sizeof(big) } };
+	struct {
+		struct pgt_region_info info;
+		uint8_t tail[8];
+	} bigi;
+	pgt_engine *eng;
+	pgt_region *r;
+	pgt_dirty_view *v;
+	volatile uint8_t *mem;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(&ec, &eng), -E2BIG);
+	ec.size = sizeof(ec) - 1;
+	assert_int_equal(pgt_engine_open(&ec, &eng), -EINVAL);
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	rc.size = 0xFFFFFFFFu;
+	assert_int_equal(pgt_region_create(eng, &rc, &r), -E2BIG);
+	rc.size = sizeof(rc);
+	if (pgt_region_create(eng, &rc, &r)) {
+		pgt_engine_close(eng);
+		pgt_skip("no dirty tracking for anonymous memory here");
+	}
+	assert_int_equal(pgt_region_info(r, &info), -E2BIG);
+	assert_int_equal(pgt_region_stats(r, &st), -E2BIG);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	info.size = sizeof(info);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	mem = info.addr;
+	mem[0] = 1;
+	mem[3 * UNIT] = 1;
+	assert_int_equal(pgt_dirty_harvest(v, &h), -E2BIG);
+	assert_int_equal(pgt_release(eng, 8 * UNIT, UNIT, 0, &res), -E2BIG);
+	/* a newer caller's larger struct: a non-zero unknown byte is refused */
+	big.tail[5] = 1;
+	assert_int_equal(pgt_dirty_harvest(v, &big.h), -E2BIG);
+	big.tail[5] = 0;
+	/* nothing was consumed by the refused calls */
+	assert_int_equal(pgt_dirty_harvest(v, &big.h), 2);
+	/* an output struct's unknown tail is zeroed */
+	memset(&bigi, 0xAB, sizeof(bigi));
+	bigi.info.size = sizeof(bigi);
+	assert_int_equal(pgt_region_info(r, &bigi.info), 0);
+	for (size_t i = 0; i < sizeof(bigi.tail); i++)
+		assert_int_equal(bigi.tail[i], 0);
+	assert_int_equal(pgt_released_count(r), 0);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(eng);
+}
+
+/*
+ * Bug 4: a region whose [gpa, gpa + length) wrapped past 2^64 was accepted;
+ * lookups then failed and a second region at gpa 0 was accepted too.
+ */
+static void test_gpa_wrap_accepted(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB,
+		.gpa = UINT64_MAX - 2 * MiB + 1, .numa_node = -1,
+	};
+	pgt_engine *eng;
+	pgt_region *r, *r2;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	rc.gpa &= ~(uint64_t)(UNIT - 1);
+	assert_int_equal(pgt_region_create(eng, &rc, &r), -EINVAL);
+	/* ending exactly at 2^64 is a wrap too: the end is not representable */
+	rc.gpa = 0ULL - 4 * MiB;
+	assert_int_equal(pgt_region_create(eng, &rc, &r), -EINVAL);
+	rc.gpa = 0ULL - 8 * MiB;
+	assert_int_equal(pgt_region_create(eng, &rc, &r), 0);
+	assert_int_equal(pgt_gpa_lookup(eng, rc.gpa + 4 * MiB - 1, NULL, NULL), 0);
+	rc.gpa = 0;
+	assert_int_equal(pgt_region_create(eng, &rc, &r2), 0);
+	/* overlapping guest-physical ranges are refused */
+	rc.gpa = 2 * MiB;
+	assert_int_equal(pgt_region_create(eng, &rc, &r), -EEXIST);
+	pgt_engine_close(eng);
+}
+
+/* Bug 4: runs_cap == 0 answered -EINVAL instead of saying how many runs. */
+static void test_runs_cap_zero_einval(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_run runs[4];
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 0 };
+	pgt_engine *eng;
+	pgt_region *r;
+	pgt_dirty_view *v;
+	volatile uint8_t *mem;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	if (pgt_region_create(eng, &rc, &r)) {
+		pgt_engine_close(eng);
+		pgt_skip("no dirty tracking for anonymous memory here");
+	}
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	mem = info.addr;
+	mem[0] = mem[2 * UNIT] = mem[7 * UNIT] = 1;
+	assert_int_equal(pgt_dirty_harvest(v, &h), -ENOBUFS);
+	assert_int_equal(h.nruns, 3);
+	h.runs_cap = h.nruns;
+	assert_int_equal(pgt_dirty_harvest(v, &h), 3);
+	assert_int_equal(h.nruns, 3);
+	assert_int_equal(runs[2].gpa, 7 * UNIT);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(eng);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -333,6 +469,9 @@ int main(void)
 		cmocka_unit_test(test_removed_page_not_reported),
 		cmocka_unit_test(test_minor_fault_disables_wp),
 		cmocka_unit_test(test_minor_fault_disables_wp_fallback),
+		cmocka_unit_test(test_oversized_arg_accepted),
+		cmocka_unit_test(test_gpa_wrap_accepted),
+		cmocka_unit_test(test_runs_cap_zero_einval),
 	};
 
 	pgt_probe(&probe);
