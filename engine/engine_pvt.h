@@ -109,7 +109,8 @@ struct pgt_region {
 	int numa_node;
 	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
-	bool hugetlb;               /* hugetlbfs backing (page_size > base) */
+	bool hugetlb;               /* hugetlb memory: hugetlbfs fd or private
+	                             * MAP_HUGETLB (from the VMA's flags) */
 
 	/* userfaultfd context of this region (-1 if none) */
 	int uffd;
@@ -246,6 +247,22 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
 void pgt__release_fini(struct pgt_region *r);
 /* A UFFD_EVENT_REMOVE for [start, end) host addresses (handler thread). */
 void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end);
+
+/* ---- vma.c: this process's mappings, from /proc/self/smaps ---- */
+struct pgt_vma {
+	uint64_t start, end;
+	uint64_t kernel_page_size;  /* 0 when smaps does not say */
+	bool locked;                /* VmFlags "lo" */
+	bool hugetlb;               /* VmFlags "ht" */
+};
+/* Called per VMA; a non-zero return stops the walk and is returned. */
+typedef int (*pgt_vma_fn)(void *arg, const struct pgt_vma *v);
+/* Walk smaps text (bounded by @len). Returns VMAs seen or @fn's return. */
+int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg);
+/* /proc/self/smaps into a malloc'd buffer (the caller frees it). 0/-errno. */
+int pgt__read_smaps(char **buf, size_t *len);
+/* The VMA holding @addr. 0, -ENOENT, or the read's error. */
+int pgt__vma_of(const void *addr, struct pgt_vma *out);
 
 /* ---- track_softdirty.c (parsing, testable on injected data) ---- */
 /* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page

@@ -473,22 +473,36 @@ PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *
 	return finish(e, r, c, out);
 }
 
-/* Backing page size of a registered mapping: hugetlbfs block size or base. */
-static uint64_t detect_page_size(const struct pgt_region_config *c)
+/*
+ * Backing page size of a registered mapping and whether it is hugetlb, from
+ * the kernel's view of the VMA: a private MAP_HUGETLB mapping has no fd to
+ * ask. A page size given by the caller must match it (tracking a hugetlb
+ * VMA at 4 KiB would scan partial huge pages).
+ */
+static int detect_page_size(const struct pgt_region_config *c, uint64_t *ps, bool *hugetlb)
 {
+	struct pgt_vma v;
 	struct statfs sfs;
+	bool fd_huge = c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC;
+	uint64_t kps = fd_huge ? (uint64_t)sfs.f_bsize : pgt_hal_page_size();
 
-	if (c->page_size)
-		return c->page_size;
-	if (c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC)
-		return (uint64_t)sfs.f_bsize;
-	return pgt_hal_page_size();
+	*hugetlb = fd_huge;
+	if (!pgt__vma_of(c->addr, &v)) {
+		*hugetlb = v.hugetlb || fd_huge;
+		if (v.kernel_page_size)
+			kps = v.kernel_page_size;
+	}
+	if (c->page_size && c->page_size != kps)
+		return -EINVAL;
+	*ps = kps;
+	return 0;
 }
 
 PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config *c,
 				   pgt_region **out)
 {
 	struct pgt_region *r;
+	uint64_t ps;
 	int ret = begin(e, c, out);
 
 	if (ret)
@@ -503,14 +517,15 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 	r->fd = c->fd;
 	r->fd_offset = c->fd_offset;
 	r->shared = c->fd >= 0;
-	ret = set_page_size(r, detect_page_size(c));
+	ret = detect_page_size(c, &ps, &r->hugetlb);
+	if (!ret)
+		ret = set_page_size(r, ps);
 	if (!ret && (c->fd_offset & (r->page_size - 1)))
 		ret = -EINVAL;
 	if (ret) {
 		region_release(r);
 		return ret;
 	}
-	r->hugetlb = r->page_size > pgt_hal_page_size() && r->shared;
 	return finish(e, r, c, out);
 }
 

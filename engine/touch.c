@@ -571,8 +571,8 @@ int pgt__touch_init(struct pgt_region *r)
 	}
 	ts->base_page = pgt_hal_page_size();
 	ts->asked = pgt__touch_features(r);
-	/* hugetlbfs registrations offer no ZEROPAGE; that also catches a
-	 * registered private MAP_HUGETLB mapping r->hugetlb does not flag. */
+	/* hugetlb registrations offer no ZEROPAGE; the ioctl list also
+	 * catches large pages whatever the VMA said */
 	ts->hugetlb = r->hugetlb || (r->page_size > ts->base_page &&
 				     !(r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)));
 	ts->exist_unit = ts->hugetlb ? r->page_size : ts->base_page;

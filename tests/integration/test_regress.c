@@ -441,6 +441,49 @@ static void test_runs_cap_zero_einval(void **state)
 	pgt_engine_close(eng);
 }
 
+/*
+ * Bug 5: a registered private MAP_HUGETLB mapping was taken for 4 KiB
+ * memory (hugetlb was detected from the fd only): tracked at the wrong
+ * granularity, and soft-dirty accepted on it although clear_refs skips
+ * hugetlb. The VMA's kernel page size and flags decide now.
+ */
+static void test_private_hugetlb_taken_for_4k(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = 4 * MiB,
+		.gpa = 0, .fd = -1, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	pgt_engine *eng;
+	pgt_region *r;
+	void *p;
+
+	(void)state;
+	if (pgt_test_free_hugepages() < 2)
+		pgt_skip("needs 2 free 2 MiB hugepages");
+	p = mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (p == MAP_FAILED)
+		pgt_skip("private MAP_HUGETLB mapping refused: %s", strerror(errno));
+	rc.addr = p;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	assert_int_equal(pgt_region_register(eng, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_int_equal(info.page_size, 2 * MiB);
+	assert_int_equal(info.npages, 2);
+	assert_int_equal(pgt_region_destroy(r), 0);
+	/* a page size that contradicts the VMA is refused */
+	rc.page_size = UNIT;
+	assert_int_equal(pgt_region_register(eng, &rc, &r), -EINVAL);
+	rc.page_size = 0;
+	/* soft-dirty cannot track hugetlb, whatever the kernel has */
+	rc.track = PGT_TRACK_DIRTY;
+	rc.dirty_method = PGT_DIRTY_SOFT_DIRTY;
+	assert_int_equal(pgt_region_register(eng, &rc, &r), -EOPNOTSUPP);
+	pgt_engine_close(eng);
+	munmap(p, 4 * MiB);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -472,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_oversized_arg_accepted),
 		cmocka_unit_test(test_gpa_wrap_accepted),
 		cmocka_unit_test(test_runs_cap_zero_einval),
+		cmocka_unit_test(test_private_hugetlb_taken_for_4k),
 	};
 
 	pgt_probe(&probe);
