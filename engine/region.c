@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/magic.h>
 #include <linux/memfd.h>
 #include <linux/mempolicy.h>
@@ -85,10 +86,22 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 			   : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 
+	unsigned again = 0;
+
 	while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w)) {
-		/* EAGAIN: the mm is changing under us (e.g. a concurrent mremap); retry. */
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno == EINTR)
+			continue;
+		/*
+		 * EAGAIN: the mm is changing under a non-cooperative event
+		 * (REMOVE, remap) that nobody has read yet. The reader may be
+		 * this very handler thread: retrying forever would deadlock it.
+		 * A few tries, then the caller's fallback: a fault handler wakes
+		 * the writer, which faults again; a harvest keeps the pages
+		 * pending and protects them next time.
+		 */
+		if (errno != EAGAIN || ++again > 3)
 			return -errno;
+		sched_yield();
 	}
 	return 0;
 }

@@ -10,10 +10,14 @@
 #include "tests/common/matrix.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/engine_pvt.h"
@@ -484,6 +488,106 @@ static void test_private_hugetlb_taken_for_4k(void **state)
 	munmap(p, 4 * MiB);
 }
 
+/*
+ * Bug 5: pgt__uffd_wp retried EAGAIN forever. UFFDIO_WRITEPROTECT answers
+ * EAGAIN while a REMOVE event is unread, and with one handler thread the
+ * reader is the thread retrying: a deadlock, vCPU and madvise() both stuck.
+ * The wp callback holds the only handler until another thread's madvise is
+ * queued (our own WRITEPROTECT sees EAGAIN), then the write must complete.
+ * Runs in a child so a deadlock is a failure, not a hung test.
+ */
+struct eagain_ctx {
+	pgt_region *r;
+	uint8_t *mem;
+	uint64_t ps;
+	pthread_t th;
+	_Atomic int stage;
+	bool queued;
+};
+
+static void *madvise_thread(void *arg)
+{
+	struct eagain_ctx *x = arg;
+
+	madvise(x->mem + 3 * x->ps, x->ps, MADV_DONTNEED);
+	return NULL;
+}
+
+static void eagain_wp_cb(void *arg, uint64_t gpa)
+{
+	struct eagain_ctx *x = arg;
+	struct pgt_region *r = (struct pgt_region *)x->r;
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)x->mem + 2 * x->ps, .len = x->ps },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+
+	(void)gpa;
+	if (atomic_exchange(&x->stage, 1))
+		return; /* once */
+	pthread_create(&x->th, NULL, madvise_thread, x);
+	for (int i = 0; i < 2000; i++) { /* until the REMOVE event is queued */
+		if (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w) && errno == EAGAIN) {
+			x->queued = true;
+			return;
+		}
+		usleep(1000);
+	}
+}
+
+static int eagain_child(void)
+{
+	struct pgt_engine_config ec = { .size = sizeof(ec), .fault_threads = 1 };
+	struct eagain_ctx x = { 0 };
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY | PGT_TRACK_REMOVE, .dirty_method = PGT_DIRTY_UFFD_SYNC,
+		.numa_node = -1, .wp_cb = eagain_wp_cb, .wp_arg = &x,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	pgt_engine *eng;
+
+	if (pgt_engine_open(&ec, &eng) || pgt_region_create(eng, &rc, &x.r) ||
+	    pgt_region_info(x.r, &info))
+		return 77;
+	x.mem = info.addr;
+	x.ps = info.page_size;
+	x.mem[0] = 1; /* WP fault: the callback queues the REMOVE, then unprotect */
+	pthread_join(x.th, NULL);
+	pgt_engine_close(eng);
+	return x.queued ? 0 : 78;
+}
+
+static void test_uffd_wp_eagain_deadlock(void **state)
+{
+	int status = 0;
+	pid_t pid;
+
+	(void)state;
+	if (!(probe.uffd_features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) ||
+	    !(probe.uffd_features & UFFD_FEATURE_EVENT_REMOVE))
+		pgt_skip("sync userfaultfd write-protect with REMOVE events not available");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(eagain_child());
+	bool done = false;
+
+	for (int i = 0; i < 300 && !(done = waitpid(pid, &status, WNOHANG) == pid); i++)
+		usleep(100 * 1000);
+	if (!done) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("a write fault and a madvise() deadlocked (30 s)");
+	}
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		pgt_skip("uffd-sync region not available here");
+	if (WEXITSTATUS(status) == 78)
+		pgt_skip("the REMOVE event could not be queued during the fault");
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -516,6 +620,7 @@ int main(void)
 		cmocka_unit_test(test_gpa_wrap_accepted),
 		cmocka_unit_test(test_runs_cap_zero_einval),
 		cmocka_unit_test(test_private_hugetlb_taken_for_4k),
+		cmocka_unit_test(test_uffd_wp_eagain_deadlock),
 	};
 
 	pgt_probe(&probe);
