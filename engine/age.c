@@ -212,6 +212,8 @@ PGT_EXPORT int pgt_age_start(pgt_region *r)
 		ret = -EALREADY;
 	} else {
 		ret = pgt_dirty_view_open(r, &a->view);
+		if (!ret)
+			a->view->internal = true;
 		if (!ret) {
 			rel->age = a;
 			a = NULL;

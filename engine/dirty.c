@@ -193,6 +193,10 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 	if (!v)
 		return;
 	r = v->r;
+	if (!r) { /* detached: the region is gone, its bitmap freed with it */
+		free(v);
+		return;
+	}
 	pthread_mutex_lock(&r->harvest_lock);
 	for (struct pgt_dirty_view **pp = &r->views; *pp; pp = &(*pp)->next) {
 		if (*pp == v) {
@@ -248,6 +252,8 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (h->flags)
 		return -EINVAL;
 	r = v->r;
+	if (!r)
+		return -ENODEV;
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 

@@ -83,7 +83,8 @@ extern const struct pgt_dirty_ops pgt__dirty_uffd_sync;
 extern const struct pgt_dirty_ops pgt__dirty_mprotect;
 
 struct pgt_dirty_view {
-	struct pgt_region *r;
+	struct pgt_region *r;       /* NULL: detached by pgt_engine_close() */
+	bool internal;              /* the engine's own (write-age sampling) */
 	struct pgt_dirty_view *next;
 	struct pgt_shardmap bm; /* pages written since this view's last harvest,
 	                         * one shard per node (numa/shard.c) */

@@ -407,7 +407,14 @@ static void region_release(struct pgt_region *r)
 
 		r->views = v->next;
 		pgt__shardmap_fini(&v->bm);
-		free(v);
+		/* a caller's view outlives the region (pgt_engine_close): its
+		 * handle stays valid until pgt_dirty_view_close() frees it */
+		if (v->internal) {
+			free(v);
+		} else {
+			v->r = NULL;
+			v->next = NULL;
+		}
 	}
 	pgt__bitmap_fini(&r->touched);
 	pgt__bitmap_fini(&r->pending);

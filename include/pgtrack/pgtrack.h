@@ -149,7 +149,10 @@ int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine **out);
 /**
  * pgt_engine_close() - Stop all trackers, destroy all regions, join all
  * threads and free the engine. NULL is a no-op. Memory that pgtrack did not
- * allocate (registered regions) is left mapped.
+ * allocate (registered regions) is left mapped. Dirty views still open are
+ * detached, not freed: their handles stay valid for pgt_dirty_view_close(),
+ * which the caller still calls; pgt_dirty_harvest() on them is -ENODEV.
+ * No other call on the engine or its objects may run concurrently.
  */
 void pgt_engine_close(pgt_engine *eng);
 
@@ -303,7 +306,9 @@ int pgt_region_register(pgt_engine *eng, const struct pgt_region_config *cfg,
  * if pgtrack allocated it). Open dirty views of the region must be closed
  * first. Other regions keep being tracked.
  *
- * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open.
+ * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open (close
+ * them first: a view's owner may be harvesting it; pgt_engine_close() is the
+ * one place that detaches them instead).
  */
 int pgt_region_destroy(pgt_region *r);
 
@@ -359,7 +364,8 @@ int pgt_gpa_lookup(pgt_engine *eng, uint64_t gpa, pgt_region **r, void **hva);
  */
 int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out);
 
-/** pgt_dirty_view_close() - Close a view. NULL is a no-op. */
+/** pgt_dirty_view_close() - Close a view, also one pgt_engine_close()
+ * detached. NULL is a no-op. */
 void pgt_dirty_view_close(pgt_dirty_view *v);
 
 /** One run of consecutive pages, guest-physical. */
@@ -410,6 +416,7 @@ struct pgt_harvest {
  * offload device or pgt_dirty_merge() reports.
  *
  * Returns: the number of dirty pages (>= 0); -EINVAL (bad arguments);
+ * -ENODEV (the view was detached by pgt_engine_close());
  * -ENOBUFS when @runs is too small (h->nruns says how many are needed) or
  * @bitmap_words is too small: then nothing is consumed, the pages stay
  * pending for the next harvest.

@@ -588,6 +588,40 @@ static void test_uffd_wp_eagain_deadlock(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * Bug 5: pgt_engine_close() freed open views under their owners while
+ * pgt_region_destroy() refused with -EBUSY. Destroy still refuses; engine
+ * close, which cannot, detaches the caller's views: the handle stays valid
+ * for close (ASan checks the use-after-free that was) and frees its own
+ * (write-age sampling) view.
+ */
+static void test_view_freed_by_engine_close(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY, .numa_node = -1,
+	};
+	struct pgt_harvest h = { .size = sizeof(h) };
+	pgt_engine *eng;
+	pgt_region *r;
+	pgt_dirty_view *v, *v2;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	if (pgt_region_create(eng, &rc, &r)) {
+		pgt_engine_close(eng);
+		pgt_skip("no dirty tracking for anonymous memory here");
+	}
+	assert_int_equal(pgt_age_start(r), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v2), 0);
+	assert_int_equal(pgt_region_destroy(r), -EBUSY);
+	pgt_dirty_view_close(v2);
+	pgt_engine_close(eng);
+	assert_int_equal(pgt_dirty_harvest(v, &h), -ENODEV);
+	pgt_dirty_view_close(v);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -621,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_runs_cap_zero_einval),
 		cmocka_unit_test(test_private_hugetlb_taken_for_4k),
 		cmocka_unit_test(test_uffd_wp_eagain_deadlock),
+		cmocka_unit_test(test_view_freed_by_engine_close),
 	};
 
 	pgt_probe(&probe);
