@@ -102,6 +102,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	struct pgt_mem_counts c = { 0 };
 	int64_t nres;
 	int *nodes = NULL, rnode = pgt__region_node(r), ret = 0;
+	bool collecting;
 
 	if (!rel || !res) {
 		free(res);
@@ -122,6 +123,14 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 		}
 	}
 
+	/* writers paused (soft-dirty) before any lock: see pgt__collect_begin */
+	ret = r->views ? pgt__collect_begin(r) : 0;
+	if (ret) {
+		free(nodes);
+		free(res);
+		return ret;
+	}
+	collecting = r->views != NULL;
 	pthread_mutex_lock(&rel->lock);
 	pgt__rel_sync_touch(r, rel);
 	pthread_mutex_lock(&r->harvest_lock);
@@ -130,7 +139,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	 * kernel holds into the views first (nothing is lost: every view gets
 	 * it at its next harvest). Without views nobody wants it: leave it.
 	 */
-	if (r->views && r->dops && r->dops_started)
+	if (collecting && r->views && r->dops && r->dops_started)
 		pgt__dirty_collect(r, false);
 	if (!nodes) {
 		/* the whole region counts on its node: word-wide popcounts */
@@ -187,6 +196,8 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	out->metadata += pgt__rel_bytes(rel);
 	pthread_mutex_unlock(&r->harvest_lock);
 	pthread_mutex_unlock(&rel->lock);
+	if (collecting)
+		pgt__collect_end(r);
 
 	if (r->hugetlb || (!r->shared && r->page_size > pgt_hal_page_size()))
 		out->resident_hugetlb += c.resident;

@@ -52,7 +52,7 @@ void pgt__flight_wait(struct pgt_flight *f);
 
 /*
  * A dirty tracker. One instance per region (state in r->dpriv). All methods
- * but on_wp_fault run with r->harvest_lock held.
+ * but on_wp_fault, pause and resume run with r->harvest_lock held.
  */
 struct pgt_dirty_ops {
 	int method;
@@ -73,6 +73,13 @@ struct pgt_dirty_ops {
 	 */
 	int64_t (*collect)(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg);
 	void (*stop)(struct pgt_region *r);
+	/*
+	 * Optional, soft-dirty only: pause the guest's writers before a collect
+	 * and resume them after, both called with no pgtrack lock held
+	 * (pgt__collect_begin/end), so writers that call pgtrack can park.
+	 */
+	int (*pause)(struct pgt_region *r);
+	void (*resume)(struct pgt_region *r);
 	/* uffd-sync only: a write fault at page index @page from a handler thread. */
 	int (*on_wp_fault)(struct pgt_region *r, uint64_t page);
 };
@@ -217,6 +224,13 @@ int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
  * add it to the harvests / dirty_reported counters (harvests do, accounting
  * snapshots do not). */
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count);
+/*
+ * Bracket a collect: call before taking rel->lock or harvest_lock, and
+ * end after releasing them (pauses writers for trackers that need it).
+ * begin returns 0 or the pause's error (then do not call end).
+ */
+int pgt__collect_begin(struct pgt_region *r);
+void pgt__collect_end(struct pgt_region *r);
 /*
  * Report region pages [first, first + n) dirty to every open view at the
  * next collect, as if the tracker had seen writes there: for changes no

@@ -622,6 +622,86 @@ static void test_view_freed_by_engine_close(void **state)
 	pgt_dirty_view_close(v);
 }
 
+/*
+ * Bug 5, soft-dirty: the quiesce callback ran with the harvest lock held
+ * (a writer that calls pgtrack before parking deadlocked), and when one
+ * region's pause failed, sync_all resumed regions it had never paused.
+ * The kernel here may lack soft-dirty: the tracker's logic runs anyway with
+ * the probe's answer forced (its bits then never show, which these
+ * checks do not need).
+ */
+struct quiesce_log {
+	pgt_region *r;
+	int fail_pause;     /* return this from a pause */
+	int paused, resumed;
+	int locked_in_cb;   /* harvest_lock was held during a callback */
+};
+
+static int quiesce_cb(void *arg, bool pause)
+{
+	struct quiesce_log *q = arg;
+	struct pgt_region *r = (struct pgt_region *)q->r;
+
+	if (r && pthread_mutex_trylock(&r->harvest_lock))
+		q->locked_in_cb++;
+	else if (r)
+		pthread_mutex_unlock(&r->harvest_lock);
+	if (pause) {
+		if (q->fail_pause)
+			return q->fail_pause;
+		q->paused++;
+	} else {
+		q->resumed++;
+	}
+	return 0;
+}
+
+static void test_softdirty_quiesce_under_lock(void **state)
+{
+	struct quiesce_log qa = { 0 }, qb = { 0 };
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_SOFT_DIRTY,
+		.numa_node = -1, .quiesce = quiesce_cb,
+	};
+	struct pgt_harvest h = { .size = sizeof(h) };
+	pgt_engine *eng;
+	pgt_dirty_view *va, *vb;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	((struct pgt_engine *)eng)->probe.soft_dirty = true;
+	rc.quiesce_arg = &qa;
+	if (pgt_region_create(eng, &rc, &qa.r)) {
+		pgt_engine_close(eng);
+		pgt_skip("/proc/self/clear_refs not writable here");
+	}
+	rc.gpa = 4 * MiB;
+	rc.quiesce_arg = &qb;
+	assert_int_equal(pgt_region_create(eng, &rc, &qb.r), 0);
+	assert_int_equal(pgt_dirty_view_open(qa.r, &va), 0);
+	assert_int_equal(pgt_dirty_view_open(qb.r, &vb), 0);
+	assert_true(pgt_dirty_harvest(va, &h) >= 0);
+	assert_int_equal(qa.locked_in_cb + qb.locked_in_cb, 0);
+	assert_int_equal(qa.paused, qa.resumed);
+	assert_int_equal(qb.paused, qb.resumed);
+	assert_true(qa.paused >= 1 && qb.paused >= 1);
+	/* one region's writers cannot be paused: the harvest fails, and only
+	 * the writers that were paused are resumed */
+	qb.fail_pause = -EAGAIN;
+	assert_int_equal(pgt_dirty_harvest(va, &h), -EAGAIN);
+	assert_int_equal(qa.paused, qa.resumed);
+	assert_int_equal(qb.paused, qb.resumed);
+	qb.fail_pause = 0;
+	assert_true(pgt_dirty_harvest(vb, &h) >= 0);
+	assert_int_equal(qa.locked_in_cb + qb.locked_in_cb, 0);
+	pgt_dirty_view_close(va);
+	pgt_dirty_view_close(vb);
+	pgt_engine_close(eng);
+	assert_int_equal(qa.paused, qa.resumed);
+	assert_int_equal(qb.paused, qb.resumed);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -656,6 +736,7 @@ int main(void)
 		cmocka_unit_test(test_private_hugetlb_taken_for_4k),
 		cmocka_unit_test(test_uffd_wp_eagain_deadlock),
 		cmocka_unit_test(test_view_freed_by_engine_close),
+		cmocka_unit_test(test_softdirty_quiesce_under_lock),
 	};
 
 	pgt_probe(&probe);
