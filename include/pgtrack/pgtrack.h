@@ -87,9 +87,17 @@ typedef void (*pgt_log_fn)(void *arg, int level, const char *msg);
 enum pgt_dirty_method {
 	PGT_DIRTY_AUTO = 0,      /* best the probe proves to work */
 	PGT_DIRTY_UFFD_ASYNC,    /* uffd WP-async + PAGEMAP_SCAN get-and-clear */
-	PGT_DIRTY_SOFT_DIRTY,    /* clear_refs 4 + pagemap bit 55 */
+	/* clear_refs 4 + pagemap bit 55; at most 64 regions at once (clear_refs
+	 * is process-wide); exact with a quiesce callback (pgt_quiesce_fn) */
+	PGT_DIRTY_SOFT_DIRTY,
 	PGT_DIRTY_UFFD_SYNC,     /* sync uffd-WP, faults to handler threads */
-	PGT_DIRTY_MPROTECT,      /* mprotect + SIGSEGV, portable baseline */
+	/*
+	 * mprotect + SIGSEGV, the portable baseline. Limits: at most 64
+	 * regions at once; writes the kernel makes into a protected page for
+	 * the process (read(2) into guest memory, O_DIRECT, vhost) fail with
+	 * EFAULT instead of faulting; the process's SIGSEGV handler is chained.
+	 */
+	PGT_DIRTY_MPROTECT,
 	PGT_DIRTY_NONE,
 	PGT_DIRTY__COUNT
 };

@@ -702,6 +702,43 @@ static void test_softdirty_quiesce_under_lock(void **state)
 	assert_int_equal(qb.paused, qb.resumed);
 }
 
+/*
+ * Bug 5, documented limits of the mprotect tracker, checked: 64 regions at
+ * most, and a kernel write (read(2)) into a protected page fails with
+ * EFAULT instead of being tracked.
+ */
+static void test_mprotect_limits_undocumented(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 64 * 1024,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_MPROTECT, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	pgt_region *r[65];
+	pgt_engine *eng;
+	int fds[2], n = 0;
+	char msg[8] = "pgtrack";
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	for (; n < 65; n++) {
+		rc.gpa = (uint64_t)n << 20;
+		if (pgt_region_create(eng, &rc, &r[n]))
+			break;
+	}
+	assert_int_equal(n, 64);
+	assert_int_equal(pgt_region_create(eng, &rc, &r[64]), -ENOSPC);
+	assert_int_equal(pgt_region_info(r[0], &info), 0);
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(write(fds[1], msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	errno = 0;
+	assert_int_equal(read(fds[0], info.addr, sizeof(msg)), -1);
+	assert_int_equal(errno, EFAULT);
+	close(fds[0]);
+	close(fds[1]);
+	pgt_engine_close(eng);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -737,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_uffd_wp_eagain_deadlock),
 		cmocka_unit_test(test_view_freed_by_engine_close),
 		cmocka_unit_test(test_softdirty_quiesce_under_lock),
+		cmocka_unit_test(test_mprotect_limits_undocumented),
 	};
 
 	pgt_probe(&probe);
