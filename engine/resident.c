@@ -58,96 +58,42 @@ static bool zero_mapped(const struct pgt_region *r, const struct pgt_rel *rel, u
 	return pgt__bitmap_test(&rel->released, p);
 }
 
+struct present_ctx {
+	struct pgt_region *r;
+	const struct pgt_rel *rel;
+	uint64_t first, start;
+	uint64_t *out;
+};
+
+static int present_run(void *arg, uint64_t start, uint64_t end, const uint64_t *pm)
+{
+	struct present_ctx *c = arg;
+	/* any present 4 KiB piece makes the page resident */
+	uint64_t f = (start - c->start) >> c->r->page_shift;
+	uint64_t l = (end - 1 - c->start) >> c->r->page_shift;
+
+	if (pm && f == l && zero_mapped(c->r, c->rel, *pm, c->first + f))
+		return 0;
+	set_bit_range(c->out, f, l - f + 1);
+	return 0;
+}
+
 static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,
 				uint64_t *out)
 {
-	const struct pgt_rel *rel = atomic_load(&r->rel);
-	uint64_t start = (uintptr_t)pgt__page_addr(r, first), end = start + (n << r->page_shift);
-	uint64_t want = PAGE_IS_PRESENT | (swapped ? PAGE_IS_SWAPPED : 0), cnt = 0;
-	struct page_region small[16], *vec = small;
-	size_t vlen = 16;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int64_t ret = 0;
+	struct present_ctx c = {
+		.r = r, .rel = atomic_load(&r->rel), .first = first,
+		.start = (uintptr_t)pgt__page_addr(r, first), .out = out,
+	};
+	uint64_t cnt = 0;
+	int ret = pgt__present_walk(c.start, c.start + (n << r->page_shift), swapped,
+				    r->eng->probe.pagemap_scan, present_run, &c);
 
-	if (fd < 0)
-		return -errno;
-	/* a big region in pieces: few ioctls with a big vector */
-	if (n > 64 && (vec = malloc(1024 * sizeof(*vec))))
-		vlen = 1024;
-	else
-		vec = small;
-	if (r->eng->probe.pagemap_scan) {
-		struct pm_scan_arg a = {
-			.size = sizeof(a),
-			.start = start,
-			.end = end,
-			.vec = (uintptr_t)vec,
-			.vec_len = vlen,
-			.category_anyof_mask = want,
-			.return_mask = want,
-		};
-
-		for (;;) {
-			long k = ioctl(fd, PAGEMAP_SCAN, &a);
-
-			if (k < 0) {
-				if (errno == EINTR)
-					continue;
-				ret = -errno;
-				break;
-			}
-			for (long i = 0; i < k; i++) {
-				/* any present 4 KiB piece makes the page resident */
-				uint64_t f = (vec[i].start - start) >> r->page_shift;
-				uint64_t l = (vec[i].end - 1 - start) >> r->page_shift;
-
-				set_bit_range(out, f, l - f + 1);
-			}
-			if (a.walk_end >= end || a.walk_end <= a.start)
-				break;
-			a.start = a.walk_end;
-		}
-		if (!ret)
-			goto count;
-		if (ret != -ENOTTY && ret != -EINVAL)
-			goto out;
-		ret = 0;
-	}
-	{
-		uint64_t bp = pgt_hal_page_size(), buf[512];
-		uint64_t mask = PGT_PM_PRESENT | (swapped ? PGT_PM_SWAP : 0);
-
-		for (uint64_t a = start; a < end;) {
-			size_t k = (size_t)((end - a) / bp);
-			ssize_t got;
-
-			if (k > sizeof(buf) / sizeof(buf[0]))
-				k = sizeof(buf) / sizeof(buf[0]);
-			got = pread(fd, buf, k * sizeof(buf[0]), (off_t)(a / bp * 8));
-			if (got <= 0) {
-				ret = got < 0 ? -errno : -EIO;
-				goto out;
-			}
-			for (size_t i = 0; i < (size_t)got / 8; i++)
-				if (buf[i] & mask) {
-					uint64_t pg = (a + i * bp - start) >> r->page_shift;
-
-					if (zero_mapped(r, rel, buf[i], first + pg))
-						continue;
-					out[pg / 64] |= 1ULL << (pg % 64);
-				}
-			a += (uint64_t)got / 8 * bp;
-		}
-	}
-count:
+	if (ret)
+		return ret;
 	for (uint64_t w = 0; w < (n + 63) / 64; w++)
 		cnt += (uint64_t)__builtin_popcountll(out[w]);
-	ret = (int64_t)cnt;
-out:
-	if (vec != small)
-		free(vec);
-	close(fd);
-	return ret;
+	return (int64_t)cnt;
 }
 
 int64_t pgt__resident(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,

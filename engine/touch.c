@@ -395,62 +395,26 @@ static void touch_mark_range(struct pgt_region *r, struct touch_state *ts,
  * Pages populated before registration never fault: mark them. PAGEMAP_SCAN
  * reports present/swapped runs directly; older kernels get a pagemap read.
  */
+struct mark_ctx {
+	struct pgt_region *r;
+	struct touch_state *ts;
+};
+
+static int mark_present(void *arg, uint64_t start, uint64_t end, const uint64_t *pm)
+{
+	struct mark_ctx *c = arg;
+
+	(void)pm;
+	touch_mark_range(c->r, c->ts, start, end);
+	return 0;
+}
+
 static int touch_scan_present(struct pgt_region *r, struct touch_state *ts)
 {
-	uint64_t start = (uint64_t)(uintptr_t)r->addr, end = start + r->length;
-	struct page_region vec[256];
-	struct pm_scan_arg arg;
-	int fd, ret = 0;
+	struct mark_ctx c = { r, ts };
+	uint64_t start = (uint64_t)(uintptr_t)r->addr;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-
-	memset(&arg, 0, sizeof(arg));
-	arg.size = sizeof(arg);
-	arg.start = start;
-	arg.end = end;
-	arg.vec = (uint64_t)(uintptr_t)vec;
-	arg.vec_len = sizeof(vec) / sizeof(vec[0]);
-	arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-	arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-	for (;;) {
-		int n = ioctl(fd, PAGEMAP_SCAN, &arg);
-
-		if (n < 0) {
-			ret = -errno;
-			break;
-		}
-		for (int i = 0; i < n; i++)
-			touch_mark_range(r, ts, vec[i].start, vec[i].end);
-		if (arg.walk_end >= end || arg.walk_end <= arg.start)
-			break;
-		arg.start = arg.walk_end;
-	}
-	if (ret == -ENOTTY || ret == -EINVAL) {
-		/* Pre-6.7 kernel: 8 bytes of pagemap per base page. */
-		uint64_t buf[512], bp = pgt_hal_page_size();
-
-		ret = 0;
-		for (uint64_t a = start; a < end;) {
-			size_t want = (size_t)((end - a) / bp);
-			ssize_t got;
-
-			if (want > sizeof(buf) / sizeof(buf[0]))
-				want = sizeof(buf) / sizeof(buf[0]);
-			got = pread(fd, buf, want * sizeof(buf[0]), (off_t)(a / bp * 8));
-			if (got <= 0) {
-				ret = got < 0 ? -errno : -EIO;
-				break;
-			}
-			for (size_t i = 0; i < (size_t)got / 8; i++)
-				if (buf[i] & (PGT_PM_PRESENT | PGT_PM_SWAP))
-					touch_mark_range(r, ts, a + i * bp, a + (i + 1) * bp);
-			a += (uint64_t)got / 8 * bp;
-		}
-	}
-	close(fd);
-	return ret;
+	return pgt__present_walk(start, start + r->length, true, true, mark_present, &c);
 }
 
 /*
