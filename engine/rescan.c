@@ -55,11 +55,19 @@ void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
 struct rescan_ctx {
 	struct pgt_region *r;
 	struct pgt_rel *rel;
+	const struct pgt_bitmap *hint;  /* REMOVE-event pages among the candidates */
 	uint64_t found;
 	int err;
 };
 
-/* Candidates [first, first + n): those not resident were released. */
+/*
+ * Candidates [first, first + n): those not resident were released. A page a
+ * REMOVE event named counts as resident only when present: a swapped-out
+ * look there is the uffd-wp marker a uffd-async harvest leaves in the
+ * zapped hole (PAGEMAP_SCAN reports markers as swapped), while a page
+ * refilled after the madvise is present. Other candidates (touched pages)
+ * may be truly swapped out: swapped counts as resident for them.
+ */
 static int rescan_run(void *arg, uint64_t first, uint64_t n)
 {
 	struct rescan_ctx *x = arg;
@@ -68,18 +76,25 @@ static int rescan_run(void *arg, uint64_t first, uint64_t n)
 	uint64_t chunk = 4096;
 
 	for (uint64_t off = 0; off < n; off += chunk) {
-		uint64_t k = n - off < chunk ? n - off : chunk, res[4096 / 64];
+		uint64_t k = n - off < chunk ? n - off : chunk;
+		uint64_t res[4096 / 64], present[4096 / 64];
 		int64_t got;
 
 		memset(res, 0, sizeof(res));
+		memset(present, 0, sizeof(present));
 		got = pgt__resident(r, first + off, k, true, res);
+		if (got >= 0 && pgt__bitmap_count_range(x->hint, first + off, k))
+			got = pgt__resident(r, first + off, k, false, present);
 		if (got < 0) {
 			x->err = (int)got;
 			return 1;
 		}
 		for (uint64_t i = 0; i < k; i++) {
 			uint64_t p = first + off + i;
-			if (res[i / 64] >> (i % 64) & 1 || pgt__bitmap_test(&rel->released, p))
+			bool hinted = pgt__bitmap_test(x->hint, p);
+			const uint64_t *in = hinted ? present : res;
+
+			if (in[i / 64] >> (i % 64) & 1 || pgt__bitmap_test(&rel->released, p))
 				continue;
 			if (pgt__bitmap_test(&rel->pinned, p))
 				continue; /* cannot be gone; never mark it */
@@ -100,8 +115,8 @@ static int mark_run(void *arg, uint64_t first, uint64_t n)
 
 PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 {
-	struct rescan_ctx x = { r, NULL, 0, 0 };
-	struct pgt_bitmap cand;
+	struct rescan_ctx x = { r, NULL, NULL, 0, 0 };
+	struct pgt_bitmap cand, hint;
 	int ret;
 
 	if (!r)
@@ -110,8 +125,11 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 	if (!x.rel)
 		return -ENOMEM;
 	ret = pgt__bitmap_init(&cand, r->npages);
+	if (!ret && (ret = pgt__bitmap_init(&hint, r->npages)))
+		pgt__bitmap_fini(&cand);
 	if (ret)
 		return ret;
+	x.hint = &hint;
 	/* REMOVE events already read (their madvise returned) are recorded */
 	pgt__flight_wait(&r->evflight);
 	pthread_mutex_lock(&x.rel->lock);
@@ -123,11 +141,13 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 		/* their madvise returned: the memory is zero now, say it again */
 		pgt__bitmap_for_each_run(&x.rel->removed, mark_run, r);
 		pgt__bitmap_or(&cand, &x.rel->removed);
+		pgt__bitmap_or(&hint, &x.rel->removed);
 		pgt__bitmap_take(&x.rel->removed, NULL, NULL);
 	}
 	pgt__bitmap_for_each_run(&cand, rescan_run, &x);
 	pthread_mutex_unlock(&x.rel->lock);
 	pgt__bitmap_fini(&cand);
+	pgt__bitmap_fini(&hint);
 	if (x.err)
 		return x.err;
 	if (x.found)

@@ -739,6 +739,48 @@ static void test_mprotect_limits_undocumented(void **state)
 	pgt_engine_close(eng);
 }
 
+/*
+ * Found by the QEMU attach work: on private anonymous memory under
+ * uffd-async, a harvest between a madvise(DONTNEED) and the rescan
+ * write-protects the hole with a uffd-wp marker, PAGEMAP_SCAN reports the
+ * marker as swapped, and the rescan counted the page as still resident:
+ * the release was never accounted.
+ */
+static void test_rescan_misses_marked_holes(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = 4 * MiB, .gpa = 0,
+		.track = PGT_TRACK_DIRTY | PGT_TRACK_REMOVE, .dirty_method = PGT_DIRTY_UFFD_ASYNC,
+		.numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_harvest h = { .size = sizeof(h) };
+	pgt_engine *eng;
+	pgt_region *r;
+	pgt_dirty_view *v;
+	uint8_t *m;
+
+	(void)state;
+	if (!probe.pagemap_scan)
+		pgt_skip("uffd-async not available on this kernel");
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	assert_int_equal(pgt_region_create(eng, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	m = info.addr;
+	for (int p = 0; p < 100; p++)
+		m[p * UNIT] = 1;
+	assert_int_equal(pgt_dirty_harvest(v, &h), 100);
+	assert_int_equal(madvise(m + 10 * UNIT, 40 * UNIT, MADV_DONTNEED), 0);
+	assert_true(pgt_dirty_harvest(v, &h) >= 40);
+	assert_int_equal(pgt_release_rescan(r), 40);
+	assert_int_equal(pgt_released_count(r), 40);
+	assert_int_equal(pgt_released_test(eng, 30 * UNIT), 1);
+	assert_int_equal(pgt_released_test(eng, 60 * UNIT), 0);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(eng);
+}
+
 static void test_released_piece_not_reported(void **state)
 {
 	(void)state;
@@ -775,6 +817,7 @@ int main(void)
 		cmocka_unit_test(test_view_freed_by_engine_close),
 		cmocka_unit_test(test_softdirty_quiesce_under_lock),
 		cmocka_unit_test(test_mprotect_limits_undocumented),
+		cmocka_unit_test(test_rescan_misses_marked_holes),
 	};
 
 	pgt_probe(&probe);
