@@ -552,6 +552,12 @@ static int add_candidates(struct pgt_attach *a, const struct att_candidate *c, i
 				known = true;
 		if (known)
 			continue;
+		/* smaps says another userfaultfd holds it (the VMM's own): do not
+		 * even try, the registration would only fail with EBUSY */
+		if (c[k].flags & PGTOOL_MAP_UFFD) {
+			busy++;
+			continue;
+		}
 		if (c[k].ino)
 			ram.fd = pgt_attach__find_fd(&c[k]);
 		if (c[k].ino && ram.fd < 0)

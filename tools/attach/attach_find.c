@@ -286,6 +286,7 @@ static bool continues(const struct att_candidate *a, const struct pgtool_mapping
 			      PGTOOL_MAP_WRITE | PGTOOL_MAP_EXEC;
 
 	return a->end == b->start && (a->flags & kind) == (b->flags & kind) &&
+	       (a->flags & PGTOOL_MAP_UFFD) == (b->flags & PGTOOL_MAP_UFFD) &&
 	       a->page_size == (b->page_size ? b->page_size : 4096) && !strcmp(a->name, b->name) &&
 	       a->ino == b->inode &&
 	       (!a->ino || b->offset == a->offset + (a->end - a->start));
@@ -294,11 +295,19 @@ static bool continues(const struct att_candidate *a, const struct pgtool_mapping
 static bool rule_match(char **globs, const uint64_t *rsizes, int nrules,
 		       const struct att_candidate *c, bool anon)
 {
-	const char *name = anon && !c->name[0] ? "[anon]" : c->name;
+	for (int r = 0; r < nrules; r++) {
+		bool name_ok;
 
-	for (int r = 0; r < nrules; r++)
-		if ((!rsizes[r] || rsizes[r] == c->end - c->start) && !fnmatch(globs[r], name, 0))
+		if (rsizes[r] && rsizes[r] != c->end - c->start)
+			continue;
+		/* "[anon]" would be a bracket expression to fnmatch: a keyword */
+		if (!strcmp(globs[r], "[anon]"))
+			name_ok = anon && !c->name[0];
+		else
+			name_ok = !fnmatch(globs[r], c->name, 0);
+		if (name_ok)
 			return true;
+	}
 	return false;
 }
 

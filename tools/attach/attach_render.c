@@ -187,34 +187,13 @@ char *pgt_attach__json(struct pgt_attach *a, bool full, size_t *len)
 
 /* ---- Prometheus ---- */
 
-/* A label value as the exposition format wants it; other control bytes
- * and invalid UTF-8 are not worth the trouble in a label: '?'. */
-static void label(FILE *f, const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '\\' || *p == '"')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p < 0x20 || *p >= 0x7f)
-			fputc('?', f);
-		else
-			fputc(*p, f);
-	}
-}
-
-static void family(FILE *f, const char *name, const char *type, const char *help)
-{
-	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static void sample(FILE *f, const char *name, const struct att_region *g, const char *extra_k,
 		   const char *extra_v, double v)
 {
 	fprintf(f, "%s{region=\"", name);
-	label(f, g->name);
+	pgtool_prom_label(f, g->name);
 	fputs("\",mapping=\"", f);
-	label(f, g->mapping);
+	pgtool_prom_label(f, g->mapping);
 	fputc('"', f);
 	if (extra_k)
 		fprintf(f, ",%s=\"%s\"", extra_k, extra_v);
@@ -234,10 +213,10 @@ char *pgt_attach__prometheus(struct pgt_attach *a, size_t *len)
 		fig[i] = (struct pgt_attach_figures){ .size = sizeof(fig[i]) };
 		pgt_attach__figures(a, &a->reg[i], &fig[i]);
 	}
-	family(f, "pgtrack_attach_info", "gauge", "libpgtrack-attach in this process (always 1).");
+	pgtool_prom_family(f, "pgtrack_attach_info", "gauge", "libpgtrack-attach in this process (always 1).");
 	fprintf(f, "pgtrack_attach_info{version=\"%s\",state=\"%s\",pid=\"%d\"} 1\n", PGT_VERSION,
 		pgt_attach_state_name(a->state), a->pid);
-	family(f, "pgtrack_attach_steps_aside_total", "counter",
+	pgtool_prom_family(f, "pgtrack_attach_steps_aside_total", "counter",
 	       "Times pgtrack gave guest RAM up to the VMM's own userfaultfd.");
 	fprintf(f, "pgtrack_attach_steps_aside_total %" PRIu64 "\n", a->steps_aside);
 
@@ -250,20 +229,20 @@ char *pgt_attach__prometheus(struct pgt_attach *a, size_t *len)
 			continue;                                       \
 		expr;                                                   \
 	}
-	family(f, "pgtrack_attach_tracked", "gauge", "1 while pgtrack tracks the mapping.");
+	pgtool_prom_family(f, "pgtrack_attach_tracked", "gauge", "1 while pgtrack tracks the mapping.");
 	EACH(sample(f, "pgtrack_attach_tracked", g, NULL, NULL, g->live));
-	family(f, "pgtrack_attach_guest_bytes", "gauge", "Size of the guest RAM mapping.");
+	pgtool_prom_family(f, "pgtrack_attach_guest_bytes", "gauge", "Size of the guest RAM mapping.");
 	EACH(sample(f, "pgtrack_attach_guest_bytes", g, NULL, NULL, (double)g->length));
-	family(f, "pgtrack_attach_dirty_bytes_total", "counter",
+	pgtool_prom_family(f, "pgtrack_attach_dirty_bytes_total", "counter",
 	       "Bytes reported written (a page once per sampling interval).");
 	EACH(sample(f, "pgtrack_attach_dirty_bytes_total", g, NULL, NULL,
 		    (double)x->dirty_bytes_total));
-	family(f, "pgtrack_attach_dirty_rate_bytes_per_second", "gauge",
+	pgtool_prom_family(f, "pgtrack_attach_dirty_rate_bytes_per_second", "gauge",
 	       "Bytes written per second over the window.");
 	EACH(if (g->live) for (int k = 0; k < PGT_ATTACH_RATES; k++)
 		     sample(f, "pgtrack_attach_dirty_rate_bytes_per_second", g, "window",
 			    rate_keys[k], (double)x->dirty_rate[k]));
-	family(f, "pgtrack_attach_written_bytes", "gauge",
+	pgtool_prom_family(f, "pgtrack_attach_written_bytes", "gauge",
 	       "Memory written within the last N seconds (write-age histogram).");
 	EACH(if (g->live && g->hist_ok) for (int k = 0; k < PGT_ATTACH_WINDOWS; k++) {
 		char w[32];
@@ -272,26 +251,26 @@ char *pgt_attach__prometheus(struct pgt_attach *a, size_t *len)
 		sample(f, "pgtrack_attach_written_bytes", g, "within_seconds", w,
 		       (double)x->written_bytes[k]);
 	});
-	family(f, "pgtrack_attach_touched_bytes", "gauge",
+	pgtool_prom_family(f, "pgtrack_attach_touched_bytes", "gauge",
 	       "Guest RAM populated since tracking began (first-touch tracking).");
 	EACH(if (x->touched_bytes >= 0) sample(f, "pgtrack_attach_touched_bytes", g, NULL, NULL,
 					       (double)x->touched_bytes));
-	family(f, "pgtrack_attach_resident_bytes", "gauge", "Guest RAM in host memory.");
+	pgtool_prom_family(f, "pgtrack_attach_resident_bytes", "gauge", "Guest RAM in host memory.");
 	EACH(if (x->resident_bytes >= 0) sample(f, "pgtrack_attach_resident_bytes", g, NULL, NULL,
 						(double)x->resident_bytes));
-	family(f, "pgtrack_attach_released_bytes", "gauge",
+	pgtool_prom_family(f, "pgtrack_attach_released_bytes", "gauge",
 	       "Guest RAM given back (balloon, free page reporting) and not used since.");
 	EACH(if (x->released_bytes >= 0) sample(f, "pgtrack_attach_released_bytes", g, NULL, NULL,
 						(double)x->released_bytes));
-	family(f, "pgtrack_attach_vmm_discarded_bytes_total", "counter",
+	pgtool_prom_family(f, "pgtrack_attach_vmm_discarded_bytes_total", "counter",
 	       "Bytes the VMM discarded in the mapping (madvise, punch-hole calls).");
 	EACH(sample(f, "pgtrack_attach_vmm_discarded_bytes_total", g, NULL, NULL,
 		    (double)x->discarded_bytes));
-	family(f, "pgtrack_attach_reclaimed_bytes_total", "counter",
+	pgtool_prom_family(f, "pgtrack_attach_reclaimed_bytes_total", "counter",
 	       "Bytes the VMM took back from the released set (balloon deflate).");
 	EACH(sample(f, "pgtrack_attach_reclaimed_bytes_total", g, NULL, NULL,
 		    (double)x->reclaimed_bytes));
-	family(f, "pgtrack_attach_numa_resident_bytes", "gauge",
+	pgtool_prom_family(f, "pgtrack_attach_numa_resident_bytes", "gauge",
 	       "Guest RAM resident per host NUMA node at the last placement query.");
 	EACH(if (g->live && g->pl_ns && !g->pl_err) for (unsigned n = 0; n < g->pl.nnodes; n++) {
 		char node[16];

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <pgtrack.h>
 
@@ -30,6 +31,7 @@ enum pgt_mapping_flags {
 	PGTOOL_MAP_THP = 1u << 7,       /* MADV_HUGEPAGE ("hg") */
 	PGTOOL_MAP_NOHUGEPAGE = 1u << 8,/* MADV_NOHUGEPAGE ("nh") */
 	PGTOOL_MAP_SPECIAL = 1u << 9,   /* [stack], [vdso], [vvar]... */
+	PGTOOL_MAP_UFFD = 1u << 10,     /* registered with a userfaultfd ("um", "uw", "ui") */
 	PGTOOL_MAP_SMAPS = 1u << 14,    /* smaps fields are filled */
 	PGTOOL_MAP_NUMA = 1u << 15,     /* numa_maps fields are filled */
 };
@@ -180,6 +182,16 @@ int pgtool_http_start(int port, pgtool_http_fn fn, void *arg, pgtool_http **out,
 
 /** pgtool_http_stop() - Stop serving and free. NULL is a no-op. */
 void pgtool_http_stop(pgtool_http *h);
+
+/**
+ * pgtool_prom_label() - Write @s as a Prometheus label value (without the
+ * quotes): backslash, quote and line feed escaped, other control and
+ * non-ASCII bytes as '?'.
+ */
+void pgtool_prom_label(FILE *f, const char *s);
+
+/** pgtool_prom_family() - The "# HELP" and "# TYPE" lines of a family. */
+void pgtool_prom_family(FILE *f, const char *name, const char *type, const char *help);
 
 /* ---- State of libpgtrack-attach in another process ---- */
 

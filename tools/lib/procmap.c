@@ -218,6 +218,8 @@ static void vmflags(const char *p, size_t len, struct pgtool_mapping *m)
 			m->flags |= PGTOOL_MAP_THP;
 		else if (p[i] == 'n' && p[i + 1] == 'h')
 			m->flags |= PGTOOL_MAP_NOHUGEPAGE;
+		else if (p[i] == 'u' && (p[i + 1] == 'm' || p[i + 1] == 'w' || p[i + 1] == 'i'))
+			m->flags |= PGTOOL_MAP_UFFD;
 	}
 }
 
