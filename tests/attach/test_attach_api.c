@@ -211,8 +211,9 @@ static void test_state_parse(void **unused)
 		"{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\"} trailing",
 		"{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\",\"regions\":{}}",
 		"{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\",\"regions\":[{\"start\":1}]}",
-		"{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\",\"regions\":[{\"start\":"
-		"18446744073709551615,\"size\":2}]}",
+		/* start + size wraps */
+		("{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\",\"regions\":[{"
+		 "\"start\":18446744073709551615,\"size\":2}]}"),
 		"{\"schema\":\"pgtrack-attach/1\",\"pid\":1,\"state\":\"x\",\"http_port\":70000}",
 		"[1,2]",
 	};

@@ -691,7 +691,9 @@ static void test_demo(void **state)
 	/* half touched, then 2 MiB released */
 	assert_int_equal(num(r.out, "\"tracked\":{", "touched"), 30 * MIB);
 	assert_int_equal(num(r.out, "\"tracked\":{", "released"), 2 * MIB);
-	assert_int_equal(num(r.out, "\"tracked\":{", "dirty_last_harvest"), 14 * MIB);
+	/* the quarter written again; the 2 MiB released inside it changed too
+	 * (they read as zero now), so they stay in the harvest */
+	assert_int_equal(num(r.out, "\"tracked\":{", "dirty_last_harvest"), 16 * MIB);
 	assert_int_equal(num(r.out, "\"guest\":[", "resident"), 30 * MIB);
 	done(&r);
 }
