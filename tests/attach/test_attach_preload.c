@@ -420,6 +420,55 @@ static void test_fork(void **unused)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+static uint8_t *huge;
+
+static bool huge_tracked(const struct pgtool_attach_state *st)
+{
+	return region_at(st, huge) != NULL;
+}
+
+/*
+ * A hugetlb memfd (QEMU's memory-backend-memfd,hugetlb=on) mapped after
+ * the start: found by the periodic look, tracked at 2 MiB, and a
+ * punch-hole (QEMU's only discard on hugetlb: no REMOVE event) accounted
+ * from residency.
+ */
+static void test_hugetlb(void **unused)
+{
+	struct pgtool_attach_state st0, st1;
+	const struct pgtool_attach_region *r0, *r1;
+	int fd;
+
+	(void)unused;
+	require_attached();
+	if (pgt_test_free_hugepages() < 4)
+		pgt_skip("fewer than 4 free 2 MiB hugepages");
+	fd = memfd_create("pgt-test-huge", MFD_CLOEXEC | MFD_HUGETLB);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(8 * MIB)), 0);
+	huge = mmap(NULL, 8 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(huge != MAP_FAILED);
+	assert_true(wait_for(&st0, 8, huge_tracked));
+	r0 = region_at(&st0, huge);
+	assert_string_equal(r0->backing, "hugetlb");
+	assert_int_equal(r0->page_size, 2 * MIB);
+	huge[0] = 1;
+	huge[2 * MIB + 5] = 1;
+	huge[4 * MIB + 7] = 1;
+	settle(&st0);
+	r0 = region_at(&st0, huge);
+	assert_int_equal(r0->dirty_bytes_total, 6 * MIB);
+	assert_int_equal(r0->touched_bytes, 6 * MIB);
+	assert_int_equal(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(2 * MIB),
+				   (off_t)(2 * MIB)), 0);
+	settle(&st1);
+	r1 = region_at(&st1, huge);
+	assert_int_equal(r1->discarded_bytes - r0->discarded_bytes, 2 * MIB);
+	assert_int_equal(r1->released_bytes - r0->released_bytes, 2 * MIB);
+	munmap(huge, 8 * MIB);
+	close(fd);
+}
+
 /* A process with bad settings: a clear message, and it runs as without. */
 static void test_bad_settings(void **unused)
 {
@@ -462,6 +511,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_http),
 		cmocka_unit_test(test_numa_tool),
 		cmocka_unit_test(test_step_aside),
+		cmocka_unit_test(test_hugetlb),
 		cmocka_unit_test(test_fork),
 		cmocka_unit_test(test_bad_settings),
 	};
