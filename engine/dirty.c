@@ -170,6 +170,12 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 		return ret;
 	}
 	v->r = r;
+	ret = pgt__collect_begin(r);
+	if (ret) {
+		pgt__shardmap_fini(&v->bm);
+		free(v);
+		return ret;
+	}
 	pthread_mutex_lock(&r->harvest_lock);
 	/*
 	 * The first view starts clean from now: drop whatever the tracker saw
@@ -182,6 +188,7 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 	r->views = v;
 	r->nviews++;
 	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__collect_end(r);
 	*out = v;
 	return 0;
 }
@@ -193,6 +200,10 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 	if (!v)
 		return;
 	r = v->r;
+	if (!r) { /* detached: the region is gone, its bitmap freed with it */
+		free(v);
+		return;
+	}
 	pthread_mutex_lock(&r->harvest_lock);
 	for (struct pgt_dirty_view **pp = &r->views; *pp; pp = &(*pp)->next) {
 		if (*pp == v) {
@@ -204,6 +215,19 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 	pthread_mutex_unlock(&r->harvest_lock);
 	pgt__shardmap_fini(&v->bm);
 	free(v);
+}
+
+int pgt__collect_begin(struct pgt_region *r)
+{
+	if (!r->dops || !r->dops_started || !r->dops->pause)
+		return 0;
+	return r->dops->pause(r);
+}
+
+void pgt__collect_end(struct pgt_region *r)
+{
+	if (r->dops && r->dops_started && r->dops->resume)
+		r->dops->resume(r);
 }
 
 /* Collected run → every view. */
@@ -241,14 +265,20 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	struct pgt_region *r;
 	int64_t n;
 
-	if (!v || !h || h->size < sizeof(*h) || h->flags)
+	if (!v || !h)
 		return -EINVAL;
-	if (h->runs && !h->runs_cap)
+	if ((n = PGT_ARG_IN(h, sizeof(*h))))
+		return n;
+	if (h->flags)
 		return -EINVAL;
 	r = v->r;
+	if (!r)
+		return -ENODEV;
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 
+	if ((n = pgt__collect_begin(r)))
+		return n;
 	pthread_mutex_lock(&r->harvest_lock);
 	n = pgt__dirty_collect(r, true);
 	if (n < 0)
@@ -271,6 +301,7 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	h->epoch = ++v->epoch;
 out:
 	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__collect_end(r);
 	return n;
 }
 
@@ -292,8 +323,12 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 
 	struct pgt_rel *rel;
 
-	if (!r || !st || st->size < sizeof(*st))
+	int ret;
+
+	if (!r || !st)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(st, sizeof(*st))))
+		return ret;
 	/* lock order: rel->lock before harvest_lock (release_pvt.h) */
 	rel = atomic_load(&rw->rel);
 	if (rel) {
