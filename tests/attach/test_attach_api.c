@@ -128,6 +128,9 @@ static void test_rules(void **unused)
 
 /* What QEMU's maps look like: RAM, its TCG code buffer, heap, a library. */
 static const char maps[] =
+	/* a stack right below guest RAM: not part of it */
+	"7effffe00000-7f0000000000 rw-p 00000000 00:00 0 \n"
+	"KernelPageSize: 4 kB\nVmFlags: rd wr mr mw me ac sd\n"
 	"7f0000000000-7f0008000000 rw-p 00000000 00:00 0 \n"          /* 128 MiB anon */
 	"KernelPageSize: 4 kB\nVmFlags: rd wr mr mw me ac sd hg\n"
 	"7f0010000000-7f0020000000 rwxp 00000000 00:00 0 \n"          /* 256 MiB code buffer */
@@ -182,8 +185,9 @@ static void test_select(void **unused)
 	assert_int_equal(selected("/memfd:*", NULL, 0, c), 2);
 	assert_int_equal(selected("/memfd:*@128M", NULL, 0, c), 1);
 	assert_int_equal(c[0].ino, 1160);
-	assert_int_equal(selected("[anon]", NULL, 0, c), 2);
-	assert_true(c[1].flags & PGTOOL_MAP_UFFD); /* reported; the caller waits */
+	assert_int_equal(selected("[anon]", NULL, 0, c), 3); /* the stack too: no size */
+	assert_int_equal(c[1].end - c[1].start, 128 * MIB); /* not joined with it */
+	assert_true(c[2].flags & PGTOOL_MAP_UFFD); /* reported; the caller waits */
 	assert_int_equal(selected("[anon]@1G", NULL, 0, c), 0);
 	assert_int_equal(selected("/usr/lib/*", NULL, 0, c), 0); /* not writable */
 	assert_int_equal(selected("\\[heap\\]", NULL, 0, c), 0); /* private, named: not RAM */

@@ -279,17 +279,23 @@ static bool ram_like(const struct pgtool_mapping *m)
 	return private_anon(m) || (m->flags & (PGTOOL_MAP_SHARED | PGTOOL_MAP_HUGETLB));
 }
 
-/* Whether @b continues @a: one mapping the kernel keeps as several VMAs. */
+/*
+ * Whether @b continues @a: one mapping the kernel keeps as several VMAs
+ * (part of it mlocked, or madvised). Only for a file (memfd, hugetlbfs,
+ * shm): its inode and offsets say so. Adjacent anonymous VMAs say nothing
+ * (a thread stack or a heap can end where guest RAM begins): never joined.
+ */
 static bool continues(const struct att_candidate *a, const struct pgtool_mapping *b)
 {
+	if (!a->ino)
+		return false;
 	const uint32_t kind = PGTOOL_MAP_SHARED | PGTOOL_MAP_HUGETLB | PGTOOL_MAP_ANON |
 			      PGTOOL_MAP_WRITE | PGTOOL_MAP_EXEC;
 
 	return a->end == b->start && (a->flags & kind) == (b->flags & kind) &&
 	       (a->flags & PGTOOL_MAP_UFFD) == (b->flags & PGTOOL_MAP_UFFD) &&
 	       a->page_size == (b->page_size ? b->page_size : 4096) && !strcmp(a->name, b->name) &&
-	       a->ino == b->inode &&
-	       (!a->ino || b->offset == a->offset + (a->end - a->start));
+	       a->ino == b->inode && b->offset == a->offset + (a->end - a->start);
 }
 
 static bool rule_match(char **globs, const uint64_t *rsizes, int nrules,
