@@ -358,7 +358,8 @@ def run_memfd(ctx):
     try:
         m = g.expect(r'@@A READY (.*)', 180)
         tap.result(m is not None and 'balloon=1' in m.group(1),
-                   f'memfd: guest boots with the virtio balloon driver ({m.group(1) if m else "no READY"})')
+                   f'memfd: guest boots with the virtio balloon driver '
+                   f'({m.group(1) if m else "no READY"})')
         if not m:
             return res
         res['boot_s'] = round(time.time() - g.t0, 1)
@@ -463,7 +464,8 @@ def run_anon(ctx):
     try:
         m = g.expect(r'@@A READY (.*)', 180)
         tap.result(m is not None and 'balloon=1' in m.group(1),
-                   f'anon: guest boots with the virtio balloon driver ({m.group(1) if m else "no READY"})')
+                   f'anon: guest boots with the virtio balloon driver '
+                   f'({m.group(1) if m else "no READY"})')
         if not m or not g.connect():
             return res
         d, r = g.region()
@@ -540,14 +542,20 @@ def numa_check(ctx, g, res):
                'anon: pgtrack-numa --pid shows pgtrack\'s touched, dirty and released lines')
 
 
-def step_aside(ctx, g, res):
-    tap = ctx.tap
+def enable_background_snapshot(g):
+    """QEMU registers guest RAM with its userfaultfd to check it can: its
+    error, or None."""
     try:
         g.qmp.cmd('migrate-set-capabilities',
                   capabilities=[{'capability': 'background-snapshot', 'state': True}])
-        err = None
+        return None
     except RuntimeError as e:
-        err = str(e)
+        return str(e)
+
+
+def step_aside(ctx, g, res):
+    tap = ctx.tap
+    err = enable_background_snapshot(g)
     d = g.attach_json()
     res['step_aside'] = dict(qemu_error=err, state=d['state'], message=d['message'])
     tap.diag(f'background-snapshot: QEMU {"refused: " + err if err else "accepted"}; pgtrack '
@@ -585,12 +593,7 @@ def hold_check(ctx):
             tap.result(False, 'hold: guest boots')
             return {}
         g.wait_state('attached', 30)
-        try:
-            g.qmp.cmd('migrate-set-capabilities',
-                      capabilities=[{'capability': 'background-snapshot', 'state': True}])
-            err = None
-        except RuntimeError as e:
-            err = str(e)
+        err = enable_background_snapshot(g)
         tap.diag(f'hold: QEMU {"refused: " + err if err else "accepted"}')
         tap.result(err is not None, 'hold: without stepping aside QEMU\'s background-snapshot '
                    'fails (its userfaultfd registration collides with pgtrack\'s)')
@@ -602,7 +605,8 @@ def hold_check(ctx):
 def report(ctx, results):
     out = ctx.vmdir
     (out / 'attach-results.json').write_text(json.dumps(results, indent=1) + '\n')
-    lines = ['| phase | writer (achieved) | pgtrack | pgtrack unique per 1 s | QEMU calc-dirty-rate |',
+    lines = ['| phase | writer (achieved) | pgtrack | pgtrack unique per 1 s '
+             '| QEMU calc-dirty-rate |',
              '|---|---|---|---|---|']
     for p in results.get('memfd', {}).get('phases', []):
         lines.append(f'| {p["rate"]} MiB/s | {p.get("writer")} MiB/s | {p["pgtrack"]} MiB/s | '

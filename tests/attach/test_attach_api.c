@@ -335,7 +335,8 @@ static void test_api(void **unused)
 	free(text);
 	n = pgt_attach_render(a, PGT_ATTACH_PROMETHEUS, &text);
 	assert_true(n > 0);
-	assert_non_null(strstr(text, "pgtrack_attach_guest_bytes{region=\"guest\",mapping=\"\"} 16777216"));
+	assert_non_null(strstr(text, "pgtrack_attach_guest_bytes{region=\"guest\",mapping=\"\"} "
+				 "16777216"));
 	free(text);
 	assert_int_equal(pgt_attach_render(a, 7, &text), -EINVAL);
 	/* a claim elsewhere gives nothing up; on it, the region goes */

@@ -362,8 +362,6 @@ typedef int (*fallocate64_fn)(int, int, off64_t, off64_t);
 
 static _Atomic(ioctl_fn) real_ioctl;
 static _Atomic(madvise_fn) real_madvise;
-static _Atomic(fallocate_fn) real_fallocate;
-static _Atomic(fallocate64_fn) real_fallocate64;
 
 static int call_ioctl(int fd, unsigned long req, void *arg)
 {
@@ -475,20 +473,27 @@ static void note_punch(int fd, int mode, int64_t off, int64_t len)
 	errno = err;
 }
 
-PGT_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
+/* libc's @name, looked up once into @slot. */
+static void *real(_Atomic(void *) *slot, const char *name)
 {
-	fallocate_fn f = atomic_load_explicit(&real_fallocate, memory_order_relaxed);
-	int ret;
+	void *f = atomic_load_explicit(slot, memory_order_relaxed);
 
 	if (!f) {
-		f = (fallocate_fn)next("fallocate");
-		if (!f) {
-			errno = ENOSYS;
-			return -1;
-		}
-		atomic_store(&real_fallocate, f);
+		f = next(name);
+		atomic_store(slot, f);
 	}
-	ret = f(fd, mode, off, len);
+	if (!f)
+		errno = ENOSYS;
+	return f;
+}
+
+static _Atomic(void *) libc_fallocate, libc_fallocate64;
+
+PGT_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
+{
+	fallocate_fn f = (fallocate_fn)real(&libc_fallocate, "fallocate");
+	int ret = f ? f(fd, mode, off, len) : -1;
+
 	if (!ret)
 		note_punch(fd, mode, off, len);
 	return ret;
@@ -497,18 +502,9 @@ PGT_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 /* QEMU is built with 64-bit file offsets: it calls this one */
 PGT_EXPORT int fallocate64(int fd, int mode, off64_t off, off64_t len)
 {
-	fallocate64_fn f = atomic_load_explicit(&real_fallocate64, memory_order_relaxed);
-	int ret;
+	fallocate64_fn f = (fallocate64_fn)real(&libc_fallocate64, "fallocate64");
+	int ret = f ? f(fd, mode, off, len) : -1;
 
-	if (!f) {
-		f = (fallocate64_fn)next("fallocate64");
-		if (!f) {
-			errno = ENOSYS;
-			return -1;
-		}
-		atomic_store(&real_fallocate64, f);
-	}
-	ret = f(fd, mode, off, len);
 	if (!ret)
 		note_punch(fd, mode, off, len);
 	return ret;

@@ -213,7 +213,8 @@ char *pgt_attach__prometheus(struct pgt_attach *a, size_t *len)
 		fig[i] = (struct pgt_attach_figures){ .size = sizeof(fig[i]) };
 		pgt_attach__figures(a, &a->reg[i], &fig[i]);
 	}
-	pgtool_prom_family(f, "pgtrack_attach_info", "gauge", "libpgtrack-attach in this process (always 1).");
+	pgtool_prom_family(f, "pgtrack_attach_info", "gauge",
+			   "libpgtrack-attach in this process (always 1).");
 	fprintf(f, "pgtrack_attach_info{version=\"%s\",state=\"%s\",pid=\"%d\"} 1\n", PGT_VERSION,
 		pgt_attach_state_name(a->state), a->pid);
 	pgtool_prom_family(f, "pgtrack_attach_steps_aside_total", "counter",
