@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /init of the attach validation guest (tests/attach/attach_qemu.py): load
 # the virtio balloon driver from the same Debian kernel package (it is a
 # module there, with virtio, virtio_ring and virtio_pci), run the writer,
@@ -26,8 +27,9 @@ while read -r m; do
 	fi
 done < /pgt/modules
 balloon=0
-[ -d /sys/bus/virtio/drivers/virtio_balloon ] &&
-	ls /sys/bus/virtio/drivers/virtio_balloon | grep -q virtio && balloon=1
+for d in /sys/bus/virtio/drivers/virtio_balloon/virtio*; do
+	[ -e "$d" ] && balloon=1
+done
 echo "@@A READY kernel=$(uname -r) modules=$loaded balloon=$balloon" \
 	"memtotal_kb=$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
 args=$(cat /pgt/writer-args 2>/dev/null)
