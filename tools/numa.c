@@ -5,12 +5,15 @@
  * resident, hugepage backing, node placement from move_pages and numa_maps,
  * misplacement), hugepage pools per node, and how top's RSS, the cgroup's
  * usage and the guest's view fit together. --demo shows the same for a
- * region pgtrack tracks, with touched/dirty/released.
- * Uses the public API only (plus json-c).
+ * region pgtrack tracks, with touched/dirty/released; so does --pid for a
+ * process with libpgtrack-attach in it (a QEMU started with LD_PRELOAD),
+ * from the state file the library keeps. --prometheus serves it all on
+ * /metrics. Uses the public API only (plus json-c and libpgtool).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,8 +54,12 @@ static void usage(FILE *f, const char *prog)
 		"  -d, --demo SIZE        track SIZE of memory with pgtrack in this process\n"
 		"                         (bound to node 0, half touched) and report it with\n"
 		"                         pgtrack's touched/dirty/released counts\n"
+		"  -P, --prometheus PORT  serve /metrics on 127.0.0.1:PORT (0: any free port)\n"
+		"                         until interrupted; each scrape measures anew\n"
 		"  -h, --help             show this help\n"
 		"\n"
+		"A process running libpgtrack-attach (LD_PRELOAD=libpgtrack-attach.so qemu-...)\n"
+		"gets pgtrack's own lines: touched, dirty rate, written, released.\n"
 		"SIZE accepts K, M, G suffixes. Exit status: 0 ok, 1 the process or its\n"
 		"memory could not be read, 2 usage error.\n",
 		prog, prog);
@@ -69,6 +76,7 @@ struct opts {
 	bool json, all;
 	unsigned watch;
 	long count;
+	int prometheus;         /* port, -1 none */
 	const char *svg;
 	uint64_t demo;
 	uint64_t min_size;
@@ -330,11 +338,19 @@ static int read_usage(int pid, struct proc_usage *u)
 
 /* ---- guest memory ---- */
 
+/* pgtrack's own view of a guest range: a region of --demo, or one that
+ * libpgtrack-attach tracks in the process (source "attach"). Bytes. */
 struct tracked {
 	bool on;
-	int64_t touched;        /* pages, -1 unknown */
-	int64_t released;       /* 4 KiB units, -1 unknown */
-	uint64_t dirty_last;    /* pages in the last harvest */
+	const char *source;     /* "demo" or "attach" */
+	int64_t touched;        /* -1 unknown */
+	int64_t released;       /* -1 unknown */
+	uint64_t dirty_last;    /* in the last harvest (demo) */
+	double rate[3];         /* attach: dirty bytes/s over 1, 10, 60 s; -1 unknown */
+	uint64_t dirty_total;   /* attach: cumulative */
+	double window_s;        /* attach: memory written within the last window_s */
+	uint64_t written;
+	const char *method;
 	struct pgt_numa_stats ns;
 };
 
@@ -456,12 +472,34 @@ static void join(struct guest *g, const struct pgtool_mapping *m, uint64_t end)
 }
 
 static int find_guests(const struct opts *o, const pgtool_procmap *pm, struct guest *gs,
-		       unsigned *ng, const struct range *demo)
+		       unsigned *ng, const struct range *demo, const struct pgtool_attach_state *att)
 {
 	size_t idx[MAX_GUEST];
 	unsigned n = 0;
 
-	if (demo || o->nranges) {
+	if (!demo && !o->nranges && att && att->nregions) {
+		/* the attach library knows which mappings are guest RAM */
+		for (unsigned k = 0; k < att->nregions && n < MAX_GUEST; k++) {
+			const struct pgtool_attach_region *a = &att->region[k];
+
+			for (size_t i = 0; i < pgtool_procmap_count(pm); i++) {
+				const struct pgtool_mapping *m = pgtool_procmap_get(pm, i);
+
+				if (!(m->flags & PGTOOL_MAP_SMAPS) || m->start > a->start ||
+				    m->end <= a->start)
+					continue;
+				gs[n] = (struct guest){ .start = a->start,
+							.end = m->end < a->end ? m->end : a->end,
+							.m = m, .source = "attach" };
+				/* one mapping the kernel keeps as several VMAs */
+				for (size_t j = i + 1; j < pgtool_procmap_count(pm) && gs[n].end < a->end &&
+				     same_memory(gs[n].m, pgtool_procmap_get(pm, j)); j++)
+					join(&gs[n], pgtool_procmap_get(pm, j), a->end);
+				n++;
+				break;
+			}
+		}
+	} else if (demo || o->nranges) {
 		const struct range *rs = demo ? demo : o->ranges;
 		unsigned nr = demo ? 1 : o->nranges;
 
@@ -576,10 +614,14 @@ static void demo_sample(struct demo *d)
 	int64_t n;
 
 	d->tr.on = true;
+	d->tr.source = "demo";
 	d->tr.touched = pgt_touched_count(d->r);
+	/* the demo region has 4 KiB pages; released counts 4 KiB units */
+	d->tr.touched = d->tr.touched >= 0 ? d->tr.touched * 4096 : -1;
 	d->tr.released = pgt_released_count(d->r);
+	d->tr.released = d->tr.released >= 0 ? d->tr.released * 4096 : -1;
 	n = pgt_dirty_harvest(d->v, &h);
-	d->tr.dirty_last = n > 0 ? (uint64_t)n : 0;
+	d->tr.dirty_last = n > 0 ? (uint64_t)n * 4096 : 0;
 	d->tr.ns.size = sizeof(d->tr.ns);
 	if (pgt_region_numa_stats(d->r, 0, &d->tr.ns))
 		memset(&d->tr.ns, 0, sizeof(d->tr.ns));
@@ -595,6 +637,9 @@ static void demo_stop(struct demo *d)
 
 struct report {
 	int pid;
+	struct pgtool_attach_state *att; /* libpgtrack-attach in the process */
+	int att_err;
+	struct tracked att_tr[PGTOOL_ATTACH_MAX_REGIONS];
 	pgt_topology *topo;
 	struct pgt_probe probe;
 	pgtool_procmap *pm;
@@ -659,11 +704,42 @@ static unsigned reconcile(const struct report *r, struct line *l)
 
 static void free_report(struct report *r)
 {
+	free(r->att);
 	for (unsigned i = 0; i < r->ng; i++)
 		free(r->g[i].status);
 	pgtool_procmap_free(r->pm);
 	pgt_topology_free(r->topo);
 	memset(r, 0, sizeof(*r));
+}
+
+/* pgtrack's lines for guest @g from the attach state: the region that
+ * starts where @g does. */
+static struct tracked *attach_tracked(struct report *r, const struct guest *g)
+{
+	for (unsigned k = 0; k < r->att->nregions; k++) {
+		const struct pgtool_attach_region *a = &r->att->region[k];
+		struct tracked *t = &r->att_tr[k];
+
+		if (a->start != g->start)
+			continue;
+		memset(t, 0, sizeof(*t));
+		t->on = true;
+		t->source = "attach";
+		t->method = a->dirty_method;
+		t->touched = a->touched_bytes;
+		t->released = a->released_bytes;
+		t->dirty_total = a->dirty_bytes_total;
+		memcpy(t->rate, a->dirty_rate, sizeof(t->rate));
+		/* the shortest window of at least 8 s: a working set, not a blip */
+		for (unsigned i = 0; i < a->nwindows; i++) {
+			t->window_s = a->window_s[i];
+			t->written = a->written_bytes[i];
+			if (a->window_s[i] >= 8)
+				break;
+		}
+		return t;
+	}
+	return NULL;
 }
 
 static int collect(const struct opts *o, struct report *r, struct demo *d)
@@ -697,7 +773,15 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 		r->u.have_status = false;
 	if (d)
 		demo_sample(d);
-	ret = find_guests(o, r->pm, r->g, &r->ng, d ? &d->range : NULL);
+	if (!d) {
+		r->att = calloc(1, sizeof(*r->att));
+		r->att_err = r->att ? pgtool_attach_state_read(o->pid, r->att) : -ENOMEM;
+		if (r->att_err) {
+			free(r->att);
+			r->att = NULL;
+		}
+	}
+	ret = find_guests(o, r->pm, r->g, &r->ng, d ? &d->range : NULL, r->att);
 	if (ret)
 		return 1;
 	for (unsigned i = 0; i < r->ng; i++) {
@@ -715,6 +799,8 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 		}
 		if (d)
 			g->tr = &d->tr;
+		else if (r->att)
+			g->tr = attach_tracked(r, g);
 		r->guest_size += g->end - g->start;
 		if (g->queried >= 0) {
 			r->guest_res += g->pl.resident * g->page_size;
@@ -741,6 +827,17 @@ static int collect(const struct opts *o, struct report *r, struct demo *d)
 }
 
 /* ---- JSON ---- */
+
+/* Seconds since the attach library wrote its state. */
+static double attach_age(const struct pgtool_attach_state *a)
+{
+	struct timespec ts;
+	double now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return now > a->time ? now - a->time : 0;
+}
 
 static void add(json_object *o, const char *k, json_object *v)
 {
@@ -815,9 +912,26 @@ static json_object *guest_json(const struct guest *g)
 	if (g->tr && g->tr->on) {
 		json_object *t = json_object_new_object(), *tn = json_object_new_array();
 
-		add(t, "touched", g->tr->touched >= 0 ? ju((uint64_t)g->tr->touched * 4096) : NULL);
-		add(t, "released", g->tr->released >= 0 ? ju((uint64_t)g->tr->released * 4096) : NULL);
-		add(t, "dirty_last_harvest", ju(g->tr->dirty_last * 4096));
+		add(t, "source", json_object_new_string(g->tr->source));
+		add(t, "touched", g->tr->touched >= 0 ? ju((uint64_t)g->tr->touched) : NULL);
+		add(t, "released", g->tr->released >= 0 ? ju((uint64_t)g->tr->released) : NULL);
+		if (!strcmp(g->tr->source, "attach")) {
+			json_object *rate = json_object_new_object();
+			static const char *const win[3] = { "1s", "10s", "60s" };
+
+			add(t, "dirty_method", json_object_new_string(g->tr->method));
+			add(t, "dirty_bytes_total", ju(g->tr->dirty_total));
+			for (int k = 0; k < 3; k++)
+				add(rate, win[k], g->tr->rate[k] >= 0 ?
+					json_object_new_double(g->tr->rate[k]) : NULL);
+			add(t, "dirty_rate_bytes_per_second", rate);
+			if (g->tr->window_s > 0) {
+				add(t, "written_within_seconds", json_object_new_double(g->tr->window_s));
+				add(t, "written", ju(g->tr->written));
+			}
+		} else {
+			add(t, "dirty_last_harvest", ju(g->tr->dirty_last));
+		}
 		for (unsigned n = 0; n < g->tr->ns.nnodes; n++) {
 			const struct pgt_numa_node_stats *s = &g->tr->ns.node[n];
 			json_object *x;
@@ -894,6 +1008,14 @@ static json_object *report_json(const struct opts *o, const struct report *r)
 	}
 	add(root, "hugepages", a);
 
+	if (r->att) {
+		x = json_object_new_object();
+		add(x, "state", json_object_new_string(r->att->state));
+		add(x, "message", json_object_new_string(r->att->message));
+		add(x, "http_port", r->att->http_port ? json_object_new_int(r->att->http_port) : NULL);
+		add(x, "age_seconds", json_object_new_double(attach_age(r->att)));
+		add(root, "attach", x);
+	}
 	a = json_object_new_array();
 	for (unsigned i = 0; i < r->ng; i++)
 		json_object_array_add(a, guest_json(&r->g[i]));
@@ -977,7 +1099,14 @@ static void print_table(const struct opts *o, const struct report *r)
 		       pools[0] ? pools : "-");
 	}
 	printf("\nGuest memory (%s)\n", o->nranges ? "--range" : o->demo ? "tracked by pgtrack" :
+	       r->att && r->att->nregions ? "tracked by libpgtrack-attach in the process" :
 	       "automatic: hugetlb or shared mappings, else largest anonymous");
+	if (r->att) {
+		printf("  pgtrack-attach: %s, %s", r->att->state, r->att->message);
+		if (r->att->http_port)
+			printf("; /metrics on 127.0.0.1:%d", r->att->http_port);
+		printf(" (%.0f s ago)\n", attach_age(r->att));
+	}
 	if (!r->ng)
 		printf("  none found (use --range START-END or --min-size)\n");
 	for (unsigned i = 0; i < r->ng; i++) {
@@ -1000,11 +1129,19 @@ static void print_table(const struct opts *o, const struct report *r)
 			if (g->pl.node_pages[n])
 				printf(" node %u %s", n, HS(g->pl.node_pages[n] * g->page_size));
 		printf("\n");
-		if (g->tr && g->tr->on)
+		if (g->tr && g->tr->on && !strcmp(g->tr->source, "attach"))
+			printf("      pgtrack (%s): touched %s, dirty %s/s (10 s: %s/s), written in the "
+			       "last %g s %s, released %s\n", g->tr->method,
+			       g->tr->touched >= 0 ? HS((uint64_t)g->tr->touched) : "?",
+			       g->tr->rate[0] >= 0 ? HS((uint64_t)g->tr->rate[0]) : "?",
+			       g->tr->rate[1] >= 0 ? HS((uint64_t)g->tr->rate[1]) : "?",
+			       g->tr->window_s, HS(g->tr->written),
+			       g->tr->released >= 0 ? HS((uint64_t)g->tr->released) : "?");
+		else if (g->tr && g->tr->on)
 			printf("      pgtrack: touched %s, dirty in last harvest %s, released %s\n",
-			       g->tr->touched >= 0 ? HS((uint64_t)g->tr->touched * 4096) : "?",
-			       HS(g->tr->dirty_last * 4096),
-			       g->tr->released >= 0 ? HS((uint64_t)g->tr->released * 4096) : "?");
+			       g->tr->touched >= 0 ? HS((uint64_t)g->tr->touched) : "?",
+			       HS(g->tr->dirty_last),
+			       g->tr->released >= 0 ? HS((uint64_t)g->tr->released) : "?");
 	}
 	if (o->all) {
 		printf("\nMappings\n  %-25s %10s %10s %7s %10s  %-14s %s\n", "range", "size", "rss",
@@ -1122,6 +1259,195 @@ emit:
 	return 0;
 }
 
+/* ---- Prometheus ---- */
+
+static void glabels(FILE *f, const struct guest *g)
+{
+	fprintf(f, "range=\"%#" PRIx64 "-%#" PRIx64 "\",name=\"", g->start, g->end);
+	pgtool_prom_label(f, g->m->name[0] ? g->m->name : "[anon]");
+	fputc('"', f);
+}
+
+static char *prom_render(const struct report *r, size_t *len)
+{
+	struct pgt_topology_info ti = { .size = sizeof(ti) };
+	const struct proc_usage *u = &r->u;
+	struct line lines[16];
+	char *buf = NULL;
+	size_t size = 0;
+	unsigned nl;
+	FILE *f = open_memstream(&buf, &size);
+
+	if (!f)
+		return NULL;
+	pgt_topology_info(r->topo, &ti);
+	pgtool_prom_family(f, "pgtrack_numa_info", "gauge", "The process reported (always 1).");
+	fprintf(f, "pgtrack_numa_info{pid=\"%d\",comm=\"", r->pid);
+	pgtool_prom_label(f, u->comm);
+	fprintf(f, "\",attach=\"%s\"} 1\n", r->att ? r->att->state : "none");
+	pgtool_prom_family(f, "pgtrack_numa_node_memory_bytes", "gauge", "Memory of the NUMA node.");
+	for (unsigned i = 0; i < ti.nnodes; i++) {
+		struct pgt_numa_node nd = { .size = sizeof(nd) };
+
+		pgt_topology_node(r->topo, i, &nd);
+		fprintf(f, "pgtrack_numa_node_memory_bytes{node=\"%d\"} %" PRIu64 "\n", nd.id, nd.memory);
+	}
+	/* each family's samples together, after its HELP and TYPE */
+	pgtool_prom_family(f, "pgtrack_numa_node_guest_resident_bytes", "gauge",
+			   "Guest RAM of the process resident on the node (move_pages).");
+	for (unsigned n = 0; n < r->nnodes && n < PGT_MAX_NODES; n++)
+		fprintf(f, "pgtrack_numa_node_guest_resident_bytes{node=\"%u\"} %" PRIu64 "\n", n,
+			r->node_guest[n]);
+	pgtool_prom_family(f, "pgtrack_numa_node_process_resident_bytes", "gauge",
+			   "Memory of the process resident on the node (numa_maps).");
+	for (unsigned n = 0; n < r->nnodes && n < PGT_MAX_NODES; n++)
+		fprintf(f, "pgtrack_numa_node_process_resident_bytes{node=\"%u\"} %" PRIu64 "\n", n,
+			r->node_proc[n]);
+	pgtool_prom_family(f, "pgtrack_numa_hugepages", "gauge",
+			   "Hugepages of a pool (node -1: the global pool), total and free.");
+	for (unsigned i = 0; i < r->probe.n_pools; i++) {
+		const struct pgt_hugepage_pool *p = &r->probe.pools[i];
+
+		fprintf(f, "pgtrack_numa_hugepages{node=\"%d\",page_size=\"%" PRIu64 "\",kind=\"total\"} "
+			"%" PRIu64 "\n", p->node, p->page_size, p->total);
+		fprintf(f, "pgtrack_numa_hugepages{node=\"%d\",page_size=\"%" PRIu64 "\",kind=\"free\"} "
+			"%" PRIu64 "\n", p->node, p->page_size, p->free);
+	}
+	pgtool_prom_family(f, "pgtrack_numa_guest_bytes", "gauge",
+			   "Guest RAM range: size, resident, absent, misplaced (kind).");
+	for (unsigned i = 0; i < r->ng; i++) {
+		const struct guest *g = &r->g[i];
+		static const char *const kinds[] = { "size", "resident", "absent", "misplaced" };
+		uint64_t v[4] = { g->end - g->start, 0, 0, 0 };
+
+		if (g->queried >= 0) {
+			v[1] = g->pl.resident * g->page_size;
+			v[2] = g->pl.absent * g->page_size;
+			v[3] = g->misplaced * g->page_size;
+		}
+		for (int k = 0; k < (g->queried >= 0 ? 4 : 1); k++) {
+			fputs("pgtrack_numa_guest_bytes{", f);
+			glabels(f, g);
+			fprintf(f, ",kind=\"%s\"} %" PRIu64 "\n", kinds[k], v[k]);
+		}
+	}
+	pgtool_prom_family(f, "pgtrack_numa_guest_node_resident_bytes", "gauge",
+			   "Guest RAM range resident on a node.");
+	for (unsigned i = 0; i < r->ng; i++) {
+		const struct guest *g = &r->g[i];
+
+		for (unsigned n = 0; g->queried >= 0 && n < g->pl.nnodes; n++) {
+			fputs("pgtrack_numa_guest_node_resident_bytes{", f);
+			glabels(f, g);
+			fprintf(f, ",node=\"%u\"} %" PRIu64 "\n", n, g->pl.node_pages[n] * g->page_size);
+		}
+	}
+	pgtool_prom_family(f, "pgtrack_numa_tracked_bytes", "gauge",
+			   "What pgtrack tracks in the range: touched, released (kind).");
+	for (unsigned i = 0; i < r->ng; i++) {
+		const struct guest *g = &r->g[i];
+
+		if (!g->tr || !g->tr->on)
+			continue;
+		if (g->tr->touched >= 0) {
+			fputs("pgtrack_numa_tracked_bytes{", f);
+			glabels(f, g);
+			fprintf(f, ",kind=\"touched\"} %" PRId64 "\n", g->tr->touched);
+		}
+		if (g->tr->released >= 0) {
+			fputs("pgtrack_numa_tracked_bytes{", f);
+			glabels(f, g);
+			fprintf(f, ",kind=\"released\"} %" PRId64 "\n", g->tr->released);
+		}
+	}
+	pgtool_prom_family(f, "pgtrack_numa_tracked_dirty_bytes_per_second", "gauge",
+			   "pgtrack's dirty rate of the range (libpgtrack-attach) over the window.");
+	for (unsigned i = 0; i < r->ng; i++) {
+		const struct guest *g = &r->g[i];
+		static const char *const win[3] = { "1s", "10s", "60s" };
+
+		for (int k = 0; g->tr && g->tr->on && !strcmp(g->tr->source, "attach") && k < 3; k++) {
+			if (g->tr->rate[k] < 0)
+				continue;
+			fputs("pgtrack_numa_tracked_dirty_bytes_per_second{", f);
+			glabels(f, g);
+			fprintf(f, ",window=\"%s\"} %.17g\n", win[k], g->tr->rate[k]);
+		}
+	}
+	if (u->have_status) {
+		static const char *const kinds[] = { "rss", "rss_anon", "rss_file", "rss_shmem",
+						     "hugetlb", "swap", "locked" };
+		const uint64_t v[] = { u->rss, u->rss_anon, u->rss_file, u->rss_shmem, u->hugetlb,
+				       u->swap, u->locked };
+
+		pgtool_prom_family(f, "pgtrack_numa_process_bytes", "gauge",
+				   "The process from /proc/PID/status (kind).");
+		for (size_t k = 0; k < sizeof(v) / sizeof(v[0]); k++)
+			fprintf(f, "pgtrack_numa_process_bytes{kind=\"%s\"} %" PRIu64 "\n", kinds[k],
+				v[k]);
+	}
+	if (u->cg_version > 0) {
+		pgtool_prom_family(f, "pgtrack_numa_cgroup_usage_bytes", "gauge",
+				   "Memory usage of the process's cgroup.");
+		fprintf(f, "pgtrack_numa_cgroup_usage_bytes %" PRIu64 "\n", u->cg_usage);
+	}
+	nl = reconcile(r, lines);
+	pgtool_prom_family(f, "pgtrack_numa_reconcile_bytes", "gauge",
+			   "The reconciliation lines of guest RAM, RSS and cgroup (key).");
+	for (unsigned i = 0; i < nl; i++)
+		fprintf(f, "pgtrack_numa_reconcile_bytes{key=\"%s\"} %" PRId64 "\n", lines[i].key,
+			lines[i].bytes);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	*len = size;
+	return buf;
+}
+
+struct prom_ctx {
+	const struct opts *o;
+	struct demo *d;
+	pthread_mutex_t lock; /* one measurement at a time (the demo's view) */
+};
+
+static int prom_handler(void *arg, const char *path, struct pgtool_http_reply *rep)
+{
+	struct prom_ctx *c = arg;
+	struct report *r;
+	int ret;
+
+	rep->type = "text/plain; charset=utf-8";
+	if (strcmp(path, "/metrics")) {
+		rep->status = 404;
+		rep->body = strdup("pgtrack-numa: try /metrics\n");
+		rep->len = rep->body ? strlen(rep->body) : 0;
+		return rep->body ? 0 : -ENOMEM;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	ret = collect(c->o, r, c->d);
+	if (!ret) {
+		rep->body = prom_render(r, &rep->len);
+		rep->status = 200;
+		rep->type = "text/plain; version=0.0.4; charset=utf-8";
+	} else {
+		/* the process exited or cannot be read: say so, do not serve stale figures */
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "pgtrack-numa: cannot read process %d\n", c->o->pid);
+		rep->status = 503;
+		rep->body = strdup(msg);
+		rep->len = rep->body ? strlen(rep->body) : 0;
+	}
+	free_report(r);
+	pthread_mutex_unlock(&c->lock);
+	free(r);
+	return rep->body ? 0 : -ENOMEM;
+}
+
 /* ---- main ---- */
 
 static volatile sig_atomic_t stop;
@@ -1176,10 +1502,13 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, 'n' },
 		{ "svg", required_argument, NULL, 's' },
 		{ "demo", required_argument, NULL, 'd' },
+		{ "prometheus", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .pid = -1, .count = -1 };
+	struct opts o = { .pid = -1, .count = -1, .prometheus = -1 };
+	struct prom_ctx pc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	pgtool_http *http = NULL;
 	struct demo d;
 	uint64_t v;
 	int c, ret = 0;
@@ -1188,7 +1517,7 @@ int main(int argc, char **argv)
 		prog = strrchr(argv[0], '/') + 1;
 	else if (argv[0])
 		prog = argv[0];
-	while ((c = getopt_long(argc, argv, "p:r:m:ajw:n:s:d:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:r:m:ajw:n:s:d:P:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_u64(optarg, &v) || v == 0 || v > 0x7fffffff) {
@@ -1244,6 +1573,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'P':
+			if (parse_u64(optarg, &v) || v > 65535) {
+				fail("bad --prometheus port \"%s\" (0..65535, 0: any free port)", optarg);
+				return 2;
+			}
+			o.prometheus = (int)v;
+			break;
 		case 'h':
 			usage(stdout, prog);
 			return 0;
@@ -1276,6 +1612,39 @@ int main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	if (o.prometheus >= 0) {
+		char err[160];
+		int port = 0;
+
+		pc.o = &o;
+		pc.d = o.demo ? &d : NULL;
+		if (pgtool_http_start(o.prometheus, prom_handler, &pc, &http, &port, err,
+				      sizeof(err))) {
+			fail("--prometheus: %s", err);
+			if (o.demo)
+				demo_stop(&d);
+			return 1;
+		}
+		fprintf(stderr, "%s: /metrics on http://127.0.0.1:%d (process %d) until interrupted\n",
+			prog, port, o.pid);
+		if (!o.watch) {
+			/* serve only; one measurement first tells a bad --pid at once */
+			struct report *r = calloc(1, sizeof(*r));
+
+			pthread_mutex_lock(&pc.lock);
+			ret = r ? collect(&o, r, pc.d) : 1;
+			if (r)
+				free_report(r);
+			pthread_mutex_unlock(&pc.lock);
+			free(r);
+			while (!ret && !stop)
+				nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+			pgtool_http_stop(http);
+			if (o.demo)
+				demo_stop(&d);
+			return ret;
+		}
+	}
 	for (long n = 0; !stop; n++) {
 		ret = run_once(&o, o.demo ? &d : NULL);
 		if (ret || !o.watch || (o.count > 0 && n + 1 >= o.count))
@@ -1283,6 +1652,7 @@ int main(int argc, char **argv)
 		for (unsigned s = 0; s < o.watch * 10 && !stop; s++)
 			nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
 	}
+	pgtool_http_stop(http);
 	if (o.demo)
 		demo_stop(&d);
 	return ret;

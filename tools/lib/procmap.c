@@ -146,7 +146,7 @@ static struct pgtool_mapping *grow(struct pgtool_procmap *m)
 static int smaps_header(const char *line, size_t len, struct pgtool_mapping *m)
 {
 	struct scan s = { line, len, 0 };
-	uint64_t inode, dev;
+	uint64_t inode, major, minor;
 	char perms[4];
 
 	if (take_hex(&s, &m->start) || !take_lit(&s, "-") || take_hex(&s, &m->end) ||
@@ -165,11 +165,15 @@ static int smaps_header(const char *line, size_t len, struct pgtool_mapping *m)
 	if (take_hex(&s, &m->offset) || peek(&s) != ' ')
 		return -EBADMSG;
 	s.i++;
-	if (take_hex(&s, &dev) || !take_lit(&s, ":") || take_hex(&s, &dev) || peek(&s) != ' ')
+	if (take_hex(&s, &major) || !take_lit(&s, ":") || take_hex(&s, &minor) || peek(&s) != ' ' ||
+	    major > 0xfff || minor > 0xfffff)
 		return -EBADMSG;
 	s.i++;
 	if (take_dec(&s, &inode))
 		return -EBADMSG;
+	m->dev_major = (uint32_t)major;
+	m->dev_minor = (uint32_t)minor;
+	m->inode = inode;
 	if (!at_end(&s) && peek(&s) != ' ' && peek(&s) != '\t')
 		return -EBADMSG;
 	skip_spaces(&s);
@@ -214,6 +218,8 @@ static void vmflags(const char *p, size_t len, struct pgtool_mapping *m)
 			m->flags |= PGTOOL_MAP_THP;
 		else if (p[i] == 'n' && p[i + 1] == 'h')
 			m->flags |= PGTOOL_MAP_NOHUGEPAGE;
+		else if (p[i] == 'u' && (p[i + 1] == 'm' || p[i + 1] == 'w' || p[i + 1] == 'i'))
+			m->flags |= PGTOOL_MAP_UFFD;
 	}
 }
 
