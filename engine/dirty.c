@@ -17,6 +17,8 @@
 #include "engine/engine_pvt.h"
 #include "engine/release_pvt.h"
 #include "hal/export.h"
+#include "hal/hal.h"
+#include "lib/offload.h"
 
 
 static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
@@ -210,6 +212,49 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 	pthread_mutex_unlock(&r->harvest_lock);
 }
 
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_t lo, size_t hi)
+{
+	const struct pgt_numa_region *nr = r->numa;
+	size_t nw = (size_t)((r->npages + 63) / 64);
+	uint64_t n = 0;
+
+	if (!r->dops || hi > nw)
+		hi = r->dops ? nw : 0;
+	if (hi <= lo)
+		return 0;
+	pthread_mutex_lock(&r->harvest_lock);
+	/* views are written only under harvest_lock: plain word ORs will do */
+	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
+		for (unsigned i = 0; i < v->bm.n; i++) {
+			struct pgt_shard *s = &v->bm.s[i];
+			size_t s0 = (size_t)(s->first / 64), s1 = s0 + s->bm.nwords;
+			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
+
+			if (a < b)
+				pgt__ofl_or_words(&s->bm, a - s0, bits + a, b - a);
+		}
+	}
+	/* per-node counters by shard, as fan_out() keeps them */
+	for (unsigned i = 0; nr && i < nr->nshards; i++) {
+		const struct pgt_shard_geom *g = &nr->shards[i];
+		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
+		uint64_t c;
+
+		a = a > lo ? a : lo;
+		b = b < hi ? b : hi;
+		if (a >= b)
+			continue;
+		c = pgt_hal_popcount(bits + a, b - a);
+		if (c)
+			pgt__numa_note_dirty(r->numa, g->first, c);
+		n += c;
+	}
+	if (!nr || !nr->nshards)
+		n = pgt_hal_popcount(bits + lo, hi - lo);
+	pthread_mutex_unlock(&r->harvest_lock);
+	return n;
+}
+
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
 	int64_t n = r->dops->collect(r, fan_out, r);
@@ -235,6 +280,9 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 
+	/* what offload devices logged until now joins this harvest */
+	if (atomic_load_explicit(&r->offload_refs, memory_order_acquire))
+		pgt__offload_drain(r);
 	pthread_mutex_lock(&r->harvest_lock);
 	n = pgt__dirty_collect(r, true);
 	if (n < 0)

@@ -162,11 +162,12 @@ enum pgt_backing {
 	PGT_BACKING_HUGETLB,   /* memfd MFD_HUGETLB, 2 MiB pages, shared */
 	PGT_BACKING_MEMFD,     /* memfd (shmem), 4 KiB pages, shared */
 	PGT_BACKING_EXTERNAL,  /* registered: mapped by the caller */
+	PGT_BACKING_DPDK,      /* a DPDK memzone (pgtrack/offload.h), shared */
 	PGT_BACKING__COUNT
 };
 
 /**
- * pgt_backing_name() - "anon", "thp", "hugetlb", "memfd", "external".
+ * pgt_backing_name() - "anon", "thp", "hugetlb", "memfd", "external", "dpdk".
  * Returns: a static string, or NULL for an unknown value.
  */
 const char *pgt_backing_name(int backing);
@@ -302,7 +303,8 @@ int pgt_region_register(pgt_engine *eng, const struct pgt_region_config *cfg,
  * if pgtrack allocated it). Open dirty views of the region must be closed
  * first. Other regions keep being tracked.
  *
- * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open.
+ * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open or an
+ * offload device is attached to it (pgtrack/offload.h).
  */
 int pgt_region_destroy(pgt_region *r);
 
