@@ -72,7 +72,7 @@ const struct pgt_ofl_io pgt__ofl_io_real = {
 /* ---- backends ---- */
 
 const struct pgt_ofl_ops *const pgt__ofl_backends[] = {
-	&pgt__ofl_sim, &pgt__ofl_kvm, &pgt__ofl_vhost, &pgt__ofl_vfio, &pgt__ofl_iommufd,
+	&pgt__ofl_sim, &pgt__ofl_ring, &pgt__ofl_kvm, &pgt__ofl_vhost, &pgt__ofl_vfio, &pgt__ofl_iommufd,
 	&pgt__ofl_chmu, NULL,
 };
 

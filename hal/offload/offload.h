@@ -125,7 +125,7 @@ struct pgt_ofl_ops {
 	void (*info)(const struct pgt_ofl_dev *d, struct pgt_offload_info *info);
 };
 
-extern const struct pgt_ofl_ops pgt__ofl_sim, pgt__ofl_kvm, pgt__ofl_vhost, pgt__ofl_vfio,
+extern const struct pgt_ofl_ops pgt__ofl_sim, pgt__ofl_ring, pgt__ofl_kvm, pgt__ofl_vhost, pgt__ofl_vfio,
 	pgt__ofl_iommufd, pgt__ofl_chmu;
 
 /* The backends in listing order, NULL-terminated. */

@@ -29,6 +29,7 @@
 
 struct sim {
 	struct pgt_offload_sim_config cfg;
+	bool external;          /* "ring": the producer is outside pgtrack */
 	struct pgt_ofl_win *win;
 	unsigned nwin;
 	uint64_t *cum;          /* 4 KiB pages before window i */
@@ -56,6 +57,19 @@ static uint64_t rnd(uint64_t *s)
 	x ^= x >> 27;
 	*s = x;
 	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static int ring_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps, char *why,
+		      size_t n)
+{
+	(void)io;
+	caps->shape = PGT_OFFLOAD_RING;
+	caps->flags = PGT_OFFLOAD_CAP_LOST;
+	caps->page_sizes = 1ULL << 12;
+	caps->granularity = 4096;
+	caps->max_ranges = 0;
+	snprintf(why, n, "native ring (index protocol) for an external producer: FPGA, SmartNIC");
+	return 0;
 }
 
 static int sim_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps, char *why,
@@ -112,6 +126,29 @@ static int sim_open(struct pgt_ofl_dev *d, const void *cfgp)
 		return -ENOMEM;
 	}
 	d->priv = s;
+	return 0;
+}
+
+static int ring_open(struct pgt_ofl_dev *d, const void *cfgp)
+{
+	const struct pgt_offload_ring_config *in = cfgp;
+	struct pgt_offload_sim_config sc = { .size = sizeof(sc), .cpu = -1 };
+	struct sim *s;
+	int ret;
+
+	if (in) {
+		ret = pgt__ofl_cfg_size(in, sizeof(*in), sizeof(*in));
+		if (ret)
+			return ret;
+		if (in->reserved)
+			return -EINVAL;
+		sc.ring_entries = in->entries;
+	}
+	ret = sim_open(d, &sc);
+	if (ret)
+		return ret;
+	s = d->priv;
+	s->external = true;
 	return 0;
 }
 
@@ -301,6 +338,8 @@ static int sim_start(struct pgt_ofl_dev *d, uint64_t *page_size)
 		pgt__ofl_ring_layout(s->mem, s->cfg.ring_entries);
 		pgt__ofl_prod_init(&s->prod, s->mem, s->cfg.ring_entries);
 	}
+	if (s->external)
+		return 0; /* the device produces, we only consume */
 	atomic_store(&s->stop, false);
 	ret = -pthread_create(&s->th, NULL, sim_main, d);
 	if (ret)
@@ -384,6 +423,13 @@ static void sim_info(const struct pgt_ofl_dev *d, struct pgt_offload_info *info)
 const struct pgt_ofl_ops pgt__ofl_sim = {
 	.name = "sim", .shape = PGT_OFFLOAD_RING, .dma = true,
 	.probe = sim_probe, .open = sim_open, .attach = sim_attach, .start = sim_start,
+	.rings = sim_rings, .harvest = sim_harvest, .stop = sim_stop, .detach = sim_detach,
+	.close = sim_close, .info = sim_info,
+};
+
+const struct pgt_ofl_ops pgt__ofl_ring = {
+	.name = "ring", .shape = PGT_OFFLOAD_RING,
+	.probe = ring_probe, .open = ring_open, .attach = sim_attach, .start = sim_start,
 	.rings = sim_rings, .harvest = sim_harvest, .stop = sim_stop, .detach = sim_detach,
 	.close = sim_close, .info = sim_info,
 };

@@ -149,7 +149,7 @@ struct pgt_offload_caps {
 /**
  * struct pgt_offload_backend_info - One backend as pgt_offload_backends()
  * finds it.
- * @name:   "sim", "kvm-ring", "vhost-log", "vfio", "iommufd", "chmu".
+ * @name:   "sim", "ring", "kvm-ring", "vhost-log", "vfio", "iommufd", "chmu".
  * @status: 0 when usable on this host; else why not (-ENODEV: no such
  *          hardware, -EOPNOTSUPP: not built in or not supported).
  * @reason: a sentence saying what was found.
@@ -223,6 +223,22 @@ struct pgt_offload_sim_config {
 	pgt_offload_sim_write_fn on_write;
 	pgt_offload_sim_tick_fn on_tick;
 	void *arg;
+};
+
+/**
+ * struct pgt_offload_ring_config - The "ring" backend: a pgtrack-native ring
+ * (index protocol, docs/offload-ring.md) for a producer outside pgtrack: an
+ * FPGA, a SmartNIC, a SoC, another process. pgtrack allocates it at start in
+ * memory a device can DMA into (DPDK memory, with its IOVA, when an EAL is
+ * up; else hugepages) and consumes it; pgt_offload_info() gives its address
+ * (ring) and IOVA (ring_iova) to program into the device. The sim backend is
+ * this ring with pgtrack's own device thread as the producer.
+ * @entries: records, a power of two (0: 65536).
+ */
+struct pgt_offload_ring_config {
+	uint32_t size;
+	uint32_t entries;
+	uint64_t reserved;
 };
 
 /**
@@ -478,7 +494,7 @@ void pgt_offload_close(pgt_offload *dev);
  * @backend:    backend name (static).
  * @started:    1 while logging.
  * @page_size:  logging page size in use (0 before start).
- * @ring, @ring_bytes, @ring_entries, @ring_iova: "sim": the ring's control
+ * @ring, @ring_bytes, @ring_entries, @ring_iova: "sim", "ring": the ring's control
  *              block (struct pgt_offload_ring_ctl), its size and IOVA (DPDK
  *              memory; else 0).
  * @log_fd, @log_size: "vhost-log": the log memfd (owned by the device) and
