@@ -649,9 +649,8 @@ uint64_t pgt__ofl_bitmap(struct pgt_ofl_map *m, uint64_t iova, uint64_t page_siz
 			st->rejected += c;
 			total += c;
 		}
-		if (b0 < covered_to)
-			b0 = covered_to; /* a bit straddling two segments: counted once */
-		total += count_bits(bits, nbits, b0, b1);
+		/* a bit straddling two segments marks both, is counted once */
+		total += count_bits(bits, nbits, b0 > covered_to ? b0 : covered_to, b1);
 		if (!ps && t->shift == PGT_OFL_PAGE_SHIFT && b1 > b0) {
 			int64_t delta = (int64_t)(s->off >> PGT_OFL_PAGE_SHIFT) +
 					(int64_t)(base - s->pfn);
@@ -697,7 +696,8 @@ uint64_t pgt__ofl_bitmap(struct pgt_ofl_map *m, uint64_t iova, uint64_t page_siz
 				b = r1;
 			}
 		}
-		covered_to = b1;
+		if (b1 > covered_to)
+			covered_to = b1;
 	}
 	if (covered_to < nbits) {
 		uint64_t c = count_bits(bits, nbits, covered_to, nbits);

@@ -83,6 +83,13 @@ static int chmu_open(struct pgt_ofl_dev *d, const void *cfgp)
 	common2 = d->io->rd64(d->io->ctx, (volatile uint8_t *)cfg->regs + PGT_CHMU_COMMON_CAP2);
 	ninst = pgt_chmu_field(common1, 8, 15);
 	ilen = pgt_chmu_field(common2, 0, 15);
+	/* registers are 64-bit: an instance length that is not a multiple of
+	 * 8 is a broken device (found by fuzz_offload_chmu) */
+	if (ilen & 7) {
+		pgt__ofl_log(d, PGT_LOG_WARN, "chmu: instance length %llu is not 8-byte aligned",
+			     (unsigned long long)ilen);
+		return -EIO;
+	}
 	if (cfg->instance >= ninst || ilen < PGT_CHMU_HEADTAIL + 8 ||
 	    PGT_CHMU_INST0 + (cfg->instance + 1) * ilen > cfg->regs_len) {
 		pgt__ofl_log(d, PGT_LOG_WARN, "chmu: instance %u of %llu (length %llu) outside the block",
