@@ -102,6 +102,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	struct pgt_mem_counts c = { 0 };
 	int64_t nres;
 	int *nodes = NULL, rnode = pgt__region_node(r), ret = 0;
+	bool collecting;
 
 	if (!rel || !res) {
 		free(res);
@@ -122,6 +123,14 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 		}
 	}
 
+	/* writers paused (soft-dirty) before any lock: see pgt__collect_begin */
+	ret = r->views ? pgt__collect_begin(r) : 0;
+	if (ret) {
+		free(nodes);
+		free(res);
+		return ret;
+	}
+	collecting = r->views != NULL;
 	pthread_mutex_lock(&rel->lock);
 	pgt__rel_sync_touch(r, rel);
 	pthread_mutex_lock(&r->harvest_lock);
@@ -130,7 +139,7 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	 * kernel holds into the views first (nothing is lost: every view gets
 	 * it at its next harvest). Without views nobody wants it: leave it.
 	 */
-	if (r->views && r->dops && r->dops_started)
+	if (collecting && r->views && r->dops && r->dops_started)
 		pgt__dirty_collect(r, false);
 	if (!nodes) {
 		/* the whole region counts on its node: word-wide popcounts */
@@ -187,6 +196,8 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	out->metadata += pgt__rel_bytes(rel);
 	pthread_mutex_unlock(&r->harvest_lock);
 	pthread_mutex_unlock(&rel->lock);
+	if (collecting)
+		pgt__collect_end(r);
 
 	if (r->hugetlb || (!r->shared && r->page_size > pgt_hal_page_size()))
 		out->resident_hugetlb += c.resident;
@@ -209,8 +220,12 @@ static void total_from_nodes(struct pgt_account *a)
 
 static int account_begin(struct pgt_account *out, uint32_t flags)
 {
-	if (!out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_ACCOUNT_NUMA_EXACT))
+	int ret;
+
+	if (!out || (flags & ~(uint32_t)PGT_ACCOUNT_NUMA_EXACT))
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))))
+		return ret;
 	memset(out, 0, sizeof(*out));
 	out->size = sizeof(*out);
 	return 0;
@@ -502,9 +517,12 @@ fail:
 PGT_EXPORT int pgt_host_usage_root(const char *root, struct pgt_host_usage *u)
 {
 	char *buf;
+	int ret;
 
-	if (!u || u->size < sizeof(*u))
+	if (!u)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(u, sizeof(*u))))
+		return ret;
 	memset(u, 0, sizeof(*u));
 	u->size = sizeof(*u);
 	buf = malloc(HOSTBUF);
@@ -576,8 +594,12 @@ PGT_EXPORT int pgt_explain(const struct pgt_account *g, const struct pgt_host_us
 	struct lines l = { lines, cap, 0 };
 	uint64_t gres;
 
-	if (!g || !h || g->size < sizeof(*g) || h->size < sizeof(*h) || (cap && !lines))
+	int ret;
+
+	if (!g || !h || (cap && !lines))
 		return -EINVAL;
+	if ((ret = PGT_ARG_IN(g, sizeof(*g))) || (ret = PGT_ARG_IN(h, sizeof(*h))))
+		return ret;
 	gres = g->resident_anon + g->resident_shmem + g->resident_hugetlb;
 
 	/* the guest: configured = resident + released + the rest */

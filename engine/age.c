@@ -66,9 +66,10 @@ PGT_EXPORT int64_t pgt_zero_scan(pgt_region *r, uint32_t flags, struct pgt_zero_
 	int64_t nres;
 	int ret = 0;
 
-	if (!r || (flags & ~(uint32_t)(PGT_ZERO_RELEASE | PGT_ZERO_PAUSED)) ||
-	    (res && res->size < sizeof(*res)))
+	if (!r || (flags & ~(uint32_t)(PGT_ZERO_RELEASE | PGT_ZERO_PAUSED)))
 		return -EINVAL;
+	if (res && (ret = PGT_ARG_OUT(res, sizeof(*res))))
+		return ret;
 	if (release && !(flags & PGT_ZERO_PAUSED) && !r->quiesce)
 		return -EBUSY;
 	z.rel = pgt__rel_get(r);
@@ -218,6 +219,8 @@ PGT_EXPORT int pgt_age_start(pgt_region *r)
 		ret = -EALREADY;
 	} else {
 		ret = pgt_dirty_view_open(r, &a->view);
+		if (!ret)
+			a->view->internal = true;
 		if (!ret) {
 			rel->age = a;
 			a = NULL;
@@ -335,8 +338,12 @@ static bool age_add(struct pgt_region *r, struct pgt_rel *rel, struct pgt_age_hi
 
 static int hist_begin(struct pgt_age_histogram *h)
 {
-	if (!h || h->size < sizeof(*h))
+	int ret;
+
+	if (!h)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(h, sizeof(*h))))
+		return ret;
 	memset(h, 0, sizeof(*h));
 	h->size = sizeof(*h);
 	return 0;

@@ -119,6 +119,8 @@ int pgt__dirty_init(struct pgt_region *r)
 	if (r->dops->uses_pending)
 		ret = pgt__bitmap_init(&r->pending, r->npages);
 	if (!ret)
+		ret = pgt__bitmap_init(&r->external, r->npages);
+	if (!ret)
 		ret = r->dops->start(r);
 	if (!ret)
 		r->dops_started = true;
@@ -135,6 +137,20 @@ void pgt__dirty_fini(struct pgt_region *r)
 		r->dops->stop(r);
 		pthread_mutex_unlock(&r->harvest_lock);
 	}
+}
+
+/* Everything since the last collect: the tracker's pages and the marks. */
+static int64_t collect_all(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
+{
+	int64_t n = r->dops->collect(r, fn, arg);
+
+	/*
+	 * A page both written and marked is reported twice to the views'
+	 * bitmaps (an OR: once to the consumer) and counted twice here.
+	 */
+	if (n >= 0)
+		n += (int64_t)pgt__bitmap_take_runs(&r->external, fn, arg);
+	return n;
 }
 
 PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
@@ -156,6 +172,12 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 		return ret;
 	}
 	v->r = r;
+	ret = pgt__collect_begin(r);
+	if (ret) {
+		pgt__shardmap_fini(&v->bm);
+		free(v);
+		return ret;
+	}
 	pthread_mutex_lock(&r->harvest_lock);
 	/*
 	 * The first view starts clean from now: drop whatever the tracker saw
@@ -163,11 +185,12 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 	 * Later views start empty too; pages pending for older views stay theirs.
 	 */
 	if (!r->views)
-		r->dops->collect(r, NULL, NULL);
+		collect_all(r, NULL, NULL);
 	v->next = r->views;
 	r->views = v;
 	r->nviews++;
 	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__collect_end(r);
 	*out = v;
 	return 0;
 }
@@ -179,6 +202,10 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 	if (!v)
 		return;
 	r = v->r;
+	if (!r) { /* detached: the region is gone, its bitmap freed with it */
+		free(v);
+		return;
+	}
 	pthread_mutex_lock(&r->harvest_lock);
 	for (struct pgt_dirty_view **pp = &r->views; *pp; pp = &(*pp)->next) {
 		if (*pp == v) {
@@ -190,6 +217,19 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 	pthread_mutex_unlock(&r->harvest_lock);
 	pgt__shardmap_fini(&v->bm);
 	free(v);
+}
+
+int pgt__collect_begin(struct pgt_region *r)
+{
+	if (!r->dops || !r->dops_started || !r->dops->pause)
+		return 0;
+	return r->dops->pause(r);
+}
+
+void pgt__collect_end(struct pgt_region *r)
+{
+	if (r->dops && r->dops_started && r->dops->resume)
+		r->dops->resume(r);
 }
 
 /* Collected run → every view. */
@@ -205,11 +245,9 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 {
-	if (!r->dops || !n)
+	if (!r->external.words || first >= r->npages)
 		return;
-	pthread_mutex_lock(&r->harvest_lock);
-	fan_out(r, first, n);
-	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__bitmap_set_range(&r->external, first, n);
 }
 
 uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_t lo, size_t hi)
@@ -257,7 +295,7 @@ uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_
 
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
-	int64_t n = r->dops->collect(r, fan_out, r);
+	int64_t n = collect_all(r, fan_out, r);
 
 	if (n >= 0 && count) {
 		atomic_fetch_add_explicit(&r->harvests, 1, memory_order_relaxed);
@@ -272,17 +310,24 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	struct pgt_region *r;
 	int64_t n;
 
-	if (!v || !h || h->size < sizeof(*h) || h->flags)
+	if (!v || !h)
 		return -EINVAL;
-	if (h->runs && !h->runs_cap)
+	if ((n = PGT_ARG_IN(h, sizeof(*h))))
+		return n;
+	if (h->flags)
 		return -EINVAL;
 	r = v->r;
+	if (!r)
+		return -ENODEV;
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 
-	/* what offload devices logged until now joins this harvest */
+	/* what offload devices logged until now joins this harvest (before
+	 * any pause: the drain takes and drops harvest_lock itself) */
 	if (atomic_load_explicit(&r->offload_refs, memory_order_acquire))
 		pgt__offload_drain(r);
+	if ((n = pgt__collect_begin(r)))
+		return n;
 	pthread_mutex_lock(&r->harvest_lock);
 	n = pgt__dirty_collect(r, true);
 	if (n < 0)
@@ -305,6 +350,7 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	h->epoch = ++v->epoch;
 out:
 	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__collect_end(r);
 	return n;
 }
 
@@ -326,8 +372,12 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 
 	struct pgt_rel *rel;
 
-	if (!r || !st || st->size < sizeof(*st))
+	int ret;
+
+	if (!r || !st)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(st, sizeof(*st))))
+		return ret;
 	/* lock order: rel->lock before harvest_lock (release_pvt.h) */
 	rel = atomic_load(&rw->rel);
 	if (rel) {
@@ -336,7 +386,8 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 		pthread_mutex_unlock(&rel->lock);
 	}
 	pthread_mutex_lock(&rw->harvest_lock);
-	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->touched) +
+	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->external) +
+		pgt__bitmap_bytes(&r->touched) +
 		pgt__touch_bytes(r);
 	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
 		meta += sizeof(*v) + pgt__shardmap_bytes(&v->bm);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "engine/engine_pvt.h"
@@ -101,9 +102,14 @@ static void handle_msg(struct pgt_region *r, const struct uffd_msg *msg)
 			r->dops->on_wp_fault(r, page);
 			return;
 		}
-		/* No handler: un-protect so the writer is not stuck forever. */
-		if (page < r->npages)
-			pgt__uffd_wp(r, page, 1, false, true);
+		/* No handler: un-protect so the writer is not stuck forever;
+		 * if even that fails, wake it: it faults again. */
+		if (page < r->npages && pgt__uffd_wp(r, page, 1, false, true)) {
+			struct uffdio_range w = { .start = addr & ~(r->page_size - 1),
+						  .len = r->page_size };
+
+			(void)ioctl(r->uffd, UFFDIO_WAKE, &w);
+		}
 		return;
 	}
 	if (r->track & PGT_TRACK_TOUCH)
@@ -216,7 +222,9 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	*out = NULL;
 	if (!cfg)
 		cfg = &def;
-	if (cfg->size < sizeof(*cfg) || cfg->flags)
+	if ((ret = PGT_ARG_IN(cfg, sizeof(*cfg))))
+		return ret;
+	if (cfg->flags)
 		return -EINVAL;
 	nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	if (nthreads > 64)

@@ -52,7 +52,7 @@ void pgt__flight_wait(struct pgt_flight *f);
 
 /*
  * A dirty tracker. One instance per region (state in r->dpriv). All methods
- * but on_wp_fault run with r->harvest_lock held.
+ * but on_wp_fault, pause and resume run with r->harvest_lock held.
  */
 struct pgt_dirty_ops {
 	int method;
@@ -73,6 +73,13 @@ struct pgt_dirty_ops {
 	 */
 	int64_t (*collect)(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg);
 	void (*stop)(struct pgt_region *r);
+	/*
+	 * Optional, soft-dirty only: pause the guest's writers before a collect
+	 * and resume them after, both called with no pgtrack lock held
+	 * (pgt__collect_begin/end), so writers that call pgtrack can park.
+	 */
+	int (*pause)(struct pgt_region *r);
+	void (*resume)(struct pgt_region *r);
 	/* uffd-sync only: a write fault at page index @page from a handler thread. */
 	int (*on_wp_fault)(struct pgt_region *r, uint64_t page);
 };
@@ -83,7 +90,8 @@ extern const struct pgt_dirty_ops pgt__dirty_uffd_sync;
 extern const struct pgt_dirty_ops pgt__dirty_mprotect;
 
 struct pgt_dirty_view {
-	struct pgt_region *r;
+	struct pgt_region *r;       /* NULL: detached by pgt_engine_close() */
+	bool internal;              /* the engine's own (write-age sampling) */
 	struct pgt_dirty_view *next;
 	struct pgt_shardmap bm; /* pages written since this view's last harvest,
 	                         * one shard per node (numa/shard.c) */
@@ -109,7 +117,8 @@ struct pgt_region {
 	int numa_node;
 	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
-	bool hugetlb;               /* hugetlbfs backing (page_size > base) */
+	bool hugetlb;               /* hugetlb memory: hugetlbfs fd or private
+	                             * MAP_HUGETLB (from the VMA's flags) */
 
 	/* userfaultfd context of this region (-1 if none) */
 	int uffd;
@@ -125,6 +134,8 @@ struct pgt_region {
 	struct pgt_dirty_view *views;
 	unsigned nviews;
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
+	struct pgt_bitmap external;     /* pgt__dirty_mark: changes no tracker
+	                                 * sees (DMA, releases), set lock-free */
 	struct pgt_flight flight;       /* their handlers in flight */
 	struct pgt_flight evflight;     /* uffd message batches being handled */
 	pgt_wp_fn wp_cb;
@@ -222,10 +233,19 @@ int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
  * snapshots do not). */
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count);
 /*
- * Report region pages [first, first + n) dirty to every open view, as if the
- * tracker had seen writes there: for changes no tracker sees (DMA by an
- * offload device, memory freed or zeroed by a release). Takes harvest_lock
- * (lock order: rel->lock may be held). No-op without dirty tracking.
+ * Bracket a collect: call before taking rel->lock or harvest_lock, and
+ * end after releasing them (pauses writers for trackers that need it).
+ * begin returns 0 or the pause's error (then do not call end).
+ */
+int pgt__collect_begin(struct pgt_region *r);
+void pgt__collect_end(struct pgt_region *r);
+/*
+ * Report region pages [first, first + n) dirty to every open view at the
+ * next collect, as if the tracker had seen writes there: for changes no
+ * tracker sees (DMA by an offload device, memory freed or zeroed by a
+ * release or a madvise). Call it after the memory changed. Lock-free and
+ * async-signal-safe (an atomic bitmap set); no-op without dirty tracking;
+ * clipped to the region.
  */
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
 
@@ -301,6 +321,22 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg);
 void pgt__release_fini(struct pgt_region *r);
 /* A UFFD_EVENT_REMOVE for [start, end) host addresses (handler thread). */
 void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end);
+
+/* ---- vma.c: this process's mappings, from /proc/self/smaps ---- */
+struct pgt_vma {
+	uint64_t start, end;
+	uint64_t kernel_page_size;  /* 0 when smaps does not say */
+	bool locked;                /* VmFlags "lo" */
+	bool hugetlb;               /* VmFlags "ht" */
+};
+/* Called per VMA; a non-zero return stops the walk and is returned. */
+typedef int (*pgt_vma_fn)(void *arg, const struct pgt_vma *v);
+/* Walk smaps text (bounded by @len). Returns VMAs seen or @fn's return. */
+int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg);
+/* /proc/self/smaps into a malloc'd buffer (the caller frees it). 0/-errno. */
+int pgt__read_smaps(char **buf, size_t *len);
+/* The VMA holding @addr. 0, -ENOENT, or the read's error. */
+int pgt__vma_of(const void *addr, struct pgt_vma *out);
 
 /* ---- track_softdirty.c (parsing, testable on injected data) ---- */
 /* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page

@@ -121,9 +121,12 @@ static int region_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *ou
 
 PGT_EXPORT int pgt_region_numa_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)
 {
-	if (!r || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+	int ret;
+
+	if (!r || !out || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
 		return -EINVAL;
-	return region_stats(r, flags, out);
+	ret = PGT_ARG_OUT(out, sizeof(*out));
+	return ret ? ret : region_stats(r, flags, out);
 }
 
 PGT_EXPORT int pgt_engine_numa_stats(pgt_engine *e, uint32_t flags, struct pgt_numa_stats *out)
@@ -131,8 +134,11 @@ PGT_EXPORT int pgt_engine_numa_stats(pgt_engine *e, uint32_t flags, struct pgt_n
 	struct pgt_numa_stats *one;
 	int ret = 0, regions = 0;
 
-	if (!e || !out || out->size < sizeof(*out) || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
+	if (!e || !out || (flags & ~(uint32_t)PGT_NUMA_STATS_MEASURE))
 		return -EINVAL;
+	ret = PGT_ARG_OUT(out, sizeof(*out));
+	if (ret)
+		return ret;
 	one = calloc(1, sizeof(*one));
 	if (!one)
 		return -ENOMEM;

@@ -202,86 +202,6 @@ PGT_EXPORT int64_t pgt_pinned_count(const pgt_region *cr)
 /* Discovery from /proc/self/smaps                                     */
 /* ------------------------------------------------------------------ */
 
-/*
- * Parse smaps text: for each VMA whose VmFlags hold "lo", report
- * [start, end) through @fn. Bounded: never reads past @len; malformed
- * lines are skipped. Returns locked VMAs found.
- */
-int pgt__parse_smaps_locked(const char *buf, size_t len,
-			    void (*fn)(void *arg, uint64_t start, uint64_t end), void *arg)
-{
-	uint64_t start = 0, end = 0;
-	bool have = false;
-	int found = 0;
-
-	for (size_t pos = 0; pos < len;) {
-		const char *line = buf + pos;
-		const char *nl = memchr(line, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - line) : len - pos;
-
-		pos += ll + (nl ? 1 : 0);
-		if (ll > 8 && !memcmp(line, "VmFlags:", 8)) {
-			if (!have)
-				continue;
-			for (size_t i = 8; i + 2 <= ll; i++) {
-				/* a two-letter token "lo" delimited by blanks */
-				if (line[i] == 'l' && line[i + 1] == 'o' && line[i - 1] == ' ' &&
-				    (i + 2 == ll || line[i + 2] == ' ')) {
-					fn(arg, start, end);
-					found++;
-					break;
-				}
-			}
-			have = false;
-			continue;
-		}
-		/* A VMA header: "start-end perms ..." in lowercase hex. */
-		{
-			uint64_t a = 0, b = 0;
-			size_t i = 0;
-			int da = 0, db = 0;
-
-			while (i < ll && da < 17) {
-				char c = line[i];
-				unsigned d;
-
-				if (c >= '0' && c <= '9')
-					d = (unsigned)(c - '0');
-				else if (c >= 'a' && c <= 'f')
-					d = (unsigned)(c - 'a' + 10);
-				else
-					break;
-				a = a << 4 | d;
-				da++;
-				i++;
-			}
-			if (!da || da > 16 || i >= ll || line[i] != '-')
-				continue;
-			i++;
-			while (i < ll && db < 17) {
-				char c = line[i];
-				unsigned d;
-
-				if (c >= '0' && c <= '9')
-					d = (unsigned)(c - '0');
-				else if (c >= 'a' && c <= 'f')
-					d = (unsigned)(c - 'a' + 10);
-				else
-					break;
-				b = b << 4 | d;
-				db++;
-				i++;
-			}
-			if (!db || db > 16 || i >= ll || line[i] != ' ' || b <= a)
-				continue;
-			start = a;
-			end = b;
-			have = true;
-		}
-	}
-	return found;
-}
-
 struct locked_vmas {
 	uint64_t (*v)[2];
 	size_t n, cap;
@@ -308,51 +228,6 @@ static void add_locked(void *arg, uint64_t start, uint64_t end)
 	l->n++;
 }
 
-static int read_all(const char *path, char **out, size_t *outlen)
-{
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
-
-	if (fd < 0 || !buf) {
-		ret = fd < 0 ? -errno : -ENOMEM;
-		goto err;
-	}
-	for (;;) {
-		ssize_t got;
-
-		if (len == cap) {
-			char *nb = cap > (64u << 20) ? NULL : realloc(buf, cap * 2);
-
-			if (!nb) {
-				ret = -ENOMEM;
-				goto err;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		got = read(fd, buf + len, cap - len);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = -errno;
-			goto err;
-		}
-		if (!got)
-			break;
-		len += (size_t)got;
-	}
-	close(fd);
-	*out = buf;
-	*outlen = len;
-	return 0;
-err:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return ret;
-}
-
 PGT_EXPORT int64_t pgt_pinned_discover(pgt_engine *e)
 {
 	struct locked_vmas l = { 0 };
@@ -363,7 +238,7 @@ PGT_EXPORT int64_t pgt_pinned_discover(pgt_engine *e)
 
 	if (!e)
 		return -EINVAL;
-	ret = read_all("/proc/self/smaps", &buf, &len);
+	ret = pgt__read_smaps(&buf, &len);
 	if (ret)
 		return ret;
 	pgt__parse_smaps_locked(buf, len, add_locked, &l);
@@ -450,8 +325,12 @@ PGT_EXPORT int pgt_balloon_limit(pgt_engine *e, const struct pgt_balloon_params 
 	uint64_t configured = 0, released = 0, pinned = 0, kept;
 	uint32_t nnodes = 0;
 
-	if (!e || !out || out->size < sizeof(*out) || (p && p->size < sizeof(*p)))
+	int ret;
+
+	if (!e || !out)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))) || (p && (ret = PGT_ARG_IN(p, sizeof(*p)))))
+		return ret;
 	if (p && p->headroom_permille > 1000)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&e->regions_lock);

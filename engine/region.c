@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/magic.h>
 #include <linux/memfd.h>
 #include <linux/mempolicy.h>
@@ -85,10 +86,22 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 			   : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 
+	unsigned again = 0;
+
 	while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &w)) {
-		/* EAGAIN: the mm is changing under us (e.g. a concurrent mremap); retry. */
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno == EINTR)
+			continue;
+		/*
+		 * EAGAIN: the mm is changing under a non-cooperative event
+		 * (REMOVE, remap) that nobody has read yet. The reader may be
+		 * this very handler thread: retrying forever would deadlock it.
+		 * A few tries, then the caller's fallback: a fault handler wakes
+		 * the writer, which faults again; a harvest keeps the pages
+		 * pending and protects them next time.
+		 */
+		if (errno != EAGAIN || ++again > 3)
 			return -errno;
+		sched_yield();
 	}
 	return 0;
 }
@@ -97,7 +110,17 @@ int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool
 
 static int check_common(const pgt_engine *e, const struct pgt_region_config *c)
 {
-	if (!e || !c || c->size < sizeof(*c) || !c->length)
+	int ret;
+
+	if (!e || !c)
+		return -EINVAL;
+	if ((ret = PGT_ARG_IN(c, sizeof(*c))))
+		return ret;
+	/* [gpa, gpa + length) must not wrap past 2^64: lookups and the
+	 * overlap check compare ends */
+	if (!c->length || c->length > UINT64_MAX - c->gpa)
+		return -EINVAL;
+	if (c->addr && c->length > UINTPTR_MAX - (uintptr_t)c->addr)
 		return -EINVAL;
 	if (c->track & ~(uint32_t)(PGT_TRACK_DIRTY | PGT_TRACK_TOUCH | PGT_TRACK_REMOVE))
 		return -EINVAL;
@@ -398,10 +421,18 @@ static void region_release(struct pgt_region *r)
 
 		r->views = v->next;
 		pgt__shardmap_fini(&v->bm);
-		free(v);
+		/* a caller's view outlives the region (pgt_engine_close): its
+		 * handle stays valid until pgt_dirty_view_close() frees it */
+		if (v->internal) {
+			free(v);
+		} else {
+			v->r = NULL;
+			v->next = NULL;
+		}
 	}
 	pgt__bitmap_fini(&r->touched);
 	pgt__bitmap_fini(&r->pending);
+	pgt__bitmap_fini(&r->external);
 	if (r->owned && r->addr) /* with its guard pages (map_guarded) */
 		munmap((uint8_t *)r->addr - pgt_hal_page_size(),
 		       r->length + 2 * pgt_hal_page_size());
@@ -478,22 +509,36 @@ PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *
 	return finish(e, r, c, out);
 }
 
-/* Backing page size of a registered mapping: hugetlbfs block size or base. */
-static uint64_t detect_page_size(const struct pgt_region_config *c)
+/*
+ * Backing page size of a registered mapping and whether it is hugetlb, from
+ * the kernel's view of the VMA: a private MAP_HUGETLB mapping has no fd to
+ * ask. A page size given by the caller must match it (tracking a hugetlb
+ * VMA at 4 KiB would scan partial huge pages).
+ */
+static int detect_page_size(const struct pgt_region_config *c, uint64_t *ps, bool *hugetlb)
 {
+	struct pgt_vma v;
 	struct statfs sfs;
+	bool fd_huge = c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC;
+	uint64_t kps = fd_huge ? (uint64_t)sfs.f_bsize : pgt_hal_page_size();
 
-	if (c->page_size)
-		return c->page_size;
-	if (c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC)
-		return (uint64_t)sfs.f_bsize;
-	return pgt_hal_page_size();
+	*hugetlb = fd_huge;
+	if (!pgt__vma_of(c->addr, &v)) {
+		*hugetlb = v.hugetlb || fd_huge;
+		if (v.kernel_page_size)
+			kps = v.kernel_page_size;
+	}
+	if (c->page_size && c->page_size != kps)
+		return -EINVAL;
+	*ps = kps;
+	return 0;
 }
 
 PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config *c,
 				   pgt_region **out)
 {
 	struct pgt_region *r;
+	uint64_t ps;
 	int ret = begin(e, c, out);
 
 	if (ret)
@@ -508,14 +553,15 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 	r->fd = c->fd;
 	r->fd_offset = c->fd_offset;
 	r->shared = c->fd >= 0;
-	ret = set_page_size(r, detect_page_size(c));
+	ret = detect_page_size(c, &ps, &r->hugetlb);
+	if (!ret)
+		ret = set_page_size(r, ps);
 	if (!ret && (c->fd_offset & (r->page_size - 1)))
 		ret = -EINVAL;
 	if (ret) {
 		region_release(r);
 		return ret;
 	}
-	r->hugetlb = r->page_size > pgt_hal_page_size() && r->shared;
 	return finish(e, r, c, out);
 }
 
@@ -535,8 +581,12 @@ PGT_EXPORT int pgt_region_destroy(pgt_region *r)
 
 PGT_EXPORT int pgt_region_info(const pgt_region *r, struct pgt_region_info *info)
 {
-	if (!r || !info || info->size < sizeof(*info))
+	int ret;
+
+	if (!r || !info)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(info, sizeof(*info))))
+		return ret;
 	*info = (struct pgt_region_info){
 		.size = sizeof(*info),
 		.backing = r->backing,

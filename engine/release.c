@@ -220,17 +220,19 @@ static bool page_present(struct pgt_region *r, uint64_t p)
 }
 
 /*
- * A freed page must not stay dirty to anyone, and the next write must be
- * seen. harvest_lock keeps harvests out while we change the tracker state.
+ * Pages [p, p + n) were freed: their contents are now zero. Every view must
+ * learn it (a consumer that copied the page before holds stale data: the
+ * "stale page at a migration destination" of issue 11), so they are reported
+ * dirty at the next harvest; and the next write must be seen, so tracking is
+ * re-armed. harvest_lock keeps harvests out while the tracker state changes.
  */
-static void fix_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
+static void freed_pages_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 {
 	int method;
 
-	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-		pgt__shardmap_clear_range(&v->bm, p, n);
 	if (!r->dops || !r->dops_started)
 		return;
+	pgt__dirty_mark(r, p, n);
 	method = r->dops->method;
 	if (r->dops->uses_pending) {
 		/*
@@ -294,7 +296,7 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 		pthread_mutex_lock(&r->harvest_lock);
 	ret = free_pages(r, p, n);
 	if (!ret)
-		fix_dirty(r, p, n);
+		freed_pages_dirty(r, p, n);
 	if (lock)
 		pthread_mutex_unlock(&r->harvest_lock);
 	if (ret) {
@@ -500,6 +502,8 @@ int64_t pgt__rel_apply(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, u
 			ret = zero_units(r, pstart + i, j - i);
 			if (ret)
 				break;
+			/* the page stays, with zeroed pieces: consumers must see it */
+			pgt__dirty_mark(r, p, 1);
 			for (k = i; k < j; k++)
 				s->bits[k / 64] |= 1ULL << (k % 64);
 			s->count += (uint32_t)(j - i);
@@ -804,8 +808,8 @@ PGT_EXPORT int64_t pgt_release_batch(pgt_engine *e, const struct pgt_range *rang
 
 	if (!e || !ranges || !n || (flags & ~(uint32_t)(PGT_RELEASE_REPEAT_OK | PGT_RELEASE_TRUSTED)))
 		return -EINVAL;
-	if (res && res->size < sizeof(*res))
-		return -EINVAL;
+	if (res && (ret = PGT_ARG_OUT(res, sizeof(*res))))
+		return ret;
 	if (n > SIZE_MAX / (sizeof(struct item) + sizeof(struct item *)))
 		return -EINVAL;
 	items = n == 1 ? &one : malloc(n * sizeof(*items));
@@ -972,8 +976,12 @@ PGT_EXPORT int pgt_release_partial(const pgt_region *cr, struct pgt_partial_repo
 	struct pgt_region *r = (struct pgt_region *)cr;
 	struct pgt_rel *rel;
 
-	if (!r || !rep || rep->size < sizeof(*rep) || (rep->pages_cap && !rep->pages))
+	int ret;
+
+	if (!r || !rep || (rep->pages_cap && !rep->pages))
 		return -EINVAL;
+	if ((ret = PGT_ARG_IN(rep, sizeof(*rep))))
+		return ret;
 	rep->partial = rep->units = 0;
 	rep->npages = 0;
 	memset(rep->hist, 0, sizeof(rep->hist));
@@ -1046,11 +1054,16 @@ void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
 		start = base;
 	if (end > base + r->length)
 		end = base + r->length;
-	/* whole pages only: a piece of a large page removed is just zeroed */
-	first = (start - base + r->page_size - 1) >> r->page_shift;
-	last = (end - base) >> r->page_shift;
-	if (last <= first)
-		return;
+	/*
+	 * The whole pages holding the range: a piece of a large page removed
+	 * is zeroed, its page changed too. The kernel zaps the range once
+	 * this event is read, so this report may reach a view before the
+	 * memory changed: pgt_release_rescan() reports the hinted pages again
+	 * (after their madvise returned), and accounts those that are gone.
+	 */
+	first = (start - base) >> r->page_shift;
+	last = (end - base + r->page_size - 1) >> r->page_shift;
+	pgt__dirty_mark(r, first, last - first);
 	rel = pgt__rel_get(r);
 	if (!rel)
 		return;
@@ -1099,7 +1112,7 @@ static int rescan_run(void *arg, uint64_t first, uint64_t n)
 				atomic_fetch_sub(&r->ntouched, 1);
 			if (r->dops || r->views) {
 				pthread_mutex_lock(&r->harvest_lock);
-				fix_dirty(r, p, 1);
+				freed_pages_dirty(r, p, 1);
 				pthread_mutex_unlock(&r->harvest_lock);
 			}
 			if (rel->sub && rel->sub[p])
@@ -1113,6 +1126,12 @@ static int rescan_run(void *arg, uint64_t first, uint64_t n)
 			x->found++;
 		}
 	}
+	return 0;
+}
+
+static int mark_run(void *arg, uint64_t first, uint64_t n)
+{
+	pgt__dirty_mark(arg, first, n);
 	return 0;
 }
 
@@ -1138,6 +1157,8 @@ PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
 	if (pgt__touch_on(r))
 		pgt__bitmap_or(&cand, &r->touched);
 	if (atomic_exchange(&x.rel->removed_any, false)) {
+		/* their madvise returned: the memory is zero now, say it again */
+		pgt__bitmap_for_each_run(&x.rel->removed, mark_run, r);
 		pgt__bitmap_or(&cand, &x.rel->removed);
 		pgt__bitmap_take(&x.rel->removed, NULL, NULL);
 	}

@@ -121,10 +121,8 @@ uint64_t pgt__pin_count(const struct pgt_rel *rel, uint64_t u0, uint64_t n);
 bool pgt__pin_test(const struct pgt_rel *rel, uint64_t u);
 void pgt__pin_fini(struct pgt_rel *rel);
 
-/*
- * pinned.c: for each VMA of smaps text whose VmFlags hold "lo", report
- * [start, end). Bounded by @len. Returns locked VMAs found.
- */
+/* vma.c: for each VMA of smaps text whose VmFlags hold "lo", report
+ * [start, end). Bounded by @len. Returns locked VMAs found. */
 int pgt__parse_smaps_locked(const char *buf, size_t len,
 			    void (*fn)(void *arg, uint64_t start, uint64_t end), void *arg);
 

@@ -70,10 +70,12 @@ PGT_EXPORT int pgt_limits_check(const struct pgt_memory_limits *l, char *why, si
 	uint64_t v[5];
 	char a[32], b[32];
 
-	if (!l || l->size < sizeof(*l)) {
+	int ret = l ? PGT_ARG_IN(l, sizeof(*l)) : -EINVAL;
+
+	if (ret) {
 		if (why && whylen)
-			snprintf(why, whylen, "limits: NULL or size too small");
-		return -EINVAL;
+			snprintf(why, whylen, "limits: NULL or a size this library does not take");
+		return ret;
 	}
 	v[0] = l->static_min;
 	v[1] = l->dynamic_min;
@@ -213,12 +215,19 @@ PGT_EXPORT int pgt_target_open(pgt_engine *e, const struct pgt_target_config *cf
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!e || !cfg || cfg->size < sizeof(*cfg) || cfg->flags || !cfg->balloon)
+	int ret;
+
+	if (!e || !cfg)
 		return -EINVAL;
-	if (cfg->safety.size && cfg->safety.size < sizeof(cfg->safety))
+	if ((ret = PGT_ARG_IN(cfg, sizeof(*cfg))))
+		return ret;
+	if (cfg->flags || !cfg->balloon)
 		return -EINVAL;
-	if (pgt_limits_check(&cfg->limits, NULL, 0))
-		return -EINVAL;
+	/* safety is optional: size 0 means "defaults" */
+	if (cfg->safety.size && (ret = PGT_ARG_IN(&cfg->safety, sizeof(cfg->safety))))
+		return ret;
+	if ((ret = pgt_limits_check(&cfg->limits, NULL, 0)))
+		return ret;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -269,8 +278,10 @@ PGT_EXPORT int pgt_target_set_limits(pgt_target *t, const struct pgt_memory_limi
 	int64_t ask = 0;
 	int ret;
 
-	if (!t || !l || l->size < sizeof(*l))
+	if (!t || !l)
 		return -EINVAL;
+	if ((ret = PGT_ARG_IN(l, sizeof(*l))))
+		return ret;
 	pthread_mutex_lock(&t->lock);
 	cur = t->lim;
 	pthread_mutex_unlock(&t->lock);
@@ -349,8 +360,12 @@ PGT_EXPORT int pgt_target_status(pgt_target *t, struct pgt_target_status *st)
 	uint64_t configured, released;
 	int64_t miss;
 
-	if (!t || !st || st->size < sizeof(*st))
+	int ret;
+
+	if (!t || !st)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(st, sizeof(*st))))
+		return ret;
 	guest_now(t->eng, &configured, &released);
 	pthread_mutex_lock(&t->lock);
 	miss = missing_bytes(configured, released, t->lim.target);
@@ -419,8 +434,13 @@ static uint64_t metadata_estimate(const struct pgt_overhead_params *p, uint64_t 
 
 static int overhead_check(const struct pgt_overhead_params *p)
 {
-	if (!p || p->size < sizeof(*p) || p->page_size < PGT_RELEASE_UNIT ||
-	    (p->page_size & (p->page_size - 1)))
+	int ret;
+
+	if (!p)
+		return -EINVAL;
+	if ((ret = PGT_ARG_IN(p, sizeof(*p))))
+		return ret;
+	if (p->page_size < PGT_RELEASE_UNIT || (p->page_size & (p->page_size - 1)))
 		return -EINVAL;
 	if (p->dirty_method < 0 || p->dirty_method >= PGT_DIRTY__COUNT)
 		return -EINVAL;

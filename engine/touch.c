@@ -309,7 +309,6 @@ struct touch_state {
 	void *free_bufs;     /* singly linked through the first word */
 	unsigned nbufs;
 	_Atomic unsigned err_logged;
-	_Atomic bool no_wp;  /* COPY_MODE_WP was refused: VMA not WP-registered */
 	uint64_t asked;      /* uffd features this tracker asked for */
 };
 
@@ -572,8 +571,8 @@ int pgt__touch_init(struct pgt_region *r)
 	}
 	ts->base_page = pgt_hal_page_size();
 	ts->asked = pgt__touch_features(r);
-	/* hugetlbfs registrations offer no ZEROPAGE; that also catches a
-	 * registered private MAP_HUGETLB mapping r->hugetlb does not flag. */
+	/* hugetlb registrations offer no ZEROPAGE; the ioctl list also
+	 * catches large pages whatever the VMA said */
 	ts->hugetlb = r->hugetlb || (r->page_size > ts->base_page &&
 				     !(r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)));
 	ts->exist_unit = ts->hugetlb ? r->page_size : ts->base_page;
@@ -620,10 +619,11 @@ enum fill_op { FILL_COPY, FILL_ZERO, FILL_CONTINUE };
 
 /*
  * One ioctl; returns 0 when the whole range was done, else -errno with
- * *done set to the bytes done before the error.
+ * *done set to the bytes done before the error. @wp: map protected;
+ * @dontwake: leave the faulting thread asleep (the caller wakes it).
  */
 static int fill_once(struct pgt_region *r, enum fill_op op, uint64_t dst, uint64_t len,
-		     const void *src, bool wp, uint64_t *done)
+		     const void *src, bool wp, bool dontwake, uint64_t *done)
 {
 	int64_t res;
 	int ret;
@@ -633,7 +633,8 @@ static int fill_once(struct pgt_region *r, enum fill_op op, uint64_t dst, uint64
 	case FILL_COPY: {
 		struct uffdio_copy c = {
 			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
-			.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+			.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
+				(dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
 		};
 
 		ret = ioctl(r->uffd, UFFDIO_COPY, &c);
@@ -651,7 +652,8 @@ static int fill_once(struct pgt_region *r, enum fill_op op, uint64_t dst, uint64
 	default: {
 		struct uffdio_continue c = {
 			.range = { .start = dst, .len = len },
-			.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+			.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) |
+				(dontwake ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0),
 		};
 
 		ret = ioctl(r->uffd, UFFDIO_CONTINUE, &c);
@@ -678,6 +680,29 @@ static void uffd_wake(struct pgt_region *r, uint64_t start, uint64_t len)
 	(void)ioctl(r->uffd, UFFDIO_WAKE, &w);
 }
 
+/* Wake [start, start + len) after a DONTWAKE fill, protecting it first
+ * when @protect (see fill_range). */
+static void protect_and_wake(struct pgt_region *r, uint64_t start, uint64_t len, bool protect)
+{
+	if (protect) {
+		uint64_t first = (start - (uintptr_t)r->addr) >> r->page_shift;
+		uint64_t n = (len + r->page_size - 1) >> r->page_shift;
+		int ret = pgt__uffd_wp(r, first, n, true, false);
+
+		if (ret) {
+			pgt__log(r->eng, PGT_LOG_ERR,
+				 "region %s: protecting a filled page: %s; it stays dirty",
+				 r->name, strerror(-ret));
+			/* a fault-driven tracker's harvests retry the protection
+			 * of pending pages; WP-async's scan protects it anyway */
+			if (r->dops && r->dops->uses_pending)
+				pgt__bitmap_set_range(&r->pending, first, n);
+		}
+		pgt__dirty_mark(r, first, n);
+	}
+	uffd_wake(r, start, len);
+}
+
 /*
  * Fill [dst, dst + len). Pieces that already exist (another handler raced
  * us, or a concurrent population) are skipped: -EEXIST is success, and the
@@ -685,18 +710,29 @@ static void uffd_wake(struct pgt_region *r, uint64_t start, uint64_t len)
  * -EAGAIN without progress (mappings changing under a non-cooperative event)
  * is retried a few times and then returned: the caller wakes the faulting
  * thread so it faults again once the event has been consumed.
+ *
+ * @wp asks for the new page write-protected. A kernel without the op's WP
+ * mode (UFFDIO_CONTINUE_MODE_WP is 6.6+, the probe says) gets the page
+ * filled without waking anyone, protected with UFFDIO_WRITEPROTECT, then
+ * woken. Between the fill and the protection another thread may write the
+ * mapped page unseen, so the page is also reported dirty once. Never a
+ * region-wide fallback to unprotected fills: that loses every later write.
  */
 static int fill_range(struct pgt_region *r, struct touch_state *ts, enum fill_op op,
 		      uint64_t dst, uint64_t len, const uint8_t *src, bool wp)
 {
 	uint64_t pos = 0;
-	bool skipped = false;
+	bool skipped = false, protect_after = false;
 	unsigned again = 0;
 
+	if (wp && op == FILL_CONTINUE && !r->eng->probe.uffd_continue_wp) {
+		wp = false;
+		protect_after = true;
+	}
 	while (pos < len) {
 		uint64_t done;
 		int ret = fill_once(r, op, dst + pos, len - pos, src ? src + pos : NULL,
-				    wp, &done);
+				    wp, protect_after, &done);
 
 		pos += done;
 		if (!ret)
@@ -711,27 +747,27 @@ static int fill_range(struct pgt_region *r, struct touch_state *ts, enum fill_op
 			skipped = true;
 			continue;
 		}
-		if (ret == -EINVAL && wp && op != FILL_ZERO) {
-			/* VMA not WP-registered after all: fill unprotected. */
-			if (!atomic_exchange(&ts->no_wp, true))
+		if (ret == -EINVAL && wp && !protect_after) {
+			/* this op's WP mode is refused here: protect afterwards */
+			if (touch_should_log(ts))
 				pgt__log(r->eng, PGT_LOG_WARN,
 					 "region %s: %s with write-protect refused (EINVAL); "
-					 "new pages are filled writable",
-					 r->name ? r->name : "?",
+					 "protecting after the fill", r->name ? r->name : "?",
 					 op == FILL_COPY ? "UFFDIO_COPY" : "UFFDIO_CONTINUE");
 			wp = false;
+			protect_after = true;
 			continue;
 		}
 		if (ret == -EAGAIN && ++again <= 3) {
 			sched_yield();
 			continue;
 		}
-		if (skipped && pos)
-			uffd_wake(r, dst, pos < len ? pos : len);
+		if ((skipped || protect_after) && pos)
+			protect_and_wake(r, dst, pos < len ? pos : len, protect_after);
 		return ret;
 	}
-	if (skipped)
-		uffd_wake(r, dst, len);
+	if (skipped || protect_after)
+		protect_and_wake(r, dst, len, protect_after);
 	return 0;
 }
 
@@ -831,8 +867,7 @@ int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
 	if (touch_feat(r, ts) & UFFD_FEATURE_THREAD_ID)
 		pgt__numa_note_touch(r->numa, page, (int)msg->arg.pagefault.feat.ptid);
 
-	wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP) &&
-		  !atomic_load(&ts->no_wp);
+	wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP);
 	/* Keep the new page write-protected unless the write must count as
 	 * done now (WP-async: an unprotected page is a written page). */
 	wp = wp_regd && !(write && (r->dops->uffd_features & UFFD_FEATURE_WP_ASYNC));

@@ -16,6 +16,13 @@
  * Cost: every protected page is its own VMA once split; beyond roughly
  * vm.max_map_count (65530) dirty runs mprotect fails with ENOMEM, which is
  * reported by the harvest.
+ *
+ * Limits (also in pgtrack.h): at most SLOTS (64) regions use this tracker at
+ * once (start fails with -ENOSPC beyond). Writes the kernel makes on the
+ * process's behalf into a protected page (read(2) or recv(2) into guest
+ * memory, io_uring, O_DIRECT, vhost) take no signal: they fail with EFAULT.
+ * A VMM whose devices write guest memory through syscalls must use another
+ * tracker, or write through a user-space copy.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -11,6 +11,15 @@
  * would be lost: with a quiesce callback the writers are paused for that
  * window, without one the tracker warns that it is exact only with idle
  * writers. The probe only picks this method where it saw the bit work.
+ *
+ * Writers are paused before any pgtrack lock is taken (the pause/resume
+ * hooks run outside harvest_lock and rel->lock, see pgt__collect_begin):
+ * a vCPU that itself calls pgtrack (a merge, a release) can then reach the
+ * point where it parks. Every writer paused is resumed, and only those.
+ *
+ * Fixed-size table: at most SD_MAX regions use soft-dirty at once (start
+ * fails with -ENOSPC beyond): clear_refs is process-wide, so every harvest
+ * reads all of them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +33,63 @@
 
 #define CHUNK 4096 /* pagemap entries per pread */
 
+#define SD_MAX 64
+
 static pthread_mutex_t sd_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pgt_region *sd_regions[64];
+static struct pgt_region *sd_regions[SD_MAX];
+
+/*
+ * The writers paused, from pause to resume; one pauser at a time. The
+ * callbacks are copied: a region destroyed while its writers are paused
+ * still gets them resumed.
+ */
+static pthread_mutex_t sd_pause_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	pgt_quiesce_fn fn;
+	void *arg;
+} sd_paused[SD_MAX];
+static unsigned sd_npaused;
+
+static void resume_paused(void)
+{
+	while (sd_npaused) {
+		sd_npaused--;
+		sd_paused[sd_npaused].fn(sd_paused[sd_npaused].arg, false);
+	}
+}
+
+/* Pause the writers of every soft-dirty region that can be paused. */
+static int sd_pause_all(void)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&sd_pause_lock);
+	pthread_mutex_lock(&sd_lock);
+	for (unsigned i = 0; i < SD_MAX; i++)
+		if (sd_regions[i] && sd_regions[i]->quiesce) {
+			sd_paused[sd_npaused].fn = sd_regions[i]->quiesce;
+			sd_paused[sd_npaused].arg = sd_regions[i]->quiesce_arg;
+			sd_npaused++;
+		}
+	pthread_mutex_unlock(&sd_lock);
+	for (unsigned i = 0; i < sd_npaused; i++) {
+		ret = sd_paused[i].fn(sd_paused[i].arg, true);
+		if (ret) {
+			/* resume exactly the ones paused before it */
+			sd_npaused = i;
+			resume_paused();
+			pthread_mutex_unlock(&sd_pause_lock);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void sd_resume_all(void)
+{
+	resume_paused();
+	pthread_mutex_unlock(&sd_pause_lock);
+}
 
 int64_t pgt__softdirty_parse(const uint64_t *entries, size_t n, unsigned per_page_shift,
 			     uint64_t first_page, pgt_bitmap_run_fn fn, void *arg)
@@ -116,8 +180,7 @@ static int clear_refs(void)
 
 /*
  * Save every soft-dirty region's bits but @skip's, then clear them all.
- * Called with sd_lock held. Pauses writers of regions that gave a quiesce
- * callback.
+ * Called with sd_lock held, writers paused (sd_pause_all).
  */
 static int sync_all(const struct pgt_region *skip)
 {
@@ -126,19 +189,11 @@ static int sync_all(const struct pgt_region *skip)
 
 	if (pm_fd < 0)
 		return -errno;
-	for (unsigned i = 0; i < 64; i++)
-		if (sd_regions[i] && sd_regions[i]->quiesce &&
-		    (ret = sd_regions[i]->quiesce(sd_regions[i]->quiesce_arg, true)))
-			goto resume;
-	for (unsigned i = 0; i < 64 && !ret; i++)
+	for (unsigned i = 0; i < SD_MAX && !ret; i++)
 		if (sd_regions[i] && sd_regions[i] != skip)
 			ret = save_region(sd_regions[i], pm_fd);
 	if (!ret)
 		ret = clear_refs();
-resume:
-	for (unsigned i = 0; i < 64; i++)
-		if (sd_regions[i] && sd_regions[i]->quiesce)
-			sd_regions[i]->quiesce(sd_regions[i]->quiesce_arg, false);
 	close(pm_fd);
 	return ret;
 }
@@ -157,14 +212,18 @@ static int sd_supported(const struct pgt_region *r, const struct pgt_probe *p)
 
 static int sd_start(struct pgt_region *r)
 {
-	int ret = -ENOSPC;
+	int ret;
 
 	if (!r->quiesce)
 		pgt__log(r->eng, PGT_LOG_WARN,
 			 "region %s: soft-dirty without a quiesce callback: a write racing a harvest can be missed",
 			 r->name);
+	ret = sd_pause_all();
+	if (ret)
+		return ret;
+	ret = -ENOSPC;
 	pthread_mutex_lock(&sd_lock);
-	for (unsigned i = 0; i < 64; i++) {
+	for (unsigned i = 0; i < SD_MAX; i++) {
 		if (!sd_regions[i]) {
 			sd_regions[i] = r;
 			ret = 0;
@@ -182,7 +241,21 @@ static int sd_start(struct pgt_region *r)
 		pgt__bitmap_take(&r->pending, NULL, NULL);
 	}
 	pthread_mutex_unlock(&sd_lock);
+	sd_resume_all();
 	return ret;
+}
+
+/* Around a collect, before and after the caller's locks (dirty.c). */
+static int sd_pause(struct pgt_region *r)
+{
+	(void)r;
+	return sd_pause_all();
+}
+
+static void sd_resume(struct pgt_region *r)
+{
+	(void)r;
+	sd_resume_all();
 }
 
 static int64_t sd_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
@@ -200,7 +273,7 @@ static int64_t sd_collect(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg)
 static void sd_stop(struct pgt_region *r)
 {
 	pthread_mutex_lock(&sd_lock);
-	for (unsigned i = 0; i < 64; i++)
+	for (unsigned i = 0; i < SD_MAX; i++)
 		if (sd_regions[i] == r)
 			sd_regions[i] = NULL;
 	pthread_mutex_unlock(&sd_lock);
@@ -213,4 +286,6 @@ const struct pgt_dirty_ops pgt__dirty_softdirty = {
 	.start = sd_start,
 	.collect = sd_collect,
 	.stop = sd_stop,
+	.pause = sd_pause,
+	.resume = sd_resume,
 };

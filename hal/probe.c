@@ -6,10 +6,12 @@
  * some x86 builds), seccomp and sysctls forbid things, and qemu-user answers
  * ENOSYS. File parsing lives in probe_parse.c.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -177,6 +179,50 @@ static long map_memtype(int type, uint64_t ps, void **addr)
 		close(fd); /* the mapping holds the file */
 	*addr = a;
 	return (long)len;
+}
+
+/*
+ * UFFDIO_CONTINUE_MODE_WP on a shmem page: put the page in the page cache,
+ * register MINOR|WP, drop the pte, continue it protected. Kernels before 6.6
+ * reject the mode bit with EINVAL. 0 or why not.
+ */
+static int probe_continue_wp(const struct pgt_probe *p)
+{
+	void *addr = NULL;
+	long len;
+	int fd, err;
+
+	if ((p->uffd_modes[PGT_MEM_SHMEM] & (PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR)) !=
+	    (PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR))
+		return -EOPNOTSUPP;
+	fd = uffd_new(p);
+	if (fd < 0)
+		return fd;
+	err = uffd_api(fd, 0, NULL);
+	len = err ? err : map_memtype(PGT_MEM_SHMEM, p->page_size, &addr);
+	if (len < 0) {
+		close(fd);
+		return (int)len;
+	}
+	memset(addr, 1, (size_t)len); /* before registering: no fault to serve */
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = (uint64_t)len },
+		.mode = PGT_UFFD_MODE_WP | PGT_UFFD_MODE_MINOR,
+	};
+	struct uffdio_continue c = {
+		.range = { .start = (uintptr_t)addr, .len = (uint64_t)len },
+		.mode = UFFDIO_CONTINUE_MODE_WP,
+	};
+
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		err = -errno;
+	else if (madvise(addr, (size_t)len, MADV_DONTNEED))
+		err = -errno;
+	else if (ioctl(fd, UFFDIO_CONTINUE, &c))
+		err = -errno;
+	munmap(addr, (size_t)len);
+	close(fd);
+	return err;
 }
 
 static void probe_register(struct pgt_probe *p, int type)
@@ -463,6 +509,8 @@ static void probe_live(struct pgt_probe *p)
 	probe_uffd(p);
 	for (int t = 0; t < PGT_MEM__COUNT; t++)
 		probe_register(p, t);
+	p->uffd_continue_wp_error = probe_continue_wp(p);
+	p->uffd_continue_wp = !p->uffd_continue_wp_error;
 
 	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm < 0) {
@@ -497,19 +545,25 @@ unsigned pgt__probe_runs(void)
  * Callers built against an older, shorter struct get its prefix; a newer,
  * longer one gets ours and zeros after it.
  */
+#define PROBE_SIZE_V1 PGT_PROBE_SIZE_VER0
+static_assert(PROBE_SIZE_V1 == ((offsetof(struct pgt_probe, touch_tracking) + 8) & ~(size_t)7),
+	      "0.1's struct ended with touch_tracking");
+
+/* The size rule (hal/export.h); callers of 0.1 get the fields they know. */
+static int check_out(struct pgt_probe *out)
+{
+	return out ? pgt__arg_out(out, out->size, PROBE_SIZE_V1, sizeof(*out), NULL) : -EINVAL;
+}
+
 static int copy_out(struct pgt_probe *out, const struct pgt_probe *p)
 {
-	uint32_t size;
+	size_t fill;
+	int ret = out ? pgt__arg_out(out, out->size, PROBE_SIZE_V1, sizeof(*p), &fill) : -EINVAL;
 
-	if (!out || out->size < sizeof(out->size))
-		return -EINVAL;
-	size = out->size;
-	if (size > sizeof(*p)) {
-		memset((char *)out + sizeof(*p), 0, size - sizeof(*p));
-		size = sizeof(*p);
-	}
-	memcpy(out, p, size);
-	out->size = size;
+	if (ret)
+		return ret;
+	memcpy(out, p, fill);
+	out->size = (uint32_t)fill;
 	return 0;
 }
 
@@ -517,8 +571,8 @@ static int probe_cached_copy(struct pgt_probe *out, bool refresh)
 {
 	int ret;
 
-	if (!out || out->size < sizeof(out->size))
-		return -EINVAL;
+	if ((ret = check_out(out)))
+		return ret;
 	pthread_mutex_lock(&probe_lock);
 	if (refresh || !probe_cached) {
 		struct pgt_probe fresh;
@@ -549,8 +603,10 @@ PGT_EXPORT int pgt_probe_root(const char *root, struct pgt_probe *out)
 	struct stat st;
 	int ret;
 
-	if (!root || !*root || !out || out->size < sizeof(out->size))
+	if (!root || !*root)
 		return -EINVAL;
+	if ((ret = check_out(out)))
+		return ret;
 	if (stat(root, &st))
 		return -errno;
 	if (!S_ISDIR(st.st_mode))
@@ -569,6 +625,7 @@ PGT_EXPORT int pgt_probe_root(const char *root, struct pgt_probe *out)
 	pgt__probe_memlock_file(root, &p);
 	/* A tree of files cannot run a test on memory. */
 	p.uffd_error = p.pagemap_scan_error = p.soft_dirty_error = -ENOENT;
+	p.uffd_continue_wp_error = -ENOENT;
 	for (int t = 0; t < PGT_MEM__COUNT; t++)
 		p.uffd_register_error[t] = -ENOENT;
 	pgt__probe_decide(&p);

@@ -340,12 +340,14 @@ struct take_job {
 	uint64_t *carry;            /* joined first run's length */
 	uint64_t *taken;
 	uint64_t *nruns_seen;       /* runs seen by the take (no runs array) */
+	uint64_t *used;             /* runs written to each shard's slice */
 	_Atomic bool overflow;      /* a setter broke the exclusive-use rule */
 };
 
 /* Per shard, on the worker's stack; the hot fields first. */
 struct shard_ctx {
 	unsigned long *bitmap;
+	struct pgt_bitmap *bm;      /* the shard's bits, to put runs back */
 	struct pgt_run *runs;
 	uint64_t gpa;               /* of the shard's page 0 */
 	uint64_t base;              /* the shard's first page */
@@ -392,10 +394,13 @@ static int take_run(void *arg, uint64_t first, uint64_t n)
 
 	if (__builtin_expect(!c->first_done, 0) && first_run(c, first, n))
 		goto bits;
-	if (__builtin_expect(c->slot < c->slot_end, 1))
-		c->runs[c->slot++] = (struct pgt_run){ c->gpa + (first << c->shift), n };
-	else
+	if (__builtin_expect(c->slot >= c->slot_end, 0)) {
+		/* more runs than counted: keep them for the next take */
+		pgt__bitmap_set_range(c->bm, first, n);
 		c->overflow = true;
+		return 0;
+	}
+	c->runs[c->slot++] = (struct pgt_run){ c->gpa + (first << c->shift), n };
 bits:
 	if (c->bitmap)
 		out_bits(c->bitmap, c->base + first, n);
@@ -464,6 +469,12 @@ static void take_worker(void *arg, unsigned w)
 		}
 		if (j->nworkers)
 			pgt__barrier_wait(&j->bar);
+		if (m->take_hook) {
+			if (w == 0)
+				m->take_hook(m->take_hook_arg);
+			if (j->nworkers)
+				pgt__barrier_wait(&j->bar);
+		}
 		bool jn;
 
 		slot_of(j, 0, &jn, &total);
@@ -473,17 +484,19 @@ static void take_worker(void *arg, unsigned w)
 	for (unsigned k = 0; k < m->n; k++) {
 		struct pgt_shard *s = &m->s[k];
 		struct shard_ctx c = {
-			.bitmap = o->bitmap, .runs = o->runs, .base = s->first,
+			.bitmap = o->bitmap, .bm = &s->bm, .runs = o->runs, .base = s->first,
 			.gpa = o->gpa + (s->first << o->page_shift), .shift = o->page_shift,
 		};
 		uint64_t t0 = s->ctr ? pgt_hal_now_ns() : 0;
 
 		if (!is_mine(j, k, w))
 			continue;
+		size_t slice = 0;
+
 		if (runs) {
 			bool jn;
 
-			c.slot = slot_of(j, k, &c.skip_first, NULL);
+			c.slot = slice = slot_of(j, k, &c.skip_first, NULL);
 			c.slot_end = k + 1 < m->n ? slot_of(j, k + 1, &jn, NULL) : total;
 		}
 		if (o->bitmap) {
@@ -494,6 +507,10 @@ static void take_worker(void *arg, unsigned w)
 			memset(o->bitmap + w0, 0, (w1 - w0) * sizeof(unsigned long));
 		}
 		j->taken[k] = pgt__bitmap_take_runs(&s->bm, runs ? take_run : take_bits, &c);
+		j->used[k] = c.slot - slice;
+		/* runs merged since they were counted leave a hole in the slice */
+		if (runs && c.slot != c.slot_end)
+			c.overflow = true;
 		j->carry[k] = c.carry;
 		j->nruns_seen[k] = c.nruns;
 		if (c.overflow)
@@ -508,6 +525,25 @@ static void take_worker(void *arg, unsigned w)
 	}
 }
 
+/* Undo a take whose runs did not fit their slices: every run written and
+ * every carry goes back into the map. */
+static void put_back(struct take_job *j)
+{
+	struct pgt_shardmap *m = j->m;
+	const struct pgt_shard_out *o = j->o;
+
+	for (unsigned k = 0; k < m->n; k++) {
+		bool skip;
+		size_t at = slot_of(j, k, &skip, NULL);
+
+		for (size_t i = at; i < at + j->used[k]; i++)
+			pgt__shardmap_set_range(m, (o->runs[i].gpa - o->gpa) >> o->page_shift,
+						o->runs[i].npages);
+		if (j->carry[k])
+			pgt__shardmap_set_range(m, m->s[k].first, j->carry[k]);
+	}
+}
+
 static void take_inline(struct take_job *j)
 {
 	take_worker(j, 0);
@@ -516,7 +552,7 @@ static void take_inline(struct take_job *j)
 int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 {
 	struct take_job j = { .m = m, .o = o };
-	uint64_t stack[5 * 8];
+	uint64_t stack[6 * 8];
 	uint64_t *mem = stack;
 	int64_t taken = 0;
 	size_t total = 0;
@@ -524,10 +560,8 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 
 	if (o->bitmap && o->bitmap_words < (m->nbits + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -EINVAL;
-	if (o->runs && !o->runs_cap)
-		return -EINVAL;
 	if (m->n > 8) {
-		mem = calloc((size_t)m->n * 5, sizeof(uint64_t));
+		mem = calloc((size_t)m->n * 6, sizeof(uint64_t));
 		if (!mem)
 			return -ENOMEM;
 	} else {
@@ -537,7 +571,8 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 	j.carry = mem + m->n;
 	j.taken = mem + 2 * m->n;
 	j.nruns_seen = mem + 3 * m->n;
-	j.edge = (uint8_t *)(mem + 4 * m->n);
+	j.used = mem + 4 * m->n;
+	j.edge = (uint8_t *)(mem + 5 * m->n);
 	if (m->workers && m->n > 1 && m->nbits >= m->parallel_min_bits) {
 		j.nworkers = pgt__workers_count(m->workers);
 		pgt__barrier_init(&j.bar, j.nworkers);
@@ -550,6 +585,15 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 		o->nruns = total;
 		if (total > o->runs_cap) {
 			taken = -ENOBUFS;
+			goto out;
+		}
+		if (atomic_load(&j.overflow)) {
+			/* a setter broke the exclusive-use rule: runs do not match
+			 * their slices. Nothing is lost: what was taken goes back
+			 * (the surplus already went back), the caller may retry. */
+			put_back(&j);
+			o->nruns = 0;
+			taken = -EBUSY;
 			goto out;
 		}
 		for (unsigned k = 1; k < m->n; k++) {
@@ -571,10 +615,6 @@ int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o)
 	}
 	for (unsigned k = 0; k < m->n; k++)
 		taken += (int64_t)j.taken[k];
-	/* Runs appeared between counting and taking: their bits were taken
-	 * (and are in o->bitmap) but not all fit in the runs array. */
-	if (atomic_load(&j.overflow))
-		taken = -EBUSY;
 out:
 	if (mem != stack)
 		free(mem);

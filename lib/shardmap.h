@@ -61,6 +61,9 @@ struct pgt_shardmap {
 	 * worker costs 15-50 us on a busy host (PLATFORM-NOTES), a whole 1 GiB
 	 * map at 10 % dirty takes ~15 us. Default PGT_SHARD_PARALLEL_BITS. */
 	uint64_t parallel_min_bits;
+	/* Tests: called once between counting the runs and taking them. */
+	void (*take_hook)(void *arg);
+	void *take_hook_arg;
 };
 
 /* 16 GiB of 4 KiB pages: from there two workers gain more than a wake-up. */
@@ -154,8 +157,9 @@ struct pgt_shard_out {
  * the map. Returns bits taken; -ENOBUFS when @o->runs_cap is too small
  * (@o->nruns says how many are needed; nothing is taken); -EINVAL when
  * @o->bitmap_words is too small; -EBUSY when a concurrent setter broke the
- * exclusive-use rule and runs did not fit their slices (never a write
- * outside @o->runs).
+ * exclusive-use rule and runs did not match their slices: every bit taken
+ * is put back (nothing is lost; @o->bitmap and @o->runs are then to be
+ * ignored), never a write outside @o->runs.
  */
 int64_t pgt__shardmap_take(struct pgt_shardmap *m, struct pgt_shard_out *o);
 

@@ -196,9 +196,13 @@ static int start_out(struct pgt_placement *out, uint64_t page_size)
 {
 	int32_t *status;
 	size_t cap;
+	int ret;
 
-	if (!out || out->size < sizeof(*out))
+	if (!out)
 		return -EINVAL;
+	/* in and out: status/status_cap in, counts out */
+	if ((ret = PGT_ARG_IN(out, sizeof(*out))))
+		return ret;
 	status = out->status;
 	cap = out->status_cap;
 	memset(out, 0, sizeof(*out));

@@ -311,7 +311,9 @@ PGT_EXPORT int pgt_topology_load(const struct pgt_topology_config *cfg, pgt_topo
 	*out = NULL;
 	if (!cfg)
 		cfg = &def;
-	if (cfg->size < sizeof(*cfg) || cfg->flags)
+	if ((ret = PGT_ARG_IN(cfg, sizeof(*cfg))))
+		return ret;
+	if (cfg->flags)
 		return -EINVAL;
 	l = (struct tlog){ cfg->log, cfg->log_arg, cfg->log_level ? cfg->log_level : PGT_LOG_WARN };
 	t = calloc(1, sizeof(*t));
@@ -393,8 +395,12 @@ int pgt__topo_worker_node(const struct pgt_topology *t, int node)
 
 PGT_EXPORT int pgt_topology_info(const pgt_topology *t, struct pgt_topology_info *out)
 {
-	if (!t || !out || out->size < sizeof(*out))
+	int ret;
+
+	if (!t || !out)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))))
+		return ret;
 	*out = (struct pgt_topology_info){
 		.size = sizeof(*out),
 		.source = t->source,
@@ -409,9 +415,12 @@ PGT_EXPORT int pgt_topology_info(const pgt_topology *t, struct pgt_topology_info
 PGT_EXPORT int pgt_topology_node(const pgt_topology *t, unsigned idx, struct pgt_numa_node *out)
 {
 	const struct pgt_topo_node *nd;
+	int ret;
 
-	if (!t || !out || out->size < sizeof(*out))
+	if (!t || !out)
 		return -EINVAL;
+	if ((ret = PGT_ARG_OUT(out, sizeof(*out))))
+		return ret;
 	if (idx >= t->nnodes)
 		return -ENOENT;
 	nd = &t->nodes[idx];

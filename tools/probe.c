@@ -211,6 +211,10 @@ static json_object *to_json(const struct pgt_probe *p, bool live)
 
 	add(root, "best_dirty_method", json_object_new_string(method_name(p->best_dirty_method)));
 	add(root, "touch_tracking", json_object_new_boolean(p->touch_tracking));
+	o = json_object_new_object();
+	add(o, "ok", json_object_new_boolean(p->uffd_continue_wp));
+	add(o, "error", jerr(p->uffd_continue_wp_error));
+	add(root, "uffd_continue_wp", o);
 	return root;
 }
 
@@ -498,6 +502,9 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 	    "container %s, %u group%s, %u device cdev%s", p->vfio_container ? "yes" : "no",
 	    p->vfio_groups, p->vfio_groups == 1 ? "" : "s", p->vfio_devices,
 	    p->vfio_devices == 1 ? "" : "s");
+	if (p->uffd_continue_wp_error == -EINVAL)
+		cost("UFFDIO_CONTINUE_MODE_WP: refused (before 6.6) → each MINOR fault under uffd-WP "
+		     "takes continue + write-protect + wake, and reports its page dirty once");
 	if (!p->vfio_container && !p->vfio_devices)
 		cost("VFIO: absent → no device DMA dirty logging (vfio offload backend)");
 	if (!p->memlock_error && p->memlock_cur != UINT64_MAX && p->memlock_cur < (1ULL << 30))

@@ -7,8 +7,9 @@
  *  - Handles are opaque. Argument structs that may grow start with a `size`
  *    field the caller sets to sizeof(the struct) (as the kernel's pm_scan_arg).
  *    The size rule, for every such struct (the kernel's extensible-struct
- *    rule): a size below the struct's first version is -EINVAL; one above
- *    4096 is -E2BIG; a newer, larger struct is accepted when the bytes this
+ *    rule): a size below the struct's first version is -EINVAL; one more
+ *    than 4096 bytes above what this library knows is -E2BIG; a newer,
+ *    larger struct is accepted when the bytes this
  *    library does not know are zero (-E2BIG otherwise), and structs the
  *    library fills get those bytes zeroed.
  *  - The library never prints and never exits; it logs through the callback
@@ -86,9 +87,17 @@ typedef void (*pgt_log_fn)(void *arg, int level, const char *msg);
 enum pgt_dirty_method {
 	PGT_DIRTY_AUTO = 0,      /* best the probe proves to work */
 	PGT_DIRTY_UFFD_ASYNC,    /* uffd WP-async + PAGEMAP_SCAN get-and-clear */
-	PGT_DIRTY_SOFT_DIRTY,    /* clear_refs 4 + pagemap bit 55 */
+	/* clear_refs 4 + pagemap bit 55; at most 64 regions at once (clear_refs
+	 * is process-wide); exact with a quiesce callback (pgt_quiesce_fn) */
+	PGT_DIRTY_SOFT_DIRTY,
 	PGT_DIRTY_UFFD_SYNC,     /* sync uffd-WP, faults to handler threads */
-	PGT_DIRTY_MPROTECT,      /* mprotect + SIGSEGV, portable baseline */
+	/*
+	 * mprotect + SIGSEGV, the portable baseline. Limits: at most 64
+	 * regions at once; writes the kernel makes into a protected page for
+	 * the process (read(2) into guest memory, O_DIRECT, vhost) fail with
+	 * EFAULT instead of faulting; the process's SIGSEGV handler is chained.
+	 */
+	PGT_DIRTY_MPROTECT,
 	PGT_DIRTY_NONE,
 	PGT_DIRTY__COUNT
 };
@@ -148,7 +157,10 @@ int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine **out);
 /**
  * pgt_engine_close() - Stop all trackers, destroy all regions, join all
  * threads and free the engine. NULL is a no-op. Memory that pgtrack did not
- * allocate (registered regions) is left mapped.
+ * allocate (registered regions) is left mapped. Dirty views still open are
+ * detached, not freed: their handles stay valid for pgt_dirty_view_close(),
+ * which the caller still calls; pgt_dirty_harvest() on them is -ENODEV.
+ * No other call on the engine or its objects may run concurrently.
  */
 void pgt_engine_close(pgt_engine *eng);
 
@@ -303,8 +315,10 @@ int pgt_region_register(pgt_engine *eng, const struct pgt_region_config *cfg,
  * if pgtrack allocated it). Open dirty views of the region must be closed
  * first. Other regions keep being tracked.
  *
- * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open or an
- * offload device is attached to it (pgtrack/offload.h).
+ * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open (close
+ * them first: a view's owner may be harvesting it; pgt_engine_close() is the
+ * one place that detaches them instead) or an offload device is attached to
+ * it (pgtrack/offload.h).
  */
 int pgt_region_destroy(pgt_region *r);
 
@@ -360,7 +374,8 @@ int pgt_gpa_lookup(pgt_engine *eng, uint64_t gpa, pgt_region **r, void **hva);
  */
 int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out);
 
-/** pgt_dirty_view_close() - Close a view. NULL is a no-op. */
+/** pgt_dirty_view_close() - Close a view, also one pgt_engine_close()
+ * detached. NULL is a no-op. */
 void pgt_dirty_view_close(pgt_dirty_view *v);
 
 /** One run of consecutive pages, guest-physical. */
@@ -402,7 +417,16 @@ struct pgt_harvest {
  * that lands after a page was reported is reported by the next harvest.
  * vCPU threads are never blocked by it.
  *
+ * "Written" means "changed": pages whose memory changed without a CPU write
+ * are reported the same way, once, so a consumer's copy never goes stale:
+ * pages pgt_release() freed or whose 4 KiB pieces it zeroed (they read as
+ * zero now), pages freed behind pgtrack's back (MADV_DONTNEED/REMOVE) that a
+ * UFFD_EVENT_REMOVE or pgt_release_rescan() saw (call the rescan after such
+ * frees: it reports them again once their madvise returned), pages an
+ * offload device or pgt_dirty_merge() reports.
+ *
  * Returns: the number of dirty pages (>= 0); -EINVAL (bad arguments);
+ * -ENODEV (the view was detached by pgt_engine_close());
  * -ENOBUFS when @runs is too small (h->nruns says how many are needed) or
  * @bitmap_words is too small: then nothing is consumed, the pages stay
  * pending for the next harvest.

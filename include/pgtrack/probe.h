@@ -7,6 +7,7 @@
 #define PGTRACK_PROBE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <pgtrack/pgtrack.h>
@@ -118,7 +119,16 @@ struct pgt_probe {
 
 	int best_dirty_method;     /* enum pgt_dirty_method */
 	bool touch_tracking;       /* uffd MISSING on anonymous memory */
+
+	/* UFFDIO_CONTINUE_MODE_WP (6.6+) maps a page-cache page write-protected
+	 * in one step; without it pgtrack continues, protects, then wakes. */
+	bool uffd_continue_wp;
+	int uffd_continue_wp_error; /* 0 or why not (-EINVAL: mode unknown) */
 };
+
+/** sizeof(struct pgt_probe) in pgtrack 0.1 (it ended with touch_tracking):
+ * the smallest size pgt_probe() takes. */
+#define PGT_PROBE_SIZE_VER0 ((offsetof(struct pgt_probe, uffd_continue_wp) + 7) & ~(size_t)7)
 
 /**
  * pgt_probe() - Probe the running host. The first call does the work
@@ -127,9 +137,9 @@ struct pgt_probe {
  * call from several threads. Every fd and mapping it makes is released
  * before it returns; it writes /proc/self/clear_refs only on kernels whose
  * fresh mappings show soft-dirty, i.e. where soft-dirty exists.
- * @out: result; @out->size must be set to sizeof(*out) (a smaller size
- *       receives that prefix, a larger one zeros after it; @out->size is
- *       set to the bytes filled).
+ * @out: result; @out->size must be set to sizeof(*out) (at least
+ *       PGT_PROBE_SIZE_VER0, which receives the fields of that version; a
+ *       larger one zeros after ours; @out->size is set to the bytes filled).
  *
  * Returns: 0 or -EINVAL. Missing features are not errors: they are reported
  * in the struct.

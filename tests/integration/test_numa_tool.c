@@ -663,16 +663,39 @@ static void test_bad_input(void **state)
 	assert_int_equal(r.status, 0);
 	assert_true(has(r.out, "Usage: "));
 	done(&r);
+}
 
-	/* a process we may not read: run the tool as nobody against root's child */
-	if (geteuid() == 0) {
-		r = run(65534, (const char *[]){ "--pid", pid, NULL });
-		assert_int_equal(r.status, 1);
-		assert_true(has(r.err, "not allowed"));
-		done(&r);
-	} else {
-		pgt_test_note("not root: the unreadable-process case is not checked");
-	}
+/* Whether user @uid may execute the tool (a build under /root is not). */
+static bool can_exec_as(int uid)
+{
+	int st;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(setgid((gid_t)uid) || setuid((uid_t)uid) || access(tool, X_OK) ? 1 : 0);
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* A process we may not read: the tool as nobody against root's child. */
+static void test_unreadable_process(void **state)
+{
+	char pid[16];
+	struct result r;
+
+	(void)state;
+	need_tool();
+	if (geteuid() != 0)
+		pgt_skip("not root: cannot run the tool as another user");
+	if (!can_exec_as(65534))
+		pgt_skip("user nobody cannot execute %s (a directory on its path is closed "
+			 "to others, e.g. a build under /root)", tool);
+	snprintf(pid, sizeof(pid), "%d", child_pid);
+	r = run(65534, (const char *[]){ "--pid", pid, NULL });
+	assert_int_equal(r.status, 1);
+	assert_true(has(r.err, "not allowed"));
+	done(&r);
 }
 
 /* --demo: a region pgtrack tracks, reported with its counters. */
@@ -691,7 +714,9 @@ static void test_demo(void **state)
 	/* half touched, then 2 MiB released */
 	assert_int_equal(num(r.out, "\"tracked\":{", "touched"), 30 * MIB);
 	assert_int_equal(num(r.out, "\"tracked\":{", "released"), 2 * MIB);
-	assert_int_equal(num(r.out, "\"tracked\":{", "dirty_last_harvest"), 14 * MIB);
+	/* 16 MiB written; the 2 MiB released among them changed again (zero):
+	 * still in the harvest (issue 11) */
+	assert_int_equal(num(r.out, "\"tracked\":{", "dirty_last_harvest"), 16 * MIB);
 	assert_int_equal(num(r.out, "\"guest\":[", "resident"), 30 * MIB);
 	done(&r);
 }
@@ -703,6 +728,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_layout_json, start_child, stop_child),
 		cmocka_unit_test_setup_teardown(test_views, start_child, stop_child),
 		cmocka_unit_test_setup_teardown(test_bad_input, start_child, stop_child),
+		cmocka_unit_test_setup_teardown(test_unreadable_process, start_child, stop_child),
 		cmocka_unit_test(test_demo),
 	};
 

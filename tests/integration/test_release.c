@@ -3,7 +3,7 @@
  * Release on the real kernel: 4 KiB pieces of 2 MiB hugetlb pages (all 512
  * in random order free exactly one hugepage, 511 free nothing), RSS falling
  * by exactly what anonymous and THP releases give back, dirty and touched
- * state after a release (no stale dirty page; a later write is seen again),
+ * state after a release (a freed page is reported once; a later write is seen again),
  * deflate by touch and by reclaim, releases behind our back, pieces reused
  * by the guest, the partial-page report, pinned pages, and bad input that
  * must change nothing.
@@ -441,29 +441,33 @@ static void test_dirty_after_release(void **state)
 		npages = f.info.npages;
 		pgt_test_note("%s", c->name); /* names the case a failure below is in */
 		assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
-		/* pages 0..2 written; page 1 released before the harvest */
+		/*
+		 * pages 0..2 written; page 1 released before the harvest: it
+		 * changed (it reads as zero now), so it is reported like the
+		 * others, once (issue 11: consumers learn of frees this way)
+		 */
 		for (int p = 0; p < 3; p++)
 			((volatile uint8_t *)f.info.addr)[p * ps] = 1;
 		assert_true(pgt_release(f.eng, GPA0 + ps, ps, 0, NULL) > 0);
 		got = harvest_count(v, npages, bm);
 		assert_true(bm[0] & 1);
-		assert_false(bm[0] & 2);
+		assert_true(bm[0] & 2);
 		if (c->method != PGT_DIRTY_SOFT_DIRTY)
-			assert_int_equal(got, 2);
+			assert_int_equal(got, 3);
+		assert_int_equal(harvest_count(v, npages, bm), 0);
 		/* written again: seen again, with the new data */
 		((volatile uint8_t *)f.info.addr)[ps + 5] = 2;
 		got = harvest_count(v, npages, bm);
 		assert_true(bm[0] & 2);
 		assert_int_equal(((uint8_t *)f.info.addr)[ps + 5], 2);
 		assert_int_equal(((uint8_t *)f.info.addr)[ps], 0);
-		/* released after a harvest picked it up: gone from the view */
+		/* released after a harvest picked it up: reported again, as zero */
 		((volatile uint8_t *)f.info.addr)[2 * ps] = 3;
 		harvest_count(v, npages, bm); /* drains */
-		((volatile uint8_t *)f.info.addr)[2 * ps] = 4;
-		assert_int_equal(pgt_dirty_merge(f.r, (unsigned long[]){ 4 }, 3), 0);
 		assert_true(pgt_release(f.eng, GPA0 + 2 * ps, ps, PGT_RELEASE_REPEAT_OK, NULL) >= 0);
 		got = harvest_count(v, npages, bm);
-		assert_false(bm[0] & 4);
+		assert_true(bm[0] & 4);
+		assert_int_equal(((uint8_t *)f.info.addr)[2 * ps], 0);
 		pgt_dirty_view_close(v);
 		close_region(&f);
 		ran++;
@@ -760,7 +764,8 @@ static void test_account_anon(void **state)
 	assert_int_equal(a.total.pinned, MiB);
 	assert_int_equal(a.total.partial_hugepages, 0);
 	if (v)
-		assert_int_equal(a.total.dirty, 6 * MiB); /* written, released ones excluded */
+		/* written, and released (they changed: zero now) */
+		assert_int_equal(a.total.dirty, 8 * MiB);
 	assert_int_equal(a.resident_anon, 6 * MiB);
 	if (probe.numa_nodes > 1) {
 		/* an unbound region on a multi-node host: node not known */
@@ -796,7 +801,7 @@ static void test_account_anon(void **state)
 		struct pgt_harvest h = { .size = sizeof(h) };
 
 		/* what the snapshot collected still reaches the view */
-		assert_int_equal(pgt_dirty_harvest(v, &h), 1536);
+		assert_int_equal(pgt_dirty_harvest(v, &h), 2048);
 		pgt_dirty_view_close(v);
 	}
 	close_region(&f);

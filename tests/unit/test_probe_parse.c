@@ -563,7 +563,7 @@ static void test_root_args(void **state)
 		unsigned char tail[64];
 	} big;
 	unsigned char *raw = (unsigned char *)&p;
-	size_t pre = offsetof(struct pgt_probe, arch);
+	size_t pre = PGT_PROBE_SIZE_VER0;
 
 	(void)state;
 	assert_int_equal(pgt_probe_root(NULL, &p), -EINVAL);
@@ -572,7 +572,18 @@ static void test_root_args(void **state)
 	p.size = 0;
 	assert_int_equal(pgt_probe_root(FIX "arm64-6.1", &p), -EINVAL);
 
-	/* An older caller: only its prefix is written. */
+	/* Smaller than the first version: refused, nothing written. */
+	memset(&p, 0xa5, sizeof(p));
+	p.size = (uint32_t)offsetof(struct pgt_probe, arch);
+	assert_int_equal(pgt_probe_root(FIX "arm64-6.1", &p), -EINVAL);
+	assert_int_equal(raw[offsetof(struct pgt_probe, arch)], 0xa5);
+	p.size = (uint32_t)pre - 1;
+	assert_int_equal(pgt_probe_root(FIX "arm64-6.1", &p), -EINVAL);
+	/* Garbage: refused, nothing read past the struct. */
+	p.size = 0xFFFFFFFFu;
+	assert_int_equal(pgt_probe_root(FIX "arm64-6.1", &p), -E2BIG);
+
+	/* An older caller (0.1's struct): only its prefix is written. */
 	memset(&p, 0xa5, sizeof(p));
 	p.size = (uint32_t)pre;
 	assert_int_equal(pgt_probe_root(FIX "arm64-6.1", &p), 0);

@@ -626,6 +626,69 @@ static void test_merge_random(void **state)
 	}
 }
 
+/*
+ * Regression (issue 11, bug 5): a setter between counting and taking (the
+ * exclusive-use rule broken) made the take return -EBUSY after the bits
+ * were taken: pages lost. Now everything goes back and the next take has it.
+ */
+struct racer {
+	struct pgt_shardmap *m;
+	uint64_t nbits;
+	int mode;           /* 0: new runs (overflow), 1: merge runs (holes) */
+};
+
+static void race_setter(void *arg)
+{
+	struct racer *x = arg;
+
+	if (x->mode == 0) {
+		for (uint64_t i = 1; i < x->nbits; i += 4)
+			pgt__shardmap_set(x->m, i);
+	} else {
+		pgt__shardmap_set_range(x->m, 0, x->nbits / 2);
+	}
+}
+
+static void test_busy_take_loses_pages(void **state)
+{
+	const uint64_t nbits = 4096;
+	struct pgt_shard_geom g[2] = { { 0, 2048, 0, 0 }, { 2048, 2048, 1, 1 } };
+	struct pgt_run runs[4096];
+	unsigned long bm[4096 / 64];
+
+	(void)state;
+	for (unsigned nw = 0; nw <= 2; nw += 2)
+		for (int mode = 0; mode < 2; mode++) {
+			struct pgt_workers *w = NULL;
+			struct pgt_shardmap m;
+			struct racer x = { &m, nbits, mode };
+			struct pgt_shard_out o = { .bitmap = bm, .bitmap_words = 64, .runs = runs,
+						   .runs_cap = 4096, .gpa = 0, .page_shift = 12 };
+			uint64_t before;
+
+			if (nw)
+				assert_int_equal(pgt__workers_start(&w, nw, NULL, &fake_ops), 0);
+			assert_int_equal(pgt__shardmap_init_geom(&m, nbits, g, 2, &fake_ops, w), 0);
+			m.parallel_min_bits = 0;
+			for (uint64_t i = 0; i < nbits; i += 8)
+				pgt__shardmap_set(&m, i);
+			m.take_hook = race_setter;
+			m.take_hook_arg = &x;
+			assert_int_equal(pgt__shardmap_take(&m, &o), -EBUSY);
+			/* nothing lost: the old bits and the racer's are all there */
+			before = pgt__shardmap_popcount(&m);
+			assert_true(before > nbits / 8);
+			for (uint64_t i = 0; i < nbits; i += 8)
+				assert_true(pgt__shardmap_test(&m, i));
+			assert_true(pgt__shardmap_validate(&m, NULL));
+			m.take_hook = NULL;
+			assert_int_equal(pgt__shardmap_take(&m, &o), (int64_t)before);
+			assert_int_equal(pgt__shardmap_popcount(&m), 0);
+			pgt__shardmap_fini(&m);
+			pgt__workers_stop(w);
+		}
+}
+
 static void test_counters(void **state)
 {
 	const uint64_t G = 1ULL << 32, P = 4096;
@@ -673,6 +736,7 @@ int main(void)
 		cmocka_unit_test(test_placement_calls),
 		cmocka_unit_test(test_bad_layouts),
 		cmocka_unit_test(test_merge_random),
+		cmocka_unit_test(test_busy_take_loses_pages),
 		cmocka_unit_test(test_counters),
 	};
 
