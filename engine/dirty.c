@@ -250,16 +250,15 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 	pgt__bitmap_set_range(&r->external, first, n);
 }
 
-uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_t lo, size_t hi)
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
 {
 	const struct pgt_numa_region *nr = r->numa;
-	size_t nw = (size_t)((r->npages + 63) / 64);
-	uint64_t n = 0;
+	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
+	uint64_t c = 0;
 
-	if (!r->dops || hi > nw)
-		hi = r->dops ? nw : 0;
-	if (hi <= lo)
+	if (!r->dops || w0 >= nw || !n)
 		return 0;
+	hi = n > nw - w0 ? nw : w0 + n;
 	pthread_mutex_lock(&r->harvest_lock);
 	/* views are written only under harvest_lock: plain word ORs will do */
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
@@ -269,28 +268,28 @@ uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_
 			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
 
 			if (a < b)
-				pgt__ofl_or_words(&s->bm, a - s0, bits + a, b - a);
+				pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
 		}
 	}
 	/* per-node counters by shard, as fan_out() keeps them */
 	for (unsigned i = 0; nr && i < nr->nshards; i++) {
 		const struct pgt_shard_geom *g = &nr->shards[i];
 		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
-		uint64_t c;
+		uint64_t k;
 
 		a = a > lo ? a : lo;
 		b = b < hi ? b : hi;
 		if (a >= b)
 			continue;
-		c = pgt_hal_popcount(bits + a, b - a);
-		if (c)
-			pgt__numa_note_dirty(r->numa, g->first, c);
-		n += c;
+		k = pgt_hal_popcount(words + (a - w0), b - a);
+		if (k)
+			pgt__numa_note_dirty(r->numa, g->first, k);
+		c += k;
 	}
 	if (!nr || !nr->nshards)
-		n = pgt_hal_popcount(bits + lo, hi - lo);
+		c = pgt_hal_popcount(words, hi - lo);
 	pthread_mutex_unlock(&r->harvest_lock);
-	return n;
+	return c;
 }
 
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)

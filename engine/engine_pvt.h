@@ -250,11 +250,12 @@ void pgt__collect_end(struct pgt_region *r);
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
 
 /*
- * Batched pgt__dirty_mark(): the set bits of @bits (region pages, 64-bit
- * words [lo, hi)) to every open view, word by word under one harvest_lock.
- * For offload devices (offload.c). Returns the set bits of @bits.
+ * Batched pgt__dirty_mark(): the set bits of @words, which are the region's
+ * 64-bit bitmap words [w0, w0 + n) (bit i of word k is page 64 k + i), to
+ * every open view, word by word under one harvest_lock. For offload devices
+ * (offload.c). Returns the set bits of @words.
  */
-uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *bits, size_t lo, size_t hi);
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n);
 
 /* ---- offload.c ---- */
 struct pgt_ofl_io;
@@ -262,6 +263,11 @@ struct pgt_offload_config;
 /* pgt_offload_open() on another I/O seam (a model, hal/offload/model.h). */
 int pgt__offload_open_io(pgt_engine *e, const struct pgt_offload_config *cfg,
 			 const struct pgt_ofl_io *io, struct pgt_offload **out);
+/* What a bitmap backend's harvest does with a bitmap its device reported
+ * (VFIO REPORT, IOMMUFD GET_DIRTY_BITMAP): parse it through the map and
+ * merge it into the views. For benchmarks. Returns pages or -ENOENT. */
+int64_t pgt__offload_merge_bitmap(struct pgt_offload *o, uint64_t iova, uint64_t page_size,
+				  const uint64_t *bits, uint64_t nbits);
 /* Harvest the dirty-logging devices attached to @r into its views (from
  * pgt_dirty_harvest(), before it takes harvest_lock). */
 void pgt__offload_drain(struct pgt_region *r);

@@ -29,6 +29,7 @@
 #include "lib/offload.h"
 
 #define MAX_RINGS 4096
+#define PGT_OFL_PAGE_SIZE_4K (1ULL << PGT_OFL_PAGE_SHIFT)
 #define MAX_RANGES (1u << 20)
 
 struct ofl_alias {
@@ -525,13 +526,47 @@ struct sinkctx {
 	struct pgt_offload *o;
 	struct pgt_ofl_stats *st;
 	int err;
+	uint64_t direct;        /* pages merged straight from device bitmaps */
 };
+
+/*
+ * A bitmap at the region's own 4 KiB granularity, inside one segment and
+ * word-aligned with the region's bitmap: the bits already are the region's
+ * words, so they go to the views as they are, without the private bitmap
+ * (one pass instead of three). Returns false when that does not hold.
+ */
+static bool bitmap_direct(struct sinkctx *c, uint64_t iova, uint64_t ps, const uint64_t *bits,
+			  uint64_t nbits)
+{
+	struct pgt_ofl_map *m = &c->o->map;
+	uint64_t pfn = iova >> PGT_OFL_PAGE_SHIFT, tp, n;
+	const struct pgt_ofl_seg *s = NULL;
+
+	if (ps != PGT_OFL_PAGE_SIZE_4K || nbits % 64 || c->o->caps.shape == PGT_OFFLOAD_HOTLIST)
+		return false;
+	for (uint32_t i = 0; i < m->nsegs; i++) /* few segments: a linear scan */
+		if (pfn >= m->segs[i].pfn && pfn - m->segs[i].pfn < m->segs[i].npages) {
+			s = &m->segs[i];
+			break;
+		}
+	if (!s || s->pfn + s->npages - pfn < nbits || m->targets[s->target].shift != PGT_OFL_PAGE_SHIFT)
+		return false;
+	tp = (s->off >> PGT_OFL_PAGE_SHIFT) + (pfn - s->pfn);
+	if (tp % 64)
+		return false;
+	/* the set bits: pages and records at once */
+	n = pgt__dirty_mark_words(c->o->tg[s->target].r, bits, (size_t)(tp / 64), (size_t)(nbits / 64));
+	c->st->records += n;
+	c->direct += n;
+	return true;
+}
 
 static void sink_bitmap(void *arg, uint64_t iova, uint64_t ps, const uint64_t *bits, uint64_t nbits)
 {
 	struct sinkctx *c = arg;
 
-	pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
+	if (!bitmap_direct(c, iova, ps, bits, nbits))
+		pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
 }
 
 static void sink_hot(void *arg, const uint64_t *e, size_t n, unsigned cbits, uint64_t unit)
@@ -570,7 +605,7 @@ static uint64_t merge(struct pgt_offload *o, const struct pgt_ofl_stats *st)
 			       ((t->hi * 64 < t->npages ? t->hi * 64 : t->npages) - t->lo * 64) *
 				       sizeof(*t->hot));
 		} else {
-			pages += pgt__dirty_mark_words(o->tg[i].r, t->bits, t->lo, t->hi);
+			pages += pgt__dirty_mark_words(o->tg[i].r, t->bits + t->lo, t->lo, t->hi - t->lo);
 		}
 	}
 	pgt__ofl_targets_clear(&o->map);
@@ -606,7 +641,7 @@ static int64_t harvest_locked(struct pgt_offload *o, uint32_t flags, uint64_t io
 			      struct pgt_offload_harvest *h)
 {
 	struct pgt_ofl_stats st = { 0 };
-	struct sinkctx c = { o, &st, 0 };
+	struct sinkctx c = { o, &st, 0, 0 };
 	const struct pgt_ofl_sink sink = {
 		.arg = &c, .bitmap = sink_bitmap, .hot = sink_hot, .lost = sink_lost,
 	};
@@ -633,7 +668,7 @@ static int64_t harvest_locked(struct pgt_offload *o, uint32_t flags, uint64_t io
 		if (ret && !c.err) /* an error the backend did not report as lost */
 			sink_lost(&c, ret);
 	}
-	pages = merge(o, &st);
+	pages = merge(o, &st) + c.direct;
 	account(o, &st, pages, ret, h);
 	return ret ? ret : (int64_t)pages;
 }
@@ -687,6 +722,25 @@ PGT_EXPORT int64_t pgt_offload_ingest(pgt_offload *o, const struct pgt_offload_r
 	pgt__ofl_ingest(&o->map, recs, n, &st);
 	pages = merge(o, &st);
 	account(o, &st, pages, 0, h);
+	pthread_mutex_unlock(&o->lock);
+	return (int64_t)pages;
+}
+
+int64_t pgt__offload_merge_bitmap(struct pgt_offload *o, uint64_t iova, uint64_t page_size,
+				  const uint64_t *bits, uint64_t nbits)
+{
+	struct pgt_ofl_stats st = { 0 };
+	struct sinkctx c = { o, &st, 0, 0 };
+	uint64_t pages;
+
+	pthread_mutex_lock(&o->lock);
+	if (!o->attached) {
+		pthread_mutex_unlock(&o->lock);
+		return -ENOENT;
+	}
+	sink_bitmap(&c, iova, page_size, bits, nbits);
+	pages = merge(o, &st) + c.direct;
+	account(o, &st, pages, 0, NULL);
 	pthread_mutex_unlock(&o->lock);
 	return (int64_t)pages;
 }

@@ -482,12 +482,60 @@ static uint64_t consume_flags(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
 	return n;
 }
 
+/*
+ * The fast path of the ring consumer: the segment the last slot record
+ * landed in, when its target has 4 KiB pages, with the touched span kept in
+ * locals until the end.
+ */
+struct fast {
+	uint32_t slot;
+	uint64_t spfn, npages;  /* slot pages [spfn, spfn + npages) */
+	uint64_t base;          /* target page of slot page 0 (may wrap: only
+	                         * base + off with off in range is used) */
+	uint64_t *bits;
+	struct pgt_ofl_target *t;
+	size_t lo, hi;
+};
+
+static void fast_done(struct fast *fs, struct pgt_ofl_map *m)
+{
+	(void)m;
+	if (fs->t && fs->hi) {
+		if (fs->lo < fs->t->lo)
+			fs->t->lo = fs->lo;
+		if (fs->hi > fs->t->hi)
+			fs->t->hi = fs->hi;
+	}
+	fs->lo = SIZE_MAX;
+	fs->hi = 0;
+}
+
+/* After a slow-path slot record: cache its segment when it can be. */
+static void fast_from(struct fast *fs, struct pgt_ofl_map *m, uint32_t slot)
+{
+	const struct pgt_ofl_seg *s = &m->segs[m->by_slot[m->last_slot]];
+	struct pgt_ofl_target *t = &m->targets[s->target];
+
+	if (s->slot != slot || t->shift != PGT_OFL_PAGE_SHIFT ||
+	    (fs->t == t && fs->slot == slot && fs->spfn == s->slot_pfn))
+		return;
+	fast_done(fs, m);
+	fs->slot = s->slot;
+	fs->spfn = s->slot_pfn;
+	fs->npages = s->npages;
+	fs->base = (s->off >> PGT_OFL_PAGE_SHIFT) - s->slot_pfn;
+	fs->bits = t->bits;
+	fs->t = t;
+}
+
 uint64_t pgt__ofl_ring_consume(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
 			       struct pgt_ofl_stats *st)
 {
 	struct pgt_offload_ring_ctl *ctl = ring->ctl;
 	uint32_t prod, lost, mask = ring->entries - 1, c = ring->cons;
 	uint64_t n, torn = 0;
+	/* no segment yet: slot ~0 with no pages never matches */
+	struct fast fs = { .slot = UINT32_MAX, .npages = 0, .lo = SIZE_MAX };
 
 	if (!ctl)
 		return consume_flags(ring, m, st);
@@ -514,19 +562,34 @@ uint64_t pgt__ofl_ring_consume(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
 	}
 	for (uint32_t i = c; i != prod; i++) {
 		const struct pgt_offload_rec *r = &ring->recs[i & mask];
-		uint32_t f = ld32(&r->flags);
+		uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
+		uint64_t off = ld64(&r->offset);
 		/* lap 0 carries PHASE, lap 1 not, ...: a slot not rewritten in
 		 * this lap still shows the previous lap's parity */
 		uint32_t want = PGT_OFFLOAD_REC_DIRTY |
 				(((i >> ring->shift) & 1) ? 0 : PGT_OFFLOAD_REC_PHASE);
 
+		/* the common record first: one page, by slot, any source, in
+		 * the 4 KiB-page segment the last one hit */
+		if ((f & ~PGT_OFFLOAD_REC_SRC_MASK) == want && slot == fs.slot &&
+		    off - fs.spfn < fs.npages) {
+			uint64_t p = fs.base + off;
+
+			fs.bits[p >> 6] |= 1ULL << (p & 63);
+			fs.lo = (size_t)(p >> 6) < fs.lo ? (size_t)(p >> 6) : fs.lo;
+			fs.hi = (size_t)(p >> 6) >= fs.hi ? (size_t)(p >> 6) + 1 : fs.hi;
+			continue;
+		}
 		if ((f & (PGT_OFFLOAD_REC_DIRTY | PGT_OFFLOAD_REC_RESET | PGT_OFFLOAD_REC_PHASE |
 			  PGT_OFFLOAD_REC_RESERVED)) != want) {
 			torn++;
 			continue;
 		}
-		rec_one(m, f, ld32(&r->slot), ld64(&r->offset), st);
+		rec_one(m, f, slot, off, st);
+		if (!(f & (PGT_OFFLOAD_REC_ADDR | PGT_OFFLOAD_REC_RUN_MASK)))
+			fast_from(&fs, m, slot);
 	}
+	fast_done(&fs, m);
 	st->records += n;
 	if (torn) {
 		st->torn += torn;
@@ -556,7 +619,9 @@ static uint64_t count_bits(const uint64_t *bits, uint64_t nbits, uint64_t from, 
 {
 	uint64_t c = 0;
 
-	while (from < to) {
+	/* a partial first word, whole words with the SIMD popcount, a partial
+	 * last one */
+	while (from < to && (from % 64 || to - from < 64)) {
 		uint64_t w = from / 64, v = word_at(bits, nbits, w) >> (from % 64);
 		uint64_t k = 64 - from % 64;
 
@@ -566,6 +631,17 @@ static uint64_t count_bits(const uint64_t *bits, uint64_t nbits, uint64_t from, 
 		}
 		c += (uint64_t)__builtin_popcountll(v);
 		from += k;
+	}
+	if (to - from >= 64) {
+		uint64_t nw = (to - from) / 64;
+
+		/* the last word of the bitmap may carry bits past nbits */
+		if ((from / 64 + nw) * 64 > nbits)
+			nw--;
+		c += pgt_hal_popcount(bits + from / 64, (size_t)nw);
+		from += nw * 64;
+		if (from < to)
+			c += count_bits(bits, nbits, from, to);
 	}
 	return c;
 }
@@ -581,9 +657,26 @@ static void or_shifted(struct pgt_ofl_target *t, int64_t delta, const uint64_t *
 	uint64_t d0 = (uint64_t)((int64_t)b0 + delta), d1 = (uint64_t)((int64_t)b1 + delta);
 	size_t w0 = (size_t)(d0 / 64), w1 = (size_t)((d1 - 1) / 64);
 	bool any = false;
+	size_t w = w0;
 
+	/* source and destination words aligned: a plain OR (the bitmap is the
+	 * caller's private copy, read once) */
+	if (!(delta % 64) && !(d0 % 64)) {
+		const uint64_t *restrict src = bits + b0 / 64;
+		uint64_t *restrict dst = t->bits + w0, acc = 0;
+		size_t nw = (size_t)((d1 - d0) / 64);
+
+		if ((b0 / 64 + nw) * 64 > nbits && nw)
+			nw--; /* the last word of the bitmap: masked below */
+		for (size_t i = 0; i < nw; i++) {
+			acc |= src[i];
+			dst[i] |= src[i];
+		}
+		any = acc != 0;
+		w = w0 + nw;
+	}
 	/* destination word by destination word: gather 64 source bits */
-	for (size_t w = w0; w <= w1; w++) {
+	for (; w <= w1; w++) {
 		uint64_t lo = w == w0 ? d0 : (uint64_t)w * 64;
 		uint64_t hi = w == w1 ? d1 : (uint64_t)w * 64 + 64;
 		uint64_t s = (uint64_t)((int64_t)lo - delta); /* source bit of lo */
@@ -797,42 +890,45 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 
 uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
 {
-	size_t sw_cur = SIZE_MAX;
-	uint64_t gbits = 0, set = 0;
+	/*
+	 * The caller holds every other writer out, so plain loads and stores
+	 * do (and let the compiler vectorise): _Atomic uint64_t has the plain
+	 * layout (bitmap.c checks it) and nothing else touches these words now.
+	 */
+	uint64_t *restrict d = (uint64_t *)dst->words;
+	uint64_t *restrict sum = (uint64_t *)dst->summary;
+	uint64_t set, tail = 0;
 
-	if (w0 >= dst->nwords)
+	if (w0 >= dst->nwords || !nw)
 		return 0;
 	if (nw > dst->nwords - w0)
 		nw = dst->nwords - w0;
-	for (size_t i = 0; i < nw; i++) {
-		uint64_t v = src[i], old;
-		size_t w = w0 + i, g, sw;
-
-		if (!v)
-			continue;
-		if (w + 1 == dst->nwords && dst->nbits % 64)
-			v &= ~0ULL >> (64 - dst->nbits % 64);
-		set += (uint64_t)__builtin_popcountll(v);
-		old = atomic_load_explicit(&dst->words[w], memory_order_relaxed);
-		if ((old | v) != old)
-			atomic_store_explicit(&dst->words[w], old | v, memory_order_relaxed);
-		g = w / PGT_BM_GROUP_WORDS;
-		sw = g / 64;
-		if (sw != sw_cur) {
-			if (gbits)
-				atomic_store_explicit(&dst->summary[sw_cur],
-						      atomic_load_explicit(&dst->summary[sw_cur],
-									   memory_order_relaxed) | gbits,
-						      memory_order_relaxed);
-			sw_cur = sw;
-			gbits = 0;
-		}
-		gbits |= 1ULL << (g % 64);
+	/* the bitmap's last word: only its first nbits % 64 bits exist */
+	if (w0 + nw == dst->nwords && dst->nbits % 64) {
+		tail = src[nw - 1] & (~0ULL >> (64 - dst->nbits % 64));
+		nw--;
 	}
-	if (gbits)
-		atomic_store_explicit(&dst->summary[sw_cur],
-				      atomic_load_explicit(&dst->summary[sw_cur], memory_order_relaxed) |
-					      gbits,
-				      memory_order_relaxed);
+	set = pgt_hal_popcount(src, nw) + (uint64_t)__builtin_popcountll(tail);
+	for (size_t i = 0; i < nw;) {
+		size_t w = w0 + i, g = w / PGT_BM_GROUP_WORDS;
+		size_t k = (g + 1) * PGT_BM_GROUP_WORDS - w;
+		uint64_t any = 0;
+
+		if (k > nw - i)
+			k = nw - i;
+		for (size_t j = 0; j < k; j++) {
+			any |= src[i + j];
+			d[w + j] |= src[i + j];
+		}
+		if (any)
+			sum[g / 64] |= 1ULL << (g % 64);
+		i += k;
+	}
+	if (tail) {
+		size_t w = w0 + nw, g = w / PGT_BM_GROUP_WORDS;
+
+		d[w] |= tail;
+		sum[g / 64] |= 1ULL << (g % 64);
+	}
 	return set;
 }
