@@ -888,7 +888,20 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 /* Merging into page bitmaps                                           */
 /* ------------------------------------------------------------------ */
 
-uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+/* A whole group: a fixed count and no aliasing, which the compiler
+ * vectorises. Returns the OR of the source words. */
+static uint64_t or_group(uint64_t *restrict d, const uint64_t *restrict s)
+{
+	uint64_t any = 0;
+
+	for (size_t j = 0; j < PGT_BM_GROUP_WORDS; j++) {
+		any |= s[j];
+		d[j] |= s[j];
+	}
+	return any;
+}
+
+void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
 {
 	/*
 	 * The caller holds every other writer out, so plain loads and stores
@@ -897,10 +910,10 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 	 */
 	uint64_t *restrict d = (uint64_t *)dst->words;
 	uint64_t *restrict sum = (uint64_t *)dst->summary;
-	uint64_t set, tail = 0;
+	uint64_t tail = 0;
 
 	if (w0 >= dst->nwords || !nw)
-		return 0;
+		return;
 	if (nw > dst->nwords - w0)
 		nw = dst->nwords - w0;
 	/* the bitmap's last word: only its first nbits % 64 bits exist */
@@ -908,7 +921,6 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 		tail = src[nw - 1] & (~0ULL >> (64 - dst->nbits % 64));
 		nw--;
 	}
-	set = pgt_hal_popcount(src, nw) + (uint64_t)__builtin_popcountll(tail);
 	for (size_t i = 0; i < nw;) {
 		size_t w = w0 + i, g = w / PGT_BM_GROUP_WORDS;
 		size_t k = (g + 1) * PGT_BM_GROUP_WORDS - w;
@@ -916,9 +928,13 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 
 		if (k > nw - i)
 			k = nw - i;
-		for (size_t j = 0; j < k; j++) {
-			any |= src[i + j];
-			d[w + j] |= src[i + j];
+		if (k == PGT_BM_GROUP_WORDS) {
+			any = or_group(d + w, src + i);
+		} else {
+			for (size_t j = 0; j < k; j++) {
+				any |= src[i + j];
+				d[w + j] |= src[i + j];
+			}
 		}
 		if (any)
 			sum[g / 64] |= 1ULL << (g % 64);
@@ -930,5 +946,4 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 		d[w] |= tail;
 		sum[g / 64] |= 1ULL << (g % 64);
 	}
-	return set;
 }

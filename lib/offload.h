@@ -173,9 +173,9 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
  * dst words [w0, w0 + nw) |= src[0 .. nw), for a caller that holds every
  * other writer and taker of @dst out (views under the region's harvest
  * lock): relaxed loads and stores, no read-modify-write. Keeps the summary
- * over-approximate as bitmap.h requires. @w0 + @nw <= dst->nwords. Returns
- * the set bits of @src.
+ * over-approximate as bitmap.h requires. Words past dst->nwords and bits
+ * past dst->nbits are ignored.
  */
-uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw);
+void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw);
 
 #endif /* PGT_LIB_OFFLOAD_H */

