@@ -14,6 +14,12 @@
  *
  * The EAL exists once per process and cannot be restarted: pgtrack never
  * cleans up one it started. A mutex serialises the one start.
+ *
+ * DPDK is not a link-time dependency: loading libpgtrack must not load the
+ * EAL and run its constructors for programs that never use DPDK. The EAL's
+ * functions are looked up at first use: the application's own when it has
+ * DPDK loaded (the same EAL, not a second copy), else librte_eal of the
+ * ABI pgtrack was built against (PGT_RTE_EAL_SONAME).
  */
 #include "pgt_config.h"
 
@@ -32,6 +38,7 @@
 #include "pgtrack/offload.h"
 
 #if PGT_HAVE_DPDK
+#include <dlfcn.h>
 #include <rte_eal.h>
 #include <rte_eal_memconfig.h>
 #include <rte_errno.h>
@@ -39,12 +46,68 @@
 #include <rte_memory.h>
 #include <rte_memzone.h>
 
+#ifndef PGT_RTE_EAL_SONAME
+#define PGT_RTE_EAL_SONAME "librte_eal.so"
+#endif
+
 static pthread_mutex_t eal_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t api_once = PTHREAD_ONCE_INIT;
+
+#define API(f) __typeof__(&f) f
+static struct {
+	bool ok;
+	API(rte_eal_init);
+	API(rte_lcore_count);
+	API(rte_memzone_reserve_aligned);
+	API(rte_memzone_free);
+	API(rte_mem_virt2memseg);
+	API(rte_mem_virt2iova);
+	API(rte_memseg_get_fd_thread_unsafe);
+	API(rte_memseg_get_fd_offset_thread_unsafe);
+	API(rte_mcfg_mem_read_lock);
+	API(rte_mcfg_mem_read_unlock);
+	void *handle;
+} eal;
+#undef API
+
+static void api_load(void)
+{
+	void *h = RTLD_DEFAULT;
+
+	/* the application's EAL if it has one loaded, else the library */
+	if (!dlsym(RTLD_DEFAULT, "rte_eal_init")) {
+		h = dlopen(PGT_RTE_EAL_SONAME, RTLD_NOW | RTLD_GLOBAL);
+		if (!h)
+			return;
+	}
+#define SYM(f) ((*(void **)&eal.f = dlsym(h, #f)) != NULL)
+	eal.ok = SYM(rte_eal_init) && SYM(rte_lcore_count) && SYM(rte_memzone_reserve_aligned) &&
+		 SYM(rte_memzone_free) && SYM(rte_mem_virt2memseg) && SYM(rte_mem_virt2iova) &&
+		 SYM(rte_memseg_get_fd_thread_unsafe) &&
+		 SYM(rte_memseg_get_fd_offset_thread_unsafe) && SYM(rte_mcfg_mem_read_lock) &&
+		 SYM(rte_mcfg_mem_read_unlock) && dlsym(h, "per_lcore__rte_errno");
+#undef SYM
+	eal.handle = h;
+}
+
+static bool api(void)
+{
+	pthread_once(&api_once, api_load);
+	return eal.ok;
+}
+
+/* rte_errno of this thread (a TLS variable: dlsym gives this thread's). */
+static int eal_errno(void)
+{
+	int *e = eal.handle ? dlsym(eal.handle, "per_lcore__rte_errno") : NULL;
+
+	return e ? *e : 0;
+}
 
 static bool eal_up(void)
 {
-	/* 0 until rte_eal_init() has parsed its lcores */
-	return rte_lcore_count() > 0;
+	/* 0 until eal.rte_eal_init() has parsed its lcores */
+	return api() && eal.rte_lcore_count() > 0;
 }
 
 static long free_hugepages(void)
@@ -80,6 +143,8 @@ PGT_EXPORT int pgt_dpdk_init(const struct pgt_dpdk_config *cfg)
 		if (cfg->memory_mb)
 			mb = cfg->memory_mb;
 	}
+	if (!api())
+		return -EOPNOTSUPP; /* no librte_eal on this host */
 	pthread_mutex_lock(&eal_lock);
 	if (eal_up()) {
 		pthread_mutex_unlock(&eal_lock);
@@ -108,12 +173,12 @@ PGT_EXPORT int pgt_dpdk_init(const struct pgt_dpdk_config *cfg)
 	argv[argc] = NULL;
 	/* the EAL pins its caller to the main lcore: not ours to keep */
 	aff_ok = !pthread_getaffinity_np(pthread_self(), sizeof(aff), &aff);
-	ret = rte_eal_init(argc, argv);
+	ret = eal.rte_eal_init(argc, argv);
 	if (aff_ok)
 		pthread_setaffinity_np(pthread_self(), sizeof(aff), &aff);
 	pthread_mutex_unlock(&eal_lock);
 	if (ret < 0)
-		return rte_errno ? -rte_errno : -EIO;
+		return eal_errno() ? -eal_errno() : -EIO;
 	return 0;
 }
 
@@ -133,28 +198,28 @@ int pgt__dpdk_zone_alloc(struct pgt_region *r, struct pgt_dpdk_zone *z)
 		return ret;
 	}
 	snprintf(name, sizeof(name), "pgt-%lx", (unsigned long)(uintptr_t)r);
-	mz = rte_memzone_reserve_aligned(name, r->length,
+	mz = eal.rte_memzone_reserve_aligned(name, r->length,
 					 r->numa_node >= 0 ? r->numa_node : SOCKET_ID_ANY, 0,
 					 PGT_SZ_2M);
 	if (!mz) {
-		ret = rte_errno ? -rte_errno : -ENOMEM;
+		ret = eal_errno() ? -eal_errno() : -ENOMEM;
 		pgt__log(r->eng, PGT_LOG_WARN, "region %s: DPDK memzone of %llu MiB: %s", r->name,
 			 (unsigned long long)(r->length >> 20), strerror(-ret));
 		return ret == -ENOSPC ? -ENOMEM : ret;
 	}
 	ps = mz->hugepage_sz;
 	if (!ps || (ps & (ps - 1)) || (r->length % ps) || ((uintptr_t)mz->addr % ps)) {
-		rte_memzone_free(mz);
+		eal.rte_memzone_free(mz);
 		return -EINVAL;
 	}
 	/* one fd behind the whole zone at linear offsets (--no-huge)? */
-	rte_mcfg_mem_read_lock();
+	eal.rte_mcfg_mem_read_lock();
 	for (uint64_t off = 0; off < r->length && one_fd; off += ps) {
-		const struct rte_memseg *ms = rte_mem_virt2memseg((char *)mz->addr + off, NULL);
+		const struct rte_memseg *ms = eal.rte_mem_virt2memseg((char *)mz->addr + off, NULL);
 		size_t fo = 0;
-		int fd = ms ? rte_memseg_get_fd_thread_unsafe(ms) : -1;
+		int fd = ms ? eal.rte_memseg_get_fd_thread_unsafe(ms) : -1;
 
-		if (fd < 0 || rte_memseg_get_fd_offset_thread_unsafe(ms, &fo)) {
+		if (fd < 0 || eal.rte_memseg_get_fd_offset_thread_unsafe(ms, &fo)) {
 			one_fd = false;
 			break;
 		}
@@ -168,7 +233,7 @@ int pgt__dpdk_zone_alloc(struct pgt_region *r, struct pgt_dpdk_zone *z)
 	}
 	if (one_fd && fd0 >= 0)
 		z->fd = fcntl(fd0, F_DUPFD_CLOEXEC, 3);
-	rte_mcfg_mem_read_unlock();
+	eal.rte_mcfg_mem_read_unlock();
 	z->addr = mz->addr;
 	z->page_size = ps;
 	z->fd_offset = z->fd >= 0 ? off0 : 0;
@@ -183,7 +248,7 @@ void pgt__dpdk_zone_free(struct pgt_region *r)
 		r->fd = -1;
 	}
 	if (r->bpriv)
-		rte_memzone_free(r->bpriv);
+		eal.rte_memzone_free(r->bpriv);
 	r->bpriv = NULL;
 }
 
@@ -194,10 +259,10 @@ int pgt__dpdk_iova_ranges(const struct pgt_region *r, uint32_t slot0,
 	uint64_t step = r->page_size;
 	size_t n = 0;
 
-	if (!eal_up() || !rte_mem_virt2memseg(r->addr, NULL))
+	if (!eal_up() || !eal.rte_mem_virt2memseg(r->addr, NULL))
 		return -ENOENT;
 	for (uint64_t off = 0; off < r->length; off += step) {
-		rte_iova_t iova = rte_mem_virt2iova(r->addr + off);
+		rte_iova_t iova = eal.rte_mem_virt2iova(r->addr + off);
 
 		if (iova == RTE_BAD_IOVA)
 			return -EIO;
@@ -229,13 +294,13 @@ int pgt__dpdk_alias(const struct pgt_region *r, uint64_t off, uint64_t len, void
 	base = mmap(NULL, hi - lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		return -errno;
-	rte_mcfg_mem_read_lock();
+	eal.rte_mcfg_mem_read_lock();
 	for (uint64_t o = lo; o < hi && !ret; o += ps) {
-		const struct rte_memseg *ms = rte_mem_virt2memseg(r->addr + o, NULL);
+		const struct rte_memseg *ms = eal.rte_mem_virt2memseg(r->addr + o, NULL);
 		size_t fo = 0;
-		int fd = ms ? rte_memseg_get_fd_thread_unsafe(ms) : -1;
+		int fd = ms ? eal.rte_memseg_get_fd_thread_unsafe(ms) : -1;
 
-		if (fd < 0 || rte_memseg_get_fd_offset_thread_unsafe(ms, &fo)) {
+		if (fd < 0 || eal.rte_memseg_get_fd_offset_thread_unsafe(ms, &fo)) {
 			ret = -ENOENT;
 			break;
 		}
@@ -244,7 +309,7 @@ int pgt__dpdk_alias(const struct pgt_region *r, uint64_t off, uint64_t len, void
 			 (off_t)fo) == MAP_FAILED)
 			ret = -errno;
 	}
-	rte_mcfg_mem_read_unlock();
+	eal.rte_mcfg_mem_read_unlock();
 	if (ret) {
 		munmap(base, hi - lo);
 		return ret;
@@ -265,7 +330,7 @@ void *pgt__dpdk_dma_alloc(size_t bytes, uint64_t *iova, const void **mzp)
 		return NULL;
 	snprintf(name, sizeof(name), "pgt-dma-%u-%u", (unsigned)getpid(),
 		 atomic_fetch_add(&seq, 1));
-	mz = rte_memzone_reserve_aligned(name, bytes, SOCKET_ID_ANY, RTE_MEMZONE_IOVA_CONTIG, 4096);
+	mz = eal.rte_memzone_reserve_aligned(name, bytes, SOCKET_ID_ANY, RTE_MEMZONE_IOVA_CONTIG, 4096);
 	if (!mz)
 		return NULL;
 	memset(mz->addr, 0, bytes);
@@ -276,7 +341,7 @@ void *pgt__dpdk_dma_alloc(size_t bytes, uint64_t *iova, const void **mzp)
 
 void pgt__dpdk_dma_free(const void *mz)
 {
-	rte_memzone_free(mz);
+	eal.rte_memzone_free(mz);
 }
 
 #else /* !PGT_HAVE_DPDK */

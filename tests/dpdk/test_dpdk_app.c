@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DPDK memory in an EAL the application initialised itself (--in-memory,
- * 2 MiB hugepages): pgtrack uses it as it is (pgt_dpdk_init() says 1),
+ * 2 MiB hugepages; the program links DPDK, so pgtrack finds that EAL's
+ * functions rather than loading another): pgtrack uses it as it is
+ * (pgt_dpdk_init() says 1),
  * backs a region with a memzone, tracks it, releases from it, and points
  * the sim offload device at it through the IOVAs DPDK gives (physical
  * addresses as root: one range per page unless pages happen to be

@@ -2,8 +2,9 @@
 /*
  * DPDK memory in an EAL pgtrack starts itself with hugepages (--in-memory
  * --no-pci): the first pgt_dpdk_init() starts it (0), later ones find it
- * (1), a region creation needs none before it. The calling thread keeps
- * its CPU affinity (the EAL pins its caller). Then the common checks.
+ * (1), a region creation needs none before it. This program does not link
+ * DPDK: pgtrack loads librte_eal itself at first use. The calling thread
+ * keeps its CPU affinity (the EAL pins its caller). Then the common checks.
  */
 #include "tests/dpdk/dpdk_common.h"
 

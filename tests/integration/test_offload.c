@@ -9,6 +9,7 @@
  * CHMU are driven through their models (hal/offload/model.h).
  */
 #include "tests/common/testutil.h"
+#include "pgt_config.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -744,6 +745,25 @@ static void test_range_across_regions(void **state)
 	fx_close(&f);
 }
 
+/* Without DPDK built in, DPDK memory is refused cleanly. */
+static void test_dpdk_not_built(void **state)
+{
+	struct pgt_region_config rc = { .size = sizeof(rc), .backing = PGT_BACKING_DPDK,
+					.length = 4 * MIB, .gpa = 0, .track = PGT_TRACK_DIRTY,
+					.numa_node = -1 };
+	pgt_engine *e;
+	pgt_region *r = (pgt_region *)&rc;
+
+	(void)state;
+	if (PGT_HAVE_DPDK)
+		pgt_skip("built with DPDK: tests/dpdk covers DPDK memory (one EAL per process)");
+	assert_int_equal(pgt_dpdk_init(NULL), -EOPNOTSUPP);
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_region_create(e, &rc, &r), -EOPNOTSUPP);
+	assert_null(r);
+	pgt_engine_close(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_iommufd_model),
 		cmocka_unit_test(test_chmu_model),
 		cmocka_unit_test(test_range_across_regions),
+		cmocka_unit_test(test_dpdk_not_built),
 	};
 
 	pgt_probe(&probe);

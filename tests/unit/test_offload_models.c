@@ -129,7 +129,8 @@ static int vfio_call(struct pgt_model *m, uint32_t argsz, uint32_t flags, const 
 	memset(&u, 0, sizeof(u));
 	u.f.argsz = argsz;
 	u.f.flags = flags;
-	memcpy(u.f.data, p, len);
+	if (len)
+		memcpy(u.f.data, p, len);
 	return pgt__model_io(m)->ioctl(pgt__model_io(m)->ctx, pgt__model_fd(m), VFIO_DEVICE_FEATURE, &u);
 }
 
