@@ -93,44 +93,111 @@ static int query_nodes(struct pgt_region *r, const uint64_t *res, int *node)
 	return 0;
 }
 
+/* What the kernel says of a region's pages, gathered before any lock. */
+struct region_scan {
+	uint64_t *res;      /* resident pages, one bit each */
+	int64_t nres;
+	int *nodes;         /* PGT_ACCOUNT_NUMA_EXACT: node of each page */
+};
+
+static int scan_region(struct pgt_region *r, uint32_t flags, struct region_scan *sc)
+{
+	int ret;
+
+	sc->nodes = NULL;
+	sc->res = calloc((r->npages + 63) / 64, sizeof(uint64_t));
+	if (!sc->res)
+		return -ENOMEM;
+	sc->nres = pgt__resident(r, 0, r->npages, false, sc->res);
+	if (sc->nres < 0)
+		return (int)sc->nres;
+	if (!(flags & PGT_ACCOUNT_NUMA_EXACT))
+		return 0;
+	sc->nodes = malloc(r->npages * sizeof(*sc->nodes));
+	if (!sc->nodes)
+		return -ENOMEM;
+	ret = query_nodes(r, sc->res, sc->nodes);
+	return ret;
+}
+
+/* The whole region counts on its node: word-wide popcounts. Locks held. */
+static void count_whole(struct pgt_region *r, struct pgt_rel *rel, const struct region_scan *sc,
+			struct pgt_mem_counts *c)
+{
+	uint64_t ps = r->page_size, touched = 0, dirty = 0, zero = 0;
+	bool touch = pgt__touch_on(r);
+
+	for (size_t w = 0; w < (r->npages + 63) / 64; w++) {
+		uint64_t d = 0;
+
+		for (struct pgt_dirty_view *v = r->views; v; v = v->next)
+			d |= pgt__shardmap_word(&v->bm, w);
+		dirty += (uint64_t)__builtin_popcountll(d);
+		if (touch)
+			touched += (uint64_t)__builtin_popcountll(word_of(&r->touched, w));
+		zero += (uint64_t)__builtin_popcountll(word_of(&rel->zero, w) &
+						       ~word_of(&rel->released, w));
+	}
+	c->configured = r->length;
+	c->resident = (uint64_t)sc->nres * ps;
+	c->touched = touch ? touched * ps : c->resident;
+	c->dirty = dirty * ps;
+	c->zero = zero * ps;
+	c->released = pgt__rel_units(rel) << PGT_UNIT_SHIFT;
+	c->pinned = rel->pinned_units << PGT_UNIT_SHIFT;
+	c->partial_hugepages = rel->npartial;
+	c->released_partial = rel->partial_units << PGT_UNIT_SHIFT;
+}
+
+/* Page by page: resident pages where the kernel says, the rest where the
+ * region is bound. Locks held. @c gets the totals configured/resident. */
+static void count_pages(struct pgt_region *r, struct pgt_rel *rel, const struct region_scan *sc,
+			int rnode, struct pgt_account *out, struct pgt_mem_counts *c)
+{
+	uint64_t ps = r->page_size;
+	bool touch = pgt__touch_on(r);
+
+	for (uint64_t p = 0; p < r->npages; p++) {
+		struct pgt_mem_counts *s = node_slot(out, sc->nodes[p] >= 0 ? sc->nodes[p] : rnode);
+		uint64_t u0 = p << rel->sub_shift, rel_units;
+		const struct pgt_sub *sub = rel->sub ? rel->sub[p] : NULL;
+		bool d = false, resd = bit(sc->res, p);
+
+		for (struct pgt_dirty_view *v = r->views; v && !d; v = v->next)
+			d = pgt__shardmap_test(&v->bm, p);
+		rel_units = pgt__bitmap_test(&rel->released, p) ? rel->upp : (sub ? sub->count : 0);
+		s->configured += ps;
+		s->resident += resd ? ps : 0;
+		s->touched += (touch ? pgt__bitmap_test(&r->touched, p) : resd) ? ps : 0;
+		s->dirty += d ? ps : 0;
+		s->zero += rel->zero.words && pgt__bitmap_test(&rel->zero, p) &&
+				   !pgt__bitmap_test(&rel->released, p) ? ps : 0;
+		s->released += rel_units << PGT_UNIT_SHIFT;
+		s->pinned += pgt__pin_count(rel, u0, rel->upp) << PGT_UNIT_SHIFT;
+		s->partial_hugepages += sub ? 1 : 0;
+		s->released_partial += sub ? (uint64_t)sub->count << PGT_UNIT_SHIFT : 0;
+		c->configured += ps;
+		c->resident += resd ? ps : 0;
+	}
+}
+
 static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account *out)
 {
 	struct pgt_rel *rel = pgt__rel_get(r);
-	uint64_t ps = r->page_size, nw = (r->npages + 63) / 64;
-	uint64_t *res = calloc(nw, sizeof(uint64_t));
-	bool touch = (r->track & PGT_TRACK_TOUCH) && r->tpriv && r->touched.words;
+	struct region_scan sc = { 0 };
 	struct pgt_mem_counts c = { 0 };
-	int64_t nres;
-	int *nodes = NULL, rnode = pgt__region_node(r), ret = 0;
 	bool collecting;
-
-	if (!rel || !res) {
-		free(res);
-		return -ENOMEM;
-	}
-	nres = pgt__resident(r, 0, r->npages, false, res);
-	if (nres < 0) {
-		free(res);
-		return (int)nres;
-	}
-	if (flags & PGT_ACCOUNT_NUMA_EXACT) {
-		nodes = malloc(r->npages * sizeof(*nodes));
-		ret = nodes ? query_nodes(r, res, nodes) : -ENOMEM;
-		if (ret) {
-			free(nodes);
-			free(res);
-			return ret;
-		}
-	}
+	int ret = rel ? scan_region(r, flags, &sc) : -ENOMEM;
 
 	/* writers paused (soft-dirty) before any lock: see pgt__collect_begin */
-	ret = r->views ? pgt__collect_begin(r) : 0;
+	collecting = r->views != NULL;
+	if (!ret && collecting)
+		ret = pgt__collect_begin(r);
 	if (ret) {
-		free(nodes);
-		free(res);
+		free(sc.nodes);
+		free(sc.res);
 		return ret;
 	}
-	collecting = r->views != NULL;
 	pthread_mutex_lock(&rel->lock);
 	pgt__rel_sync_touch(r, rel);
 	pthread_mutex_lock(&r->harvest_lock);
@@ -141,57 +208,11 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 	 */
 	if (collecting && r->views && r->dops && r->dops_started)
 		pgt__dirty_collect(r, false);
-	if (!nodes) {
-		/* the whole region counts on its node: word-wide popcounts */
-		uint64_t touched = 0, dirty = 0, zero = 0;
-
-		for (size_t w = 0; w < nw; w++) {
-			uint64_t d = 0;
-
-			for (struct pgt_dirty_view *v = r->views; v; v = v->next)
-				d |= pgt__shardmap_word(&v->bm, w);
-			dirty += (uint64_t)__builtin_popcountll(d);
-			if (touch)
-				touched += (uint64_t)__builtin_popcountll(word_of(&r->touched, w));
-			zero += (uint64_t)__builtin_popcountll(word_of(&rel->zero, w) &
-							       ~word_of(&rel->released, w));
-		}
-		c.configured = r->length;
-		c.resident = (uint64_t)nres * ps;
-		c.touched = touch ? touched * ps : c.resident;
-		c.dirty = dirty * ps;
-		c.zero = zero * ps;
-		c.released = pgt__rel_units(rel) << PGT_UNIT_SHIFT;
-		c.pinned = rel->pinned_units << PGT_UNIT_SHIFT;
-		c.partial_hugepages = rel->npartial;
-		c.released_partial = rel->partial_units << PGT_UNIT_SHIFT;
-		counts_add(node_slot(out, rnode), &c);
+	if (!sc.nodes) {
+		count_whole(r, rel, &sc, &c);
+		counts_add(node_slot(out, pgt__region_node(r)), &c);
 	} else {
-		/* page by page: resident pages where the kernel says, the rest
-		 * where the region is bound */
-		for (uint64_t p = 0; p < r->npages; p++) {
-			struct pgt_mem_counts *s = node_slot(out, nodes[p] >= 0 ? nodes[p] : rnode);
-			uint64_t u0 = p << rel->sub_shift, rel_units;
-			const struct pgt_sub *sub = rel->sub ? rel->sub[p] : NULL;
-			bool d = false, resd = bit(res, p);
-
-			for (struct pgt_dirty_view *v = r->views; v && !d; v = v->next)
-				d = pgt__shardmap_test(&v->bm, p);
-			rel_units = pgt__bitmap_test(&rel->released, p) ? rel->upp
-								       : (sub ? sub->count : 0);
-			s->configured += ps;
-			s->resident += resd ? ps : 0;
-			s->touched += (touch ? pgt__bitmap_test(&r->touched, p) : resd) ? ps : 0;
-			s->dirty += d ? ps : 0;
-			s->zero += rel->zero.words && pgt__bitmap_test(&rel->zero, p) &&
-					   !pgt__bitmap_test(&rel->released, p) ? ps : 0;
-			s->released += rel_units << PGT_UNIT_SHIFT;
-			s->pinned += pgt__pin_count(rel, u0, rel->upp) << PGT_UNIT_SHIFT;
-			s->partial_hugepages += sub ? 1 : 0;
-			s->released_partial += sub ? (uint64_t)sub->count << PGT_UNIT_SHIFT : 0;
-			c.configured += ps;
-			c.resident += resd ? ps : 0;
-		}
+		count_pages(r, rel, &sc, pgt__region_node(r), out, &c);
 	}
 	out->metadata += pgt__rel_bytes(rel);
 	pthread_mutex_unlock(&r->harvest_lock);
@@ -205,8 +226,8 @@ static int account_one(struct pgt_region *r, uint32_t flags, struct pgt_account 
 		out->resident_shmem += c.resident;
 	else
 		out->resident_anon += c.resident;
-	free(nodes);
-	free(res);
+	free(sc.nodes);
+	free(sc.res);
 	return 0;
 }
 

@@ -343,6 +343,16 @@ int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg);
 int pgt__read_smaps(char **buf, size_t *len);
 /* The VMA holding @addr. 0, -ENOENT, or the read's error. */
 int pgt__vma_of(const void *addr, struct pgt_vma *out);
+/*
+ * The present (with @swapped also swapped-out) memory of [start, end) of
+ * this process, as address ranges through @fn: PAGEMAP_SCAN runs when
+ * @scan and the kernel has it, else one base page at a time from
+ * /proc/self/pagemap with its entry (@pm NULL for scan runs). A non-zero
+ * return of @fn stops the walk and is returned; else 0 or -errno.
+ */
+typedef int (*pgt_present_fn)(void *arg, uint64_t start, uint64_t end, const uint64_t *pm);
+int pgt__present_walk(uint64_t start, uint64_t end, bool swapped, bool scan,
+		      pgt_present_fn fn, void *arg);
 
 /* ---- track_softdirty.c (parsing, testable on injected data) ---- */
 /* Report runs of pagemap entries with the soft-dirty bit: entries[i] is page

@@ -24,11 +24,12 @@
  * with PGT_RELEASE_TRUSTED.
  *
  * Freeing a page also clears its touched bit (a later touch is a new first
- * touch: deflate), its bit in every dirty view, and re-arms the dirty
- * tracker on it: after MADV_DONTNEED an anonymous pte is simply gone, so a
+ * touch: deflate), reports it to every dirty view (its contents changed: it
+ * reads as zero now, and a consumer's copy would be stale), and re-arms the
+ * dirty tracker on it: after MADV_DONTNEED an anonymous pte is simply gone, so a
  * synchronous uffd-WP or mprotect tracker must protect the hole again or the
  * next write would go unseen. Order inside one call: clear touched, free,
- * fix the dirty state, set released — a fault racing with the free either
+ * report and re-arm, set released — a fault racing with the free either
  * sets touched after we cleared it (and the page reads as deflated) or
  * happened before the free (a guest bug: it wrote to memory it gave away).
  */
@@ -281,17 +282,88 @@ static void freed_pages_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 	}
 }
 
+static struct pgt_sub *sub_get(struct pgt_rel *rel, uint64_t p)
+{
+	struct pgt_sub *s;
+
+	if (!rel->sub) {
+		rel->sub = calloc(rel->released.nbits, sizeof(*rel->sub));
+		if (!rel->sub)
+			return NULL;
+	}
+	s = rel->sub[p];
+	if (!s) {
+		s = calloc(1, sizeof(*s) + rel->upp / 8);
+		if (!s)
+			return NULL;
+		rel->sub[p] = s;
+		rel->npartial++;
+	}
+	return s;
+}
+
+static void sub_drop(struct pgt_rel *rel, uint64_t p)
+{
+	struct pgt_sub *s = rel->sub[p];
+
+	rel->partial_units -= s->count;
+	rel->npartial--;
+	free(s);
+	rel->sub[p] = NULL;
+}
+
+static inline bool sub_test(const struct pgt_sub *s, uint64_t i)
+{
+	return s->bits[i / 64] >> (i % 64) & 1;
+}
+
+/* Take [p, p + n) out of the touched set; returns how many were touched. */
+static uint64_t untouch(struct pgt_region *r, uint64_t p, uint64_t n)
+{
+	uint64_t k = 0;
+
+	if (pgt__touch_on(r)) {
+		k = pgt__bitmap_take_range(&r->touched, p, n);
+		atomic_fetch_sub(&r->ntouched, k);
+	}
+	return k;
+}
+
+/* [p, p + n) are gone from the host: in the released set, once each (a
+ * REPEAT_OK release frees released pages again). rel->lock held. */
+static void account_freed(struct pgt_rel *rel, uint64_t p, uint64_t n)
+{
+	if (rel->zero.words)
+		pgt__bitmap_take_range(&rel->zero, p, n);
+	for (uint64_t i = p; i < p + n; i++) {
+		if (rel->sub && rel->sub[i])
+			sub_drop(rel, i);
+		if (!pgt__bitmap_test(&rel->released, i)) {
+			pgt__bitmap_set(&rel->released, i);
+			rel->released_pages++;
+			pgt__numa_note_released(rel->numa, i, 1, true);
+		}
+	}
+}
+
+void pgt__rel_gone(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, uint64_t n)
+{
+	untouch(r, p, n);
+	if (r->dops || r->views) {
+		pthread_mutex_lock(&r->harvest_lock);
+		freed_pages_dirty(r, p, n);
+		pthread_mutex_unlock(&r->harvest_lock);
+	}
+	account_freed(rel, p, n);
+}
+
 /* Free a run of whole pages and mark them released. */
 static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, uint64_t n)
 {
-	uint64_t untouched = 0;
+	uint64_t untouched = untouch(r, p, n);
 	bool lock = r->dops || r->views;
 	int ret;
 
-	if (pgt__touch_on(r)) {
-		untouched = pgt__bitmap_take_range(&r->touched, p, n);
-		atomic_fetch_sub(&r->ntouched, untouched);
-	}
 	if (lock)
 		pthread_mutex_lock(&r->harvest_lock);
 	ret = free_pages(r, p, n);
@@ -309,16 +381,7 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 			 r->name, (unsigned long long)n, (unsigned long long)p, strerror(-ret));
 		return ret;
 	}
-	if (rel->zero.words)
-		pgt__bitmap_take_range(&rel->zero, p, n);
-	for (uint64_t i = p; i < p + n; i++) {
-		/* REPEAT_OK frees released pages again: count each once. */
-		if (!pgt__bitmap_test(&rel->released, i)) {
-			pgt__bitmap_set(&rel->released, i);
-			rel->released_pages++;
-			pgt__numa_note_released(rel->numa, i, 1, true);
-		}
-	}
+	account_freed(rel, p, n);
 	rel->stat_freed_bytes += n << r->page_shift;
 	return 0;
 }
@@ -356,41 +419,6 @@ static int run_add(struct pgt_region *r, struct pgt_rel *rel, struct run *run, u
 	return ret;
 }
 
-static struct pgt_sub *sub_get(struct pgt_rel *rel, uint64_t p)
-{
-	struct pgt_sub *s;
-
-	if (!rel->sub) {
-		rel->sub = calloc(rel->released.nbits, sizeof(*rel->sub));
-		if (!rel->sub)
-			return NULL;
-	}
-	s = rel->sub[p];
-	if (!s) {
-		s = calloc(1, sizeof(*s) + rel->upp / 8);
-		if (!s)
-			return NULL;
-		rel->sub[p] = s;
-		rel->npartial++;
-	}
-	return s;
-}
-
-static void sub_drop(struct pgt_rel *rel, uint64_t p)
-{
-	struct pgt_sub *s = rel->sub[p];
-
-	rel->partial_units -= s->count;
-	rel->npartial--;
-	free(s);
-	rel->sub[p] = NULL;
-}
-
-static inline bool sub_test(const struct pgt_sub *s, uint64_t i)
-{
-	return s->bits[i / 64] >> (i % 64) & 1;
-}
-
 /*
  * All units of page @p are released: check and free it. Returns 0 (freed or
  * kept because pieces were reused) or the freeing error.
@@ -426,112 +454,140 @@ static int complete_page(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, 
 	return run_add(r, rel, run, p, res);
 }
 
+/* One call's progress through pgt__rel_apply. */
+struct apply {
+	struct pgt_region *r;
+	struct pgt_rel *rel;
+	uint32_t flags;
+	struct pgt_release_result *res;
+	int32_t *status;
+	struct run run;
+	uint64_t done;
+};
+
+/* Pinned units among [a, b) of page @p: counted, the first one noted. */
+static uint64_t apply_pins(struct apply *x, uint64_t pstart, uint64_t a, uint64_t b)
+{
+	struct pgt_rel *rel = x->rel;
+	uint64_t pinned = pgt__pin_count(rel, pstart + a, b - a);
+
+	if (!pinned)
+		return 0;
+	if (!x->res->pinned) {
+		for (uint64_t i = pstart + a; i < pstart + b; i++)
+			if (pgt__pin_test(rel, i)) {
+				x->res->first_pinned = x->r->gpa + (i << PGT_UNIT_SHIFT);
+				break;
+			}
+	}
+	x->res->pinned += pinned;
+	if (x->status)
+		*x->status = -EBUSY;
+	return pinned;
+}
+
+/* Units [a, b) of large page @p, as pieces: zeroed, recorded, and the page
+ * freed once all its pieces are in. */
+static int apply_pieces(struct apply *x, uint64_t p, uint64_t a, uint64_t b, bool has_pin)
+{
+	struct pgt_region *r = x->r;
+	struct pgt_rel *rel = x->rel;
+	uint64_t pstart = p << rel->sub_shift;
+	struct pgt_sub *s = sub_get(rel, p);
+	int ret = 0;
+
+	if (!s)
+		return -ENOMEM;
+	for (uint64_t i = a; i < b;) {
+		uint64_t j = i;
+
+		/* a maximal run of new, unpinned pieces */
+		while (j < b && !sub_test(s, j) && !(has_pin && pgt__pin_test(rel, pstart + j)))
+			j++;
+		if (j == i) {
+			if (sub_test(s, i))
+				x->res->already++;
+			i++;
+			continue;
+		}
+		ret = zero_units(r, pstart + i, j - i);
+		if (ret)
+			return ret;
+		/* the page stays, with zeroed pieces: consumers must see it */
+		pgt__dirty_mark(r, p, 1);
+		for (uint64_t k = i; k < j; k++)
+			s->bits[k / 64] |= 1ULL << (k % 64);
+		s->count += (uint32_t)(j - i);
+		rel->partial_units += j - i;
+		x->done += j - i;
+		i = j;
+	}
+	if (s->count == rel->upp)
+		return complete_page(r, rel, p, x->flags, &x->run, x->res);
+	if (!s->count)
+		sub_drop(rel, p);
+	return 0;
+}
+
+/* Units [a, b) of page @p (b - a <= units per page). */
+static int apply_page(struct apply *x, uint64_t p, uint64_t a, uint64_t b)
+{
+	struct pgt_region *r = x->r;
+	struct pgt_rel *rel = x->rel;
+	uint64_t upp = rel->upp, cover = b - a, pinned = 0;
+	bool has_pin = pgt__bitmap_test(&rel->pinned, p);
+
+	if (pgt__bitmap_test(&rel->released, p) && pgt__touch_on(r) &&
+	    pgt__bitmap_test(&r->touched, p)) {
+		/* touched since it was freed: deflated, not released */
+		unrelease_page(rel, p);
+		rel->stat_deflated_pages++;
+	}
+	if (has_pin)
+		pinned = apply_pins(x, p << rel->sub_shift, a, b);
+	if (pgt__bitmap_test(&rel->released, p)) {
+		x->res->already += cover - pinned;
+		/* the guest says it is free again: cheap to free again */
+		if (upp == 1 && !pinned)
+			return run_add(r, rel, &x->run, p, x->res);
+		return 0;
+	}
+	if (upp == 1 || (cover == upp && !pinned && !(rel->sub && rel->sub[p]))) {
+		int ret;
+
+		if (pinned)
+			return 0;
+		ret = run_add(r, rel, &x->run, p, x->res);
+		if (!ret)
+			x->done += cover;
+		return ret;
+	}
+	return apply_pieces(x, p, a, b, has_pin);
+}
+
 int64_t pgt__rel_apply(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
 		       uint32_t flags, struct pgt_release_result *res, int32_t *status)
 {
-	uint64_t upp = rel->upp, end = u0 + n, done = 0;
-	struct run run = { 0, 0 };
+	struct apply x = { .r = r, .rel = rel, .flags = flags, .res = res, .status = status };
+	uint64_t end = u0 + n;
 	int ret = 0;
 
 	if (status)
 		*status = 0;
-	for (uint64_t u = u0; u < end;) {
+	for (uint64_t u = u0; u < end && !ret;) {
 		uint64_t p = u >> rel->sub_shift, pstart = p << rel->sub_shift;
-		uint64_t a = u - pstart, b = (end - pstart < upp) ? end - pstart : upp;
-		uint64_t cover = b - a, pinned = 0;
-		bool has_pin = pgt__bitmap_test(&rel->pinned, p);
+		uint64_t b = end - pstart < rel->upp ? end - pstart : rel->upp;
 
+		ret = apply_page(&x, p, u - pstart, b);
 		u = pstart + b;
-		if (pgt__bitmap_test(&rel->released, p) && pgt__touch_on(r) &&
-		    pgt__bitmap_test(&r->touched, p)) {
-			/* touched since it was freed: deflated, not released */
-			unrelease_page(rel, p);
-			rel->stat_deflated_pages++;
-		}
-		if (has_pin)
-			pinned = pgt__pin_count(rel, pstart + a, cover);
-		if (pinned) {
-			if (!res->pinned) {
-				for (uint64_t i = pstart + a; i < pstart + b; i++)
-					if (pgt__pin_test(rel, i)) {
-						res->first_pinned = r->gpa + (i << PGT_UNIT_SHIFT);
-						break;
-					}
-			}
-			res->pinned += pinned;
-			if (status)
-				*status = -EBUSY;
-		}
-		if (pgt__bitmap_test(&rel->released, p)) {
-			res->already += cover - pinned;
-			/* the guest says it is free again: cheap to free again */
-			if (upp == 1 && !pinned)
-				ret = run_add(r, rel, &run, p, res);
-			if (ret)
-				break;
-			continue;
-		}
-		if (upp == 1 || (cover == upp && !pinned && !(rel->sub && rel->sub[p]))) {
-			if (pinned)
-				continue;
-			ret = run_add(r, rel, &run, p, res);
-			if (ret)
-				break;
-			done += cover;
-			continue;
-		}
-		/* Pieces of a larger page. */
-		struct pgt_sub *s = sub_get(rel, p);
-
-		if (!s) {
-			ret = -ENOMEM;
-			break;
-		}
-		for (uint64_t i = a; i < b;) {
-			uint64_t j = i, k;
-
-			/* a maximal run of new, unpinned pieces */
-			while (j < b && !sub_test(s, j) && !(has_pin && pgt__pin_test(rel, pstart + j)))
-				j++;
-			if (j == i) {
-				if (sub_test(s, i))
-					res->already++;
-				i++;
-				continue;
-			}
-			ret = zero_units(r, pstart + i, j - i);
-			if (ret)
-				break;
-			/* the page stays, with zeroed pieces: consumers must see it */
-			pgt__dirty_mark(r, p, 1);
-			for (k = i; k < j; k++)
-				s->bits[k / 64] |= 1ULL << (k % 64);
-			s->count += (uint32_t)(j - i);
-			rel->partial_units += j - i;
-			done += j - i;
-			i = j;
-		}
-		if (ret)
-			break;
-		if (s->count == upp)
-			ret = complete_page(r, rel, p, flags, &run, res);
-		else if (!s->count)
-			sub_drop(rel, p);
-		if (ret)
-			break;
 	}
 	if (!ret)
-		ret = run_flush(r, rel, &run, res);
-	if (ret) {
-		/* Pieces counted for a page whose run failed to free are lost
-		 * from the count; report the error, the state stays consistent. */
-		res->released += done;
-		rel->stat_released += done;
-		return ret;
-	}
-	res->released += done;
-	rel->stat_released += done;
-	return (int64_t)done;
+		ret = run_flush(r, rel, &x.run, res);
+	/* On an error, pieces counted for a page whose run failed to free are
+	 * lost from the count; the error is reported, the state consistent. */
+	res->released += x.done;
+	rel->stat_released += x.done;
+	return ret ? ret : (int64_t)x.done;
 }
 
 uint64_t pgt__rel_reclaim(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n)
@@ -583,154 +639,6 @@ uint64_t pgt__rel_reclaim(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0
 	}
 	rel->stat_reclaimed += done;
 	return done;
-}
-
-/* ------------------------------------------------------------------ */
-/* Residency                                                           */
-/* ------------------------------------------------------------------ */
-
-static void set_bit_range(uint64_t *out, uint64_t first, uint64_t n)
-{
-	for (uint64_t i = first; i < first + n; i++)
-		out[i / 64] |= 1ULL << (i % 64);
-}
-
-static int64_t resident_mincore(struct pgt_region *r, uint64_t first, uint64_t n, uint64_t *out)
-{
-	uint64_t bp = pgt_hal_page_size(), per = r->page_size / bp, cnt = 0;
-	unsigned char vec[4096];
-	uint64_t step = sizeof(vec) / per ? sizeof(vec) / per : 1;
-
-	for (uint64_t i = 0; i < n; i += step) {
-		uint64_t k = n - i < step ? n - i : step;
-
-		if (mincore(pgt__page_addr(r, first + i), k << r->page_shift, vec))
-			return -errno;
-		for (uint64_t j = 0; j < k; j++) {
-			for (uint64_t q = 0; q < per; q++)
-				if (vec[j * per + q] & 1) {
-					out[(i + j) / 64] |= 1ULL << ((i + j) % 64);
-					cnt++;
-					break;
-				}
-		}
-	}
-	return (int64_t)cnt;
-}
-
-/*
- * A released private page that reads present but is neither exclusive nor
- * file-backed holds the zero page fix_dirty() mapped there: no memory.
- */
-static bool zero_mapped(const struct pgt_region *r, const struct pgt_rel *rel, uint64_t pm,
-			uint64_t p)
-{
-	if (!rel || r->shared || (pm & (PGT_PM_EXCLUSIVE | PGT_PM_FILE | PGT_PM_SWAP)))
-		return false;
-	return pgt__bitmap_test(&rel->released, p);
-}
-
-static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,
-				uint64_t *out)
-{
-	const struct pgt_rel *rel = atomic_load(&r->rel);
-	uint64_t start = (uintptr_t)pgt__page_addr(r, first), end = start + (n << r->page_shift);
-	uint64_t want = PAGE_IS_PRESENT | (swapped ? PAGE_IS_SWAPPED : 0), cnt = 0;
-	struct page_region small[16], *vec = small;
-	size_t vlen = 16;
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	int64_t ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	/* a big region in pieces: few ioctls with a big vector */
-	if (n > 64 && (vec = malloc(1024 * sizeof(*vec))))
-		vlen = 1024;
-	else
-		vec = small;
-	if (r->eng->probe.pagemap_scan) {
-		struct pm_scan_arg a = {
-			.size = sizeof(a),
-			.start = start,
-			.end = end,
-			.vec = (uintptr_t)vec,
-			.vec_len = vlen,
-			.category_anyof_mask = want,
-			.return_mask = want,
-		};
-
-		for (;;) {
-			long k = ioctl(fd, PAGEMAP_SCAN, &a);
-
-			if (k < 0) {
-				if (errno == EINTR)
-					continue;
-				ret = -errno;
-				break;
-			}
-			for (long i = 0; i < k; i++) {
-				/* any present 4 KiB piece makes the page resident */
-				uint64_t f = (vec[i].start - start) >> r->page_shift;
-				uint64_t l = (vec[i].end - 1 - start) >> r->page_shift;
-
-				set_bit_range(out, f, l - f + 1);
-			}
-			if (a.walk_end >= end || a.walk_end <= a.start)
-				break;
-			a.start = a.walk_end;
-		}
-		if (!ret)
-			goto count;
-		if (ret != -ENOTTY && ret != -EINVAL)
-			goto out;
-		ret = 0;
-	}
-	{
-		uint64_t bp = pgt_hal_page_size(), buf[512];
-		uint64_t mask = PGT_PM_PRESENT | (swapped ? PGT_PM_SWAP : 0);
-
-		for (uint64_t a = start; a < end;) {
-			size_t k = (size_t)((end - a) / bp);
-			ssize_t got;
-
-			if (k > sizeof(buf) / sizeof(buf[0]))
-				k = sizeof(buf) / sizeof(buf[0]);
-			got = pread(fd, buf, k * sizeof(buf[0]), (off_t)(a / bp * 8));
-			if (got <= 0) {
-				ret = got < 0 ? -errno : -EIO;
-				goto out;
-			}
-			for (size_t i = 0; i < (size_t)got / 8; i++)
-				if (buf[i] & mask) {
-					uint64_t pg = (a + i * bp - start) >> r->page_shift;
-
-					if (zero_mapped(r, rel, buf[i], first + pg))
-						continue;
-					out[pg / 64] |= 1ULL << (pg % 64);
-				}
-			a += (uint64_t)got / 8 * bp;
-		}
-	}
-count:
-	for (uint64_t w = 0; w < (n + 63) / 64; w++)
-		cnt += (uint64_t)__builtin_popcountll(out[w]);
-	ret = (int64_t)cnt;
-out:
-	if (vec != small)
-		free(vec);
-	close(fd);
-	return ret;
-}
-
-int64_t pgt__resident(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,
-		      uint64_t *out)
-{
-	if (!n)
-		return 0;
-	/* Shared memory lives in the page cache whether or not we map it. */
-	if (r->shared)
-		return resident_mincore(r, first, n, out);
-	return resident_pagemap(r, first, n, swapped, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -797,98 +705,134 @@ static bool any_released(const struct pgt_region *r, const struct pgt_rel *rel, 
 	return false;
 }
 
+/* The ranges of one pgt_release_batch(), sorted, and their regions. */
+struct batch {
+	struct item one, *items;
+	struct item **order;      /* one item per region, in lock order; NULL: one item */
+	size_t n, nreg;
+};
+
+static int batch_alloc(struct batch *b, const struct pgt_range *ranges, size_t n)
+{
+	b->n = n;
+	b->nreg = 0;
+	if (n > SIZE_MAX / (sizeof(struct item) + sizeof(struct item *)))
+		return -EINVAL;
+	b->items = n == 1 ? &b->one : malloc(n * sizeof(*b->items));
+	b->order = n == 1 ? NULL : malloc(n * sizeof(*b->order));
+	if (!b->items || (n > 1 && !b->order))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		b->items[i] = (struct item){ ranges[i].gpa, ranges[i].len, i, NULL, 0, 0 };
+	return 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	if (b->items != &b->one)
+		free(b->items);
+	free(b->order);
+}
+
+static struct pgt_region *batch_region(const struct batch *b, size_t k)
+{
+	return b->order ? b->order[k]->r : b->items[0].r;
+}
+
+/*
+ * Resolve every range to its region and units, refuse overlaps, and list
+ * the regions in gpa (= list) order, which is the order their release
+ * locks are taken in. regions_lock held.
+ */
+static int batch_resolve(struct pgt_engine *e, struct batch *b)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < b->n && !ret; i++)
+		ret = pgt__rel_resolve(e, b->items[i].gpa, b->items[i].len, &b->items[i].r,
+				       &b->items[i].u0, &b->items[i].n);
+	if (ret)
+		return ret;
+	if (b->n > 1) {
+		qsort(b->items, b->n, sizeof(*b->items), item_cmp);
+		for (size_t i = 1; i < b->n; i++)
+			if (b->items[i].gpa < b->items[i - 1].gpa + b->items[i - 1].len)
+				return -EINVAL; /* overlapping or repeated */
+		for (size_t i = 0; i < b->n; i++)
+			if (!i || b->items[i].r != b->items[i - 1].r)
+				b->order[b->nreg++] = &b->items[i];
+		qsort(b->order, b->nreg, sizeof(*b->order), region_cmp);
+	} else {
+		b->nreg = 1;
+	}
+	for (size_t k = 0; k < b->nreg; k++)
+		if (!pgt__rel_get(batch_region(b, k)))
+			return -ENOMEM;
+	return 0;
+}
+
+static void batch_lock(struct batch *b, bool lock)
+{
+	for (size_t k = 0; k < b->nreg; k++) {
+		pthread_mutex_t *m = &pgt__rel_peek(batch_region(b, k))->lock;
+
+		if (lock)
+			pthread_mutex_lock(m);
+		else
+			pthread_mutex_unlock(m);
+	}
+}
+
+/* Release locks held: the ranges are independent (no overlap), applied in
+ * gpa order. */
+static int64_t batch_apply(struct batch *b, uint32_t flags, struct pgt_release_result *res)
+{
+	int64_t total = 0;
+
+	if (!(flags & PGT_RELEASE_REPEAT_OK)) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct pgt_region *r = b->items[i].r;
+
+			if (any_released(r, pgt__rel_peek(r), b->items[i].u0, b->items[i].n))
+				return -EALREADY;
+		}
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct item *it = &b->items[i];
+		int64_t got = pgt__rel_apply(it->r, pgt__rel_peek(it->r), it->u0, it->n, flags, res,
+					     res->status ? &res->status[it->idx] : NULL);
+
+		if (got < 0)
+			return got;
+		total += got;
+	}
+	return total;
+}
+
 PGT_EXPORT int64_t pgt_release_batch(pgt_engine *e, const struct pgt_range *ranges, size_t n,
 				     uint32_t flags, struct pgt_release_result *res)
 {
 	struct pgt_release_result local = { .size = sizeof(local) };
-	struct item one, *items, **order = NULL;
-	size_t nreg = 0;
-	int64_t total = 0;
-	int ret = 0;
+	struct batch b = { 0 };
+	int64_t ret;
 
 	if (!e || !ranges || !n || (flags & ~(uint32_t)(PGT_RELEASE_REPEAT_OK | PGT_RELEASE_TRUSTED)))
 		return -EINVAL;
 	if (res && (ret = PGT_ARG_OUT(res, sizeof(*res))))
 		return ret;
-	if (n > SIZE_MAX / (sizeof(struct item) + sizeof(struct item *)))
-		return -EINVAL;
-	items = n == 1 ? &one : malloc(n * sizeof(*items));
-	order = n == 1 ? NULL : malloc(n * sizeof(*order));
-	if (!items || (n > 1 && !order)) {
-		if (items != &one)
-			free(items);
-		free(order);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		items[i] = (struct item){ ranges[i].gpa, ranges[i].len, i, NULL, 0, 0 };
-
-	pthread_rwlock_rdlock(&e->regions_lock);
-	for (size_t i = 0; i < n && !ret; i++)
-		ret = pgt__rel_resolve(e, items[i].gpa, items[i].len, &items[i].r, &items[i].u0,
-				       &items[i].n);
-	if (ret)
-		goto out_unlock;
-	if (n > 1) {
-		qsort(items, n, sizeof(*items), item_cmp);
-		for (size_t i = 1; i < n; i++)
-			if (items[i].gpa < items[i - 1].gpa + items[i - 1].len) {
-				ret = -EINVAL; /* overlapping or repeated */
-				goto out_unlock;
-			}
-		/* one entry per region, in gpa (= list) order: the lock order */
-		for (size_t i = 0; i < n; i++)
-			if (!i || items[i].r != items[i - 1].r)
-				order[nreg++] = &items[i];
-		qsort(order, nreg, sizeof(*order), region_cmp);
-	} else {
-		order = NULL;
-		nreg = 1;
-	}
-	for (size_t k = 0; k < nreg; k++) {
-		struct pgt_region *r = order ? order[k]->r : items[0].r;
-
-		if (!pgt__rel_get(r)) {
-			ret = -ENOMEM;
-			goto out_unlock;
+	ret = batch_alloc(&b, ranges, n);
+	if (!ret) {
+		pthread_rwlock_rdlock(&e->regions_lock);
+		ret = batch_resolve(e, &b);
+		if (!ret) {
+			batch_lock(&b, true);
+			ret = batch_apply(&b, flags, res ? res : &local);
+			batch_lock(&b, false);
 		}
+		pthread_rwlock_unlock(&e->regions_lock);
 	}
-	for (size_t k = 0; k < nreg; k++)
-		pthread_mutex_lock(&pgt__rel_peek(order ? order[k]->r : items[0].r)->lock);
-
-	if (!(flags & PGT_RELEASE_REPEAT_OK)) {
-		for (size_t i = 0; i < n; i++) {
-			struct pgt_region *r = items[i].r;
-
-			if (any_released(r, pgt__rel_peek(r), items[i].u0, items[i].n)) {
-				ret = -EALREADY;
-				goto out_locked;
-			}
-		}
-	}
-	/* Ranges are independent (no overlap): apply them in gpa order. */
-	for (size_t i = 0; i < n; i++) {
-		struct item *it = &items[i];
-		struct pgt_region *r = it->r;
-		int64_t got;
-
-		got = pgt__rel_apply(r, pgt__rel_peek(r), it->u0, it->n, flags, res ? res : &local,
-				     res && res->status ? &res->status[it->idx] : NULL);
-		if (got < 0) {
-			ret = (int)got;
-			break;
-		}
-		total += got;
-	}
-out_locked:
-	for (size_t k = 0; k < nreg; k++)
-		pthread_mutex_unlock(&pgt__rel_peek(order ? order[k]->r : items[0].r)->lock);
-out_unlock:
-	pthread_rwlock_unlock(&e->regions_lock);
-	if (items != &one)
-		free(items);
-	free(order);
-	return ret ? ret : total;
+	batch_free(&b);
+	return ret;
 }
 
 PGT_EXPORT int64_t pgt_release(pgt_engine *e, uint64_t gpa, uint64_t len, uint32_t flags,
@@ -1031,146 +975,6 @@ PGT_EXPORT int pgt_release_partial(const pgt_region *cr, struct pgt_partial_repo
 	if (rep->npages && rep->npages < rep->pages_cap)
 		qsort(rep->pages, rep->npages, sizeof(rep->pages[0]), partial_cmp);
 	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Releases behind our back                                            */
-/* ------------------------------------------------------------------ */
-
-/*
- * UFFD_EVENT_REMOVE from a handler thread (madvise DONTNEED/REMOVE on the
- * range, by anyone). The madvise caller waits until the event is read, and
- * that may be a release of ours holding rel->lock: so only note the pages
- * here, lock-free; pgt_release_rescan() checks and accounts them.
- */
-void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
-{
-	uint64_t base = (uintptr_t)r->addr, first, last;
-	struct pgt_rel *rel;
-
-	if (end <= base || start >= base + r->length)
-		return;
-	if (start < base)
-		start = base;
-	if (end > base + r->length)
-		end = base + r->length;
-	/*
-	 * The whole pages holding the range: a piece of a large page removed
-	 * is zeroed, its page changed too. The kernel zaps the range once
-	 * this event is read, so this report may reach a view before the
-	 * memory changed: pgt_release_rescan() reports the hinted pages again
-	 * (after their madvise returned), and accounts those that are gone.
-	 */
-	first = (start - base) >> r->page_shift;
-	last = (end - base + r->page_size - 1) >> r->page_shift;
-	pgt__dirty_mark(r, first, last - first);
-	rel = pgt__rel_get(r);
-	if (!rel)
-		return;
-	if (!rel->removed.words)
-		return;
-	pgt__bitmap_set_range(&rel->removed, first, last - first);
-	atomic_store_explicit(&rel->removed_any, true, memory_order_release);
-}
-
-struct rescan_ctx {
-	struct pgt_region *r;
-	struct pgt_rel *rel;
-	uint64_t found;
-	int err;
-};
-
-/* Candidates [first, first + n): those not resident were released. */
-static int rescan_run(void *arg, uint64_t first, uint64_t n)
-{
-	struct rescan_ctx *x = arg;
-	struct pgt_region *r = x->r;
-	struct pgt_rel *rel = x->rel;
-	uint64_t chunk = 4096;
-
-	for (uint64_t off = 0; off < n; off += chunk) {
-		uint64_t k = n - off < chunk ? n - off : chunk, res[4096 / 64];
-		int64_t got;
-
-		memset(res, 0, sizeof(res));
-		got = pgt__resident(r, first + off, k, true, res);
-		if (got < 0) {
-			x->err = (int)got;
-			return 1;
-		}
-		for (uint64_t i = 0; i < k; i++) {
-			uint64_t p = first + off + i;
-			bool was_touched;
-
-			if (res[i / 64] >> (i % 64) & 1 || pgt__bitmap_test(&rel->released, p))
-				continue;
-			if (pgt__bitmap_test(&rel->pinned, p))
-				continue; /* cannot be gone; never mark it */
-			/* Gone behind our back: account it as released. */
-			was_touched = pgt__touch_on(r) && pgt__bitmap_take_range(&r->touched, p, 1);
-			if (was_touched)
-				atomic_fetch_sub(&r->ntouched, 1);
-			if (r->dops || r->views) {
-				pthread_mutex_lock(&r->harvest_lock);
-				freed_pages_dirty(r, p, 1);
-				pthread_mutex_unlock(&r->harvest_lock);
-			}
-			if (rel->sub && rel->sub[p])
-				sub_drop(rel, p);
-			if (rel->zero.words)
-				pgt__bitmap_clear(&rel->zero, p);
-			pgt__bitmap_set(&rel->released, p);
-			rel->released_pages++;
-			pgt__numa_note_released(rel->numa, p, 1, true);
-			rel->stat_external_pages++;
-			x->found++;
-		}
-	}
-	return 0;
-}
-
-static int mark_run(void *arg, uint64_t first, uint64_t n)
-{
-	pgt__dirty_mark(arg, first, n);
-	return 0;
-}
-
-PGT_EXPORT int64_t pgt_release_rescan(pgt_region *r)
-{
-	struct rescan_ctx x = { r, NULL, 0, 0 };
-	struct pgt_bitmap cand;
-	int ret;
-
-	if (!r)
-		return -EINVAL;
-	x.rel = pgt__rel_get(r);
-	if (!x.rel)
-		return -ENOMEM;
-	ret = pgt__bitmap_init(&cand, r->npages);
-	if (ret)
-		return ret;
-	/* REMOVE events already read (their madvise returned) are recorded */
-	pgt__flight_wait(&r->evflight);
-	pthread_mutex_lock(&x.rel->lock);
-	pgt__rel_sync_touch(r, x.rel);
-	/* Candidates: pages we know were populated, and REMOVE hints. */
-	if (pgt__touch_on(r))
-		pgt__bitmap_or(&cand, &r->touched);
-	if (atomic_exchange(&x.rel->removed_any, false)) {
-		/* their madvise returned: the memory is zero now, say it again */
-		pgt__bitmap_for_each_run(&x.rel->removed, mark_run, r);
-		pgt__bitmap_or(&cand, &x.rel->removed);
-		pgt__bitmap_take(&x.rel->removed, NULL, NULL);
-	}
-	pgt__bitmap_for_each_run(&cand, rescan_run, &x);
-	pthread_mutex_unlock(&x.rel->lock);
-	pgt__bitmap_fini(&cand);
-	if (x.err)
-		return x.err;
-	if (x.found)
-		pgt__log(r->eng, PGT_LOG_INFO, "region %s: %llu page(s) released behind our back",
-			 r->name, (unsigned long long)x.found);
-	return (int64_t)x.found;
 }
 
 /* ------------------------------------------------------------------ */

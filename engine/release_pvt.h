@@ -97,6 +97,12 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel);
  */
 int64_t pgt__rel_apply(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
 		       uint32_t flags, struct pgt_release_result *res, int32_t *status);
+/*
+ * Pages [p, p + n) were freed by someone else (rescan.c): out of the
+ * touched set, reported to the dirty views and re-armed, accounted
+ * released. rel->lock held.
+ */
+void pgt__rel_gone(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, uint64_t n);
 /* Un-release units [u0, u0 + n); rel->lock held. Returns units un-released. */
 uint64_t pgt__rel_reclaim(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n);
 /* Whether unit @u is released (deflate by touch taken into account). */

@@ -395,62 +395,26 @@ static void touch_mark_range(struct pgt_region *r, struct touch_state *ts,
  * Pages populated before registration never fault: mark them. PAGEMAP_SCAN
  * reports present/swapped runs directly; older kernels get a pagemap read.
  */
+struct mark_ctx {
+	struct pgt_region *r;
+	struct touch_state *ts;
+};
+
+static int mark_present(void *arg, uint64_t start, uint64_t end, const uint64_t *pm)
+{
+	struct mark_ctx *c = arg;
+
+	(void)pm;
+	touch_mark_range(c->r, c->ts, start, end);
+	return 0;
+}
+
 static int touch_scan_present(struct pgt_region *r, struct touch_state *ts)
 {
-	uint64_t start = (uint64_t)(uintptr_t)r->addr, end = start + r->length;
-	struct page_region vec[256];
-	struct pm_scan_arg arg;
-	int fd, ret = 0;
+	struct mark_ctx c = { r, ts };
+	uint64_t start = (uint64_t)(uintptr_t)r->addr;
 
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-
-	memset(&arg, 0, sizeof(arg));
-	arg.size = sizeof(arg);
-	arg.start = start;
-	arg.end = end;
-	arg.vec = (uint64_t)(uintptr_t)vec;
-	arg.vec_len = sizeof(vec) / sizeof(vec[0]);
-	arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-	arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-	for (;;) {
-		int n = ioctl(fd, PAGEMAP_SCAN, &arg);
-
-		if (n < 0) {
-			ret = -errno;
-			break;
-		}
-		for (int i = 0; i < n; i++)
-			touch_mark_range(r, ts, vec[i].start, vec[i].end);
-		if (arg.walk_end >= end || arg.walk_end <= arg.start)
-			break;
-		arg.start = arg.walk_end;
-	}
-	if (ret == -ENOTTY || ret == -EINVAL) {
-		/* Pre-6.7 kernel: 8 bytes of pagemap per base page. */
-		uint64_t buf[512], bp = pgt_hal_page_size();
-
-		ret = 0;
-		for (uint64_t a = start; a < end;) {
-			size_t want = (size_t)((end - a) / bp);
-			ssize_t got;
-
-			if (want > sizeof(buf) / sizeof(buf[0]))
-				want = sizeof(buf) / sizeof(buf[0]);
-			got = pread(fd, buf, want * sizeof(buf[0]), (off_t)(a / bp * 8));
-			if (got <= 0) {
-				ret = got < 0 ? -errno : -EIO;
-				break;
-			}
-			for (size_t i = 0; i < (size_t)got / 8; i++)
-				if (buf[i] & (PGT_PM_PRESENT | PGT_PM_SWAP))
-					touch_mark_range(r, ts, a + i * bp, a + (i + 1) * bp);
-			a += (uint64_t)got / 8 * bp;
-		}
-	}
-	close(fd);
-	return ret;
+	return pgt__present_walk(start, start + r->length, true, true, mark_present, &c);
 }
 
 /*
@@ -840,108 +804,154 @@ static void touch_begin(struct pgt_region *r, struct touch_state *ts, uint64_t p
 	atomic_fetch_add(&r->touch_faults, 1);
 }
 
-int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
+/* One fault being resolved. */
+struct fault {
+	struct pgt_region *r;
+	struct touch_state *ts;
+	const struct uffd_msg *msg;
+	uint64_t page, start;
+	bool write;
+	bool wp_regd;       /* the region is registered for uffd-WP too */
+	bool wp;            /* fill the new page write-protected */
+	const char *what;   /* the resolving ioctl, for the log */
+	bool counted;       /* touch_begin() ran: the fault is counted */
+	bool answered;      /* already failed and answered (provider error) */
+};
+
+static void fault_begin(struct fault *f)
 {
-	struct touch_state *ts = r ? r->tpriv : NULL;
-	uint64_t base, addr, flags, page, start;
-	bool write, wp, wp_regd;
-	const char *what;
+	touch_begin(f->r, f->ts, f->page);
+	f->counted = true;
+}
+
+/* MINOR: the page is in the page cache; map it. */
+static int resolve_minor(struct fault *f)
+{
+	struct pgt_region *r = f->r;
 	int ret;
 
-	if (!ts || !msg || msg->event != UFFD_EVENT_PAGEFAULT)
+	f->what = "continue";
+	fault_begin(f);
+	ret = fill_range(r, f->ts, FILL_CONTINUE, f->start, r->page_size, NULL, f->wp);
+	if (ret == -EFAULT) {
+		/* The page left the page cache (punched) since the fault:
+		 * the retried access becomes a MISSING fault. */
+		uffd_wake(r, f->start, r->page_size);
+		ret = 0;
+	}
+	return ret;
+}
+
+/* MISSING with a provider: its contents, copied in. A provider error
+ * fails the access at once (f->answered). */
+static int resolve_provided(struct fault *f)
+{
+	struct pgt_region *r = f->r;
+	struct touch_state *ts = f->ts;
+	uint64_t gpa = r->gpa + (f->page << r->page_shift);
+	void *buf = buf_get(r, ts);
+	int pr;
+
+	f->what = "copy";
+	if (!buf)
+		return -ENOMEM;
+	pr = r->provider(r->provider_arg, gpa, buf, r->page_size);
+	if (pr < 0 || pr > 1) {
+		buf_put(ts, buf);
+		atomic_fetch_add(&r->touch_errors, 1);
+		if (touch_should_log(ts))
+			pgt__log(r->eng, PGT_LOG_ERR,
+				 "region %s: page provider failed for gpa 0x%llx (%d); "
+				 "failing the access",
+				 r->name ? r->name : "?", (unsigned long long)gpa, pr);
+		touch_fail(r, ts, f->msg, f->start);
+		f->answered = true;
+		return pr < 0 ? pr : -EINVAL;
+	}
+	fault_begin(f);
+	pr = fill_range(r, ts, FILL_COPY, f->start, r->page_size, pr == 0 ? buf : ts->zero, f->wp);
+	buf_put(ts, buf);
+	return pr;
+}
+
+/* MISSING without a provider: zeros (see the top comment for which ioctl). */
+static int resolve_zero(struct fault *f)
+{
+	struct pgt_region *r = f->r;
+	bool zp = (r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)) && !f->wp_regd &&
+		  !(f->write && !r->shared);
+
+	fault_begin(f);
+	f->what = zp ? "zeropage" : "copy";
+	if (zp)
+		return fill_range(r, f->ts, FILL_ZERO, f->start, r->page_size, NULL, false);
+	return fill_range(r, f->ts, FILL_COPY, f->start, r->page_size, f->ts->zero, f->wp);
+}
+
+/* The fill failed with @ret: never leave the faulting thread waiting. */
+static int fault_failed(struct fault *f, int ret)
+{
+	struct pgt_region *r = f->r;
+
+	if (f->answered)
+		return ret;
+	if (f->counted)
+		atomic_fetch_sub(&r->touch_faults, 1);
+	if (ret == -EAGAIN) {
+		/* Let the access fault again after the pending mapping change. */
+		pgt__log(r->eng, PGT_LOG_DEBUG, "region %s: page %llu (%s): mappings changing, "
+			 "retrying the access", r->name ? r->name : "?",
+			 (unsigned long long)f->page, f->what);
+		uffd_wake(r, f->start, r->page_size);
+		return ret;
+	}
+	atomic_fetch_add(&r->touch_errors, 1);
+	if (touch_should_log(f->ts))
+		pgt__log(r->eng, PGT_LOG_ERR,
+			 "region %s: cannot resolve fault at page %llu (%s): %s; "
+			 "failing the access",
+			 r->name ? r->name : "?", (unsigned long long)f->page, f->what,
+			 strerror(-ret));
+	touch_fail(r, f->ts, f->msg, f->start);
+	return ret;
+}
+
+int pgt__touch_fault(struct pgt_region *r, const struct uffd_msg *msg)
+{
+	struct fault f = { .r = r, .ts = r ? r->tpriv : NULL, .msg = msg };
+	uint64_t base, addr, flags;
+	int ret = 0;
+
+	if (!f.ts || !msg || msg->event != UFFD_EVENT_PAGEFAULT)
 		return -EINVAL;
 	base = (uint64_t)(uintptr_t)r->addr;
 	addr = msg->arg.pagefault.address;
 	flags = msg->arg.pagefault.flags;
 	if (addr < base || addr >= base + r->length) {
-		if (touch_should_log(ts))
+		if (touch_should_log(f.ts))
 			pgt__log(r->eng, PGT_LOG_ERR,
 				 "region %s: fault at 0x%llx outside the region",
 				 r->name ? r->name : "?", (unsigned long long)addr);
 		return -EFAULT;
 	}
-	page = (addr - base) >> r->page_shift;
-	start = base + (page << r->page_shift);
-	write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	f.page = (addr - base) >> r->page_shift;
+	f.start = base + (f.page << r->page_shift);
+	f.write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	/* remote first touches: the faulting vCPU's node vs the page's */
-	if (touch_feat(r, ts) & UFFD_FEATURE_THREAD_ID)
-		pgt__numa_note_touch(r->numa, page, (int)msg->arg.pagefault.feat.ptid);
-
-	wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP);
+	if (touch_feat(r, f.ts) & UFFD_FEATURE_THREAD_ID)
+		pgt__numa_note_touch(r->numa, f.page, (int)msg->arg.pagefault.feat.ptid);
+	f.wp_regd = r->dops && (r->dops->uffd_mode & UFFDIO_REGISTER_MODE_WP);
 	/* Keep the new page write-protected unless the write must count as
 	 * done now (WP-async: an unprotected page is a written page). */
-	wp = wp_regd && !(write && (r->dops->uffd_features & UFFD_FEATURE_WP_ASYNC));
+	f.wp = f.wp_regd && !(f.write && (r->dops->uffd_features & UFFD_FEATURE_WP_ASYNC));
 
-	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-		what = "continue";
-		touch_begin(r, ts, page);
-		ret = fill_range(r, ts, FILL_CONTINUE, start, r->page_size, NULL, wp);
-		if (ret == -EFAULT) {
-			/* The page left the page cache (punched) since the fault:
-			 * the retried access becomes a MISSING fault. */
-			uffd_wake(r, start, r->page_size);
-			ret = 0;
-		}
-	} else if (r->provider) {
-		uint64_t gpa = r->gpa + (page << r->page_shift);
-		void *buf = buf_get(r, ts);
-		int pr;
-
-		what = "copy";
-		if (!buf) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		pr = r->provider(r->provider_arg, gpa, buf, r->page_size);
-		if (pr < 0 || pr > 1) {
-			buf_put(ts, buf);
-			atomic_fetch_add(&r->touch_errors, 1);
-			if (touch_should_log(ts))
-				pgt__log(r->eng, PGT_LOG_ERR,
-					 "region %s: page provider failed for gpa 0x%llx (%d); "
-					 "failing the access",
-					 r->name ? r->name : "?", (unsigned long long)gpa, pr);
-			touch_fail(r, ts, msg, start);
-			return pr < 0 ? pr : -EINVAL;
-		}
-		touch_begin(r, ts, page);
-		if (pr == 0)
-			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, buf, wp);
-		else
-			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, ts->zero, wp);
-		buf_put(ts, buf);
-	} else {
-		bool zp = (r->uffd_ioctls & (1ULL << _UFFDIO_ZEROPAGE)) && !wp_regd &&
-			  !(write && !r->shared);
-
-		touch_begin(r, ts, page);
-		what = zp ? "zeropage" : "copy";
-		if (zp)
-			ret = fill_range(r, ts, FILL_ZERO, start, r->page_size, NULL, false);
-		else
-			ret = fill_range(r, ts, FILL_COPY, start, r->page_size, ts->zero, wp);
-	}
-	if (ret == 0)
-		return 0;
-	atomic_fetch_sub(&r->touch_faults, 1);
-	if (ret == -EAGAIN) {
-		/* Let the access fault again after the pending mapping change. */
-		pgt__log(r->eng, PGT_LOG_DEBUG, "region %s: page %llu (%s): mappings changing, "
-			 "retrying the access", r->name ? r->name : "?",
-			 (unsigned long long)page, what);
-		uffd_wake(r, start, r->page_size);
-		return ret;
-	}
-fail:
-	atomic_fetch_add(&r->touch_errors, 1);
-	if (touch_should_log(ts))
-		pgt__log(r->eng, PGT_LOG_ERR,
-			 "region %s: cannot resolve fault at page %llu (%s): %s; "
-			 "failing the access",
-			 r->name ? r->name : "?", (unsigned long long)page, what,
-			 strerror(-ret));
-	touch_fail(r, ts, msg, start);
-	return ret;
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+		ret = resolve_minor(&f);
+	else if (r->provider)
+		ret = resolve_provided(&f);
+	else
+		ret = resolve_zero(&f);
+	return ret ? fault_failed(&f, ret) : 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -7,11 +7,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "engine/release_pvt.h"
+#include "hal/hal.h"
 
 /* Lowercase hex at line[*i], at most 16 digits; false if none. */
 static bool take_hex(const char *line, size_t ll, size_t *i, uint64_t *out)
@@ -208,4 +210,63 @@ int pgt__vma_of(const void *addr, struct pgt_vma *out)
 	ret = pgt__smaps_walk(buf, len, find_one, &c);
 	free(buf);
 	return ret == -EEXIST ? 0 : -ENOENT;
+}
+
+int pgt__present_walk(uint64_t start, uint64_t end, bool swapped, bool scan,
+		      pgt_present_fn fn, void *arg)
+{
+	uint64_t want = PAGE_IS_PRESENT | (swapped ? PAGE_IS_SWAPPED : 0);
+	struct page_region vec[256];
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), ret = -ENOTTY;
+
+	if (fd < 0)
+		return -errno;
+	if (scan) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a), .start = start, .end = end,
+			.vec = (uintptr_t)vec, .vec_len = sizeof(vec) / sizeof(vec[0]),
+			.category_anyof_mask = want, .return_mask = want,
+		};
+
+		for (ret = 0; !ret;) {
+			long k = ioctl(fd, PAGEMAP_SCAN, &a);
+
+			if (k < 0) {
+				if (errno == EINTR)
+					continue;
+				ret = -errno;
+				break;
+			}
+			for (long i = 0; i < k && !ret; i++)
+				ret = fn(arg, vec[i].start, vec[i].end, NULL);
+			if (a.walk_end >= end || a.walk_end <= a.start)
+				break;
+			a.start = a.walk_end;
+		}
+	}
+	if (ret == -ENOTTY || ret == -EINVAL) {
+		/* Pre-6.7 kernel: 8 bytes of pagemap per base page. */
+		uint64_t bp = pgt_hal_page_size(), buf[512];
+		uint64_t mask = PGT_PM_PRESENT | (swapped ? PGT_PM_SWAP : 0);
+
+		ret = 0;
+		for (uint64_t a = start; a < end && !ret;) {
+			size_t k = (size_t)((end - a) / bp);
+			ssize_t got;
+
+			if (k > sizeof(buf) / sizeof(buf[0]))
+				k = sizeof(buf) / sizeof(buf[0]);
+			got = pread(fd, buf, k * sizeof(buf[0]), (off_t)(a / bp * 8));
+			if (got <= 0) {
+				ret = got < 0 ? -errno : -EIO;
+				break;
+			}
+			for (size_t i = 0; i < (size_t)got / 8 && !ret; i++)
+				if (buf[i] & mask)
+					ret = fn(arg, a + i * bp, a + (i + 1) * bp, &buf[i]);
+			a += (uint64_t)got / 8 * bp;
+		}
+	}
+	close(fd);
+	return ret;
 }
