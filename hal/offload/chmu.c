@@ -47,17 +47,13 @@ static int chmu_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps
 {
 	int ret = io->exists(io->ctx, "/sys/bus/cxl/devices");
 
-	caps->shape = PGT_OFFLOAD_HOTLIST;
-	caps->flags = PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_HOTNESS;
-	caps->page_sizes = ~0ULL << 8;
-	caps->granularity = 256;
-	caps->max_ranges = 0;
-	if (ret) {
-		snprintf(why, n, "no CXL bus: /sys/bus/cxl/devices absent (%s)", strerror(-ret));
-		return -ENODEV;
-	}
-	snprintf(why, n, "CXL bus present; a CHMU register block must be mapped by the caller");
-	return 0;
+	if (ret)
+		return pgt__ofl_caps(caps, PGT_OFFLOAD_HOTLIST, PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_HOTNESS,
+				     ~0ULL << 8, 0, -ENODEV, why, n,
+				     "no CXL bus: /sys/bus/cxl/devices absent (%s)", strerror(-ret));
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_HOTLIST, PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_HOTNESS,
+			     ~0ULL << 8, 0, 0, why, n,
+			     "CXL bus present; a CHMU register block must be mapped by the caller");
 }
 
 static int chmu_open(struct pgt_ofl_dev *d, const void *cfgp)
@@ -67,8 +63,6 @@ static int chmu_open(struct pgt_ofl_dev *d, const void *cfgp)
 	uint64_t cap1, cap2, common1, common2, stat, ilen, ninst;
 	int ret;
 
-	if (!cfg)
-		return -EINVAL;
 	ret = pgt__ofl_cfg_size(cfg, sizeof(*cfg), sizeof(*cfg));
 	if (ret)
 		return ret;

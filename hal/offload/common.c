@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -99,6 +101,8 @@ void pgt__ofl_log(struct pgt_ofl_dev *d, int level, const char *fmt, ...)
 
 int pgt__ofl_cfg_size(const void *cfg, size_t v1, size_t known)
 {
+	if (!cfg)
+		return -EINVAL;
 	return pgt__arg_in(cfg, *(const uint32_t *)cfg, v1, known);
 }
 
@@ -111,6 +115,141 @@ bool pgt__ofl_span(uint64_t iova, uint64_t len, uint64_t ps, uint64_t *lo, uint6
 	*lo = iova & ~(ps - 1);
 	*hi = end > UINT64_MAX - (ps - 1) ? UINT64_MAX & ~(ps - 1) : (end + ps - 1) & ~(ps - 1);
 	return *hi > *lo;
+}
+
+int pgt__ofl_keep_windows(struct pgt_ofl_win **keep, unsigned *nkeep, const struct pgt_ofl_win *w,
+			  unsigned n)
+{
+	struct pgt_ofl_win *c = malloc((n ? n : 1) * sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, w, n * sizeof(*w));
+	free(*keep);
+	*keep = c;
+	*nkeep = n;
+	return 0;
+}
+
+int pgt__ofl_caps(struct pgt_offload_caps *caps, uint32_t shape, uint32_t flags, uint64_t sizes,
+		  uint32_t max_ranges, int status, char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	caps->shape = shape;
+	caps->flags = flags;
+	caps->page_sizes = sizes;
+	caps->granularity = sizes & -sizes;
+	caps->max_ranges = max_ranges;
+	va_start(ap, fmt);
+	vsnprintf(why, n, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+/* ---- bitmap devices (VFIO, IOMMUFD) ---- */
+
+int pgt__ofl_bm_new(struct pgt_ofl_dev *d, int fd, uint32_t id, const char *what)
+{
+	struct pgt_ofl_bmdev *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	b->bits = malloc(PGT_OFL_REPORT_BITS / 8);
+	if (!b->bits) {
+		free(b);
+		return -ENOMEM;
+	}
+	b->fd = fd;
+	b->id = id;
+	b->what = what;
+	d->priv = b;
+	return 0;
+}
+
+int pgt__ofl_bm_attach(struct pgt_ofl_dev *d, const struct pgt_ofl_win *w, unsigned n)
+{
+	struct pgt_ofl_bmdev *b = d->priv;
+
+	return pgt__ofl_keep_windows(&b->win, &b->nwin, w, n);
+}
+
+int pgt__ofl_bm_harvest(struct pgt_ofl_dev *d, uint64_t iova, uint64_t len, uint32_t flags,
+			const struct pgt_ofl_sink *sink)
+{
+	struct pgt_ofl_bmdev *b = d->priv;
+	uint64_t done = 0;
+
+	if (!b->started)
+		return -ENOENT;
+	for (unsigned i = 0; i < b->nwin; i++) {
+		uint64_t a = b->win[i].iova, e = a + b->win[i].len, lo, hi;
+
+		if (len) {
+			a = a > iova ? a : iova;
+			e = e < iova + len ? e : iova + len;
+			if (e <= a)
+				continue;
+		}
+		/* whole device pages; one shared with the previous window is read once */
+		if (!pgt__ofl_span(a, e - a, b->page_size, &lo, &hi))
+			continue;
+		if (lo < done)
+			lo = done;
+		while (lo < hi) {
+			uint64_t nbits = (hi - lo) / b->page_size;
+			int ret;
+
+			if (nbits > PGT_OFL_REPORT_BITS)
+				nbits = PGT_OFL_REPORT_BITS;
+			memset(b->bits, 0, (size_t)((nbits + 63) / 64 * 8));
+			ret = b->read(d, lo, nbits, flags);
+			if (ret) {
+				pgt__ofl_log(d, PGT_LOG_ERR, "%s: reading the dirty log of [%#llx, %#llx): %s",
+					     b->what, (unsigned long long)lo, (unsigned long long)hi,
+					     strerror(-ret));
+				/* the log is corrupt now: everything is dirty */
+				sink->lost(sink->arg, ret);
+				return ret;
+			}
+			sink->bitmap(sink->arg, lo, b->page_size, b->bits, nbits);
+			lo += nbits * b->page_size;
+		}
+		done = hi;
+	}
+	return 0;
+}
+
+int pgt__ofl_bm_stop(struct pgt_ofl_dev *d)
+{
+	struct pgt_ofl_bmdev *b = d->priv;
+
+	if (!b->started)
+		return 0;
+	b->started = false;
+	return b->off(d);
+}
+
+void pgt__ofl_bm_detach(struct pgt_ofl_dev *d)
+{
+	struct pgt_ofl_bmdev *b = d->priv;
+
+	pgt__ofl_bm_stop(d);
+	free(b->win);
+	b->win = NULL;
+	b->nwin = 0;
+}
+
+void pgt__ofl_bm_close(struct pgt_ofl_dev *d)
+{
+	struct pgt_ofl_bmdev *b = d->priv;
+
+	if (!b)
+		return;
+	pgt__ofl_bm_detach(d);
+	free(b->bits);
+	free(b);
+	d->priv = NULL;
 }
 
 /* ---- the native ring, producer side ---- */

@@ -38,18 +38,13 @@ static int kvm_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps,
 {
 	int ret = io->exists(io->ctx, "/dev/kvm");
 
-	caps->shape = PGT_OFFLOAD_RING;
-	caps->flags = 0;
-	caps->page_sizes = 1ULL << 12;
-	caps->granularity = 4096;
-	caps->max_ranges = 32768; /* KVM memslots per address space */
+	/* usable either way: rings in caller memory need no kernel; at most
+	 * one range per KVM memslot */
 	if (ret)
-		snprintf(why, n, "rings in caller memory only: /dev/kvm absent (%s)",
-			 strerror(-ret));
-	else
-		snprintf(why, n, "rings in caller memory, or KVM's per-vCPU dirty rings");
-	/* usable either way: caller memory needs no kernel */
-	return 0;
+		return pgt__ofl_caps(caps, PGT_OFFLOAD_RING, 0, 1ULL << 12, 32768, 0, why, n,
+				     "rings in caller memory only: /dev/kvm absent (%s)", strerror(-ret));
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_RING, 0, 1ULL << 12, 32768, 0, why, n,
+			     "rings in caller memory, or KVM's per-vCPU dirty rings");
 }
 
 static void kvm_unmap(struct pgt_ofl_dev *d, struct kvm *k)
@@ -68,8 +63,6 @@ static int kvm_open(struct pgt_ofl_dev *d, const void *cfgp)
 	struct kvm *k;
 	int ret;
 
-	if (!c)
-		return -EINVAL;
 	ret = pgt__ofl_cfg_size(c, sizeof(*c), sizeof(*c));
 	if (ret)
 		return ret;

@@ -155,12 +155,47 @@ void pgt__ofl_prod_init(struct pgt_ofl_prod *p, struct pgt_offload_ring_ctl *ctl
  */
 uint32_t pgt__ofl_produce(struct pgt_ofl_prod *p, const struct pgt_offload_rec *in, uint32_t n);
 
-/* ---- size-rule check for backend config structs ---- */
+/* ---- size-rule check for backend config structs (NULL: -EINVAL) ---- */
 int pgt__ofl_cfg_size(const void *cfg, size_t v1, size_t known);
 
-/* ---- helpers for bitmap backends ---- */
+/* ---- what the backends share ---- */
 
 /* Round [iova, iova + len) out to @ps and clip to 64 bits; false if empty. */
 bool pgt__ofl_span(uint64_t iova, uint64_t len, uint64_t ps, uint64_t *lo, uint64_t *hi);
+/* Replace *@keep (*@nkeep windows) with a copy of @w. 0 or -ENOMEM. */
+int pgt__ofl_keep_windows(struct pgt_ofl_win **keep, unsigned *nkeep, const struct pgt_ofl_win *w,
+			  unsigned n);
+/* Fill @caps (size untouched) and the sentence @why; returns @status. */
+int pgt__ofl_caps(struct pgt_offload_caps *caps, uint32_t shape, uint32_t flags, uint64_t sizes,
+		  uint32_t max_ranges, int status, char *why, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 9, 10)));
+
+/*
+ * A device whose log is a bitmap read per IOVA range (VFIO DMA logging,
+ * IOMMUFD): the state both keep, first in their priv, and the harvest they
+ * share. @read fills @bits (zeroed) for [lo, lo + nbits * page_size).
+ */
+#define PGT_OFL_REPORT_BITS (1ULL << 20) /* 128 KiB of bitmap per call */
+struct pgt_ofl_bmdev {
+	int fd;
+	uint32_t id;
+	struct pgt_ofl_win *win;
+	unsigned nwin;
+	uint64_t page_size;
+	bool started;
+	uint64_t *bits;
+	const char *what;
+	int (*read)(struct pgt_ofl_dev *d, uint64_t lo, uint64_t nbits, uint32_t flags);
+	int (*off)(struct pgt_ofl_dev *d);
+};
+int pgt__ofl_bm_new(struct pgt_ofl_dev *d, int fd, uint32_t id, const char *what);
+int pgt__ofl_bm_attach(struct pgt_ofl_dev *d, const struct pgt_ofl_win *w, unsigned n);
+/* Read the windows (clipped to [iova, iova + len) when len) into @sink; on
+ * an error the sink hears the device lost track. */
+int pgt__ofl_bm_harvest(struct pgt_ofl_dev *d, uint64_t iova, uint64_t len, uint32_t flags,
+			const struct pgt_ofl_sink *sink);
+int pgt__ofl_bm_stop(struct pgt_ofl_dev *d);
+void pgt__ofl_bm_detach(struct pgt_ofl_dev *d);
+void pgt__ofl_bm_close(struct pgt_ofl_dev *d);
 
 #endif /* PGT_HAL_OFFLOAD_H */

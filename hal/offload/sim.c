@@ -63,26 +63,16 @@ static int ring_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps
 		      size_t n)
 {
 	(void)io;
-	caps->shape = PGT_OFFLOAD_RING;
-	caps->flags = PGT_OFFLOAD_CAP_LOST;
-	caps->page_sizes = 1ULL << 12;
-	caps->granularity = 4096;
-	caps->max_ranges = 0;
-	snprintf(why, n, "native ring (index protocol) for an external producer: FPGA, SmartNIC");
-	return 0;
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_RING, PGT_OFFLOAD_CAP_LOST, 1ULL << 12, 0, 0, why, n,
+			     "native ring (index protocol) for an external producer: FPGA, SmartNIC");
 }
 
 static int sim_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps, char *why,
 		     size_t n)
 {
 	(void)io;
-	caps->shape = PGT_OFFLOAD_RING;
-	caps->flags = PGT_OFFLOAD_CAP_LOST;
-	caps->page_sizes = 1ULL << 12;
-	caps->granularity = 4096;
-	caps->max_ranges = 0;
-	snprintf(why, n, "software device thread, native ring (index protocol)");
-	return 0;
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_RING, PGT_OFFLOAD_CAP_LOST, 1ULL << 12, 0, 0, why, n,
+			     "software device thread, native ring (index protocol)");
 }
 
 static int sim_open(struct pgt_ofl_dev *d, const void *cfgp)
@@ -155,23 +145,21 @@ static int ring_open(struct pgt_ofl_dev *d, const void *cfgp)
 static int sim_attach(struct pgt_ofl_dev *d, const struct pgt_ofl_win *w, unsigned n)
 {
 	struct sim *s = d->priv;
-	struct pgt_ofl_win *win = malloc(n * sizeof(*win));
 	uint64_t *cum = malloc((n + 1) * sizeof(*cum));
+	int ret;
 
-	if (!win || !cum) {
-		free(win);
-		free(cum);
+	if (!cum)
 		return -ENOMEM;
+	ret = pgt__ofl_keep_windows(&s->win, &s->nwin, w, n);
+	if (ret) {
+		free(cum);
+		return ret;
 	}
-	memcpy(win, w, n * sizeof(*w));
 	cum[0] = 0;
 	for (unsigned i = 0; i < n; i++)
 		cum[i + 1] = cum[i] + (w[i].len >> 12);
-	free(s->win);
 	free(s->cum);
-	s->win = win;
 	s->cum = cum;
-	s->nwin = n;
 	s->pages = cum[n];
 	s->cursor = 0;
 	return 0;

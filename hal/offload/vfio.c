@@ -18,17 +18,6 @@
 #include "hal/compat_uapi.h"
 #include "hal/offload/offload.h"
 
-#define REPORT_BITS (1ULL << 20) /* 128 KiB of bitmap per REPORT */
-
-struct vfio {
-	int fd;
-	struct pgt_ofl_win *win;
-	unsigned nwin;
-	uint64_t page_size;
-	bool started;
-	uint64_t *bits;
-};
-
 /* A feature call: header + payload in one buffer, as the ioctl wants. */
 static int feature(struct pgt_ofl_dev *d, int fd, uint32_t flags, void *payload, size_t len)
 {
@@ -57,27 +46,44 @@ static int vfio_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *caps
 	bool legacy = !io->exists(io->ctx, "/dev/vfio/vfio");
 	bool cdev = !io->exists(io->ctx, "/dev/vfio/devices");
 
-	caps->shape = PGT_OFFLOAD_BITMAP;
-	caps->flags = PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_PAGE_SIZE_SET;
-	caps->page_sizes = ~0ULL << 12;
-	caps->granularity = 4096;
-	caps->max_ranges = (uint32_t)PGT_VFIO_LOG_MAX_RANGES;
-	if (!legacy && !cdev) {
-		snprintf(why, n, "no VFIO: /dev/vfio/vfio and /dev/vfio/devices absent");
-		return -ENODEV;
-	}
-	snprintf(why, n, "VFIO present; DMA logging is probed on the device fd at open");
-	return 0;
+	if (!legacy && !cdev)
+		return pgt__ofl_caps(caps, PGT_OFFLOAD_BITMAP,
+				     PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_PAGE_SIZE_SET, ~0ULL << 12,
+				     (uint32_t)PGT_VFIO_LOG_MAX_RANGES, -ENODEV, why, n,
+				     "no VFIO: /dev/vfio/vfio and /dev/vfio/devices absent");
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_BITMAP,
+			     PGT_OFFLOAD_CAP_HW | PGT_OFFLOAD_CAP_PAGE_SIZE_SET, ~0ULL << 12,
+			     (uint32_t)PGT_VFIO_LOG_MAX_RANGES, 0, why, n,
+			     "VFIO present; DMA logging is probed on the device fd at open");
+}
+
+static int vfio_read(struct pgt_ofl_dev *d, uint64_t lo, uint64_t nbits, uint32_t flags)
+{
+	struct pgt_ofl_bmdev *v = d->priv;
+	struct vfio_device_feature_dma_logging_report rep = {
+		.iova = lo, .length = nbits * v->page_size, .page_size = v->page_size,
+		.bitmap = (uintptr_t)v->bits,
+	};
+
+	(void)flags; /* REPORT always clears */
+	return feature(d, v->fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+		       &rep, sizeof(rep));
+}
+
+static int vfio_off(struct pgt_ofl_dev *d)
+{
+	struct pgt_ofl_bmdev *v = d->priv;
+
+	return feature(d, v->fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+		       NULL, 0);
 }
 
 static int vfio_open(struct pgt_ofl_dev *d, const void *cfgp)
 {
 	const struct pgt_offload_vfio_config *c = cfgp;
-	struct vfio *v;
+	struct pgt_ofl_bmdev *v;
 	int ret;
 
-	if (!c)
-		return -EINVAL;
 	ret = pgt__ofl_cfg_size(c, sizeof(*c), sizeof(*c));
 	if (ret)
 		return ret;
@@ -92,39 +98,25 @@ static int vfio_open(struct pgt_ofl_dev *d, const void *cfgp)
 			     c->device_fd, strerror(-ret));
 		return ret == -ENOTTY || ret == -EINVAL || ret == -EOPNOTSUPP ? -EOPNOTSUPP : ret;
 	}
-	v = calloc(1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	v->bits = malloc(REPORT_BITS / 8);
-	if (!v->bits) {
-		free(v);
-		return -ENOMEM;
-	}
-	v->fd = c->device_fd;
-	d->priv = v;
+	ret = pgt__ofl_bm_new(d, c->device_fd, 0, "vfio");
+	if (ret)
+		return ret;
+	v = d->priv;
+	v->read = vfio_read;
+	v->off = vfio_off;
 	return 0;
 }
 
 static int vfio_attach(struct pgt_ofl_dev *d, const struct pgt_ofl_win *w, unsigned n)
 {
-	struct vfio *v = d->priv;
-	struct pgt_ofl_win *win;
-
 	if (n > PGT_VFIO_LOG_MAX_RANGES)
 		return -E2BIG;
-	win = malloc(n * sizeof(*win));
-	if (!win)
-		return -ENOMEM;
-	memcpy(win, w, n * sizeof(*w));
-	free(v->win);
-	v->win = win;
-	v->nwin = n;
-	return 0;
+	return pgt__ofl_bm_attach(d, w, n);
 }
 
 static int vfio_start(struct pgt_ofl_dev *d, uint64_t *page_size)
 {
-	struct vfio *v = d->priv;
+	struct pgt_ofl_bmdev *v = d->priv;
 	struct vfio_device_feature_dma_logging_range *r;
 	struct vfio_device_feature_dma_logging_control ctl = {
 		.page_size = *page_size ? *page_size : 4096,
@@ -176,104 +168,9 @@ static int vfio_start(struct pgt_ofl_dev *d, uint64_t *page_size)
 	return 0;
 }
 
-static int report(struct pgt_ofl_dev *d, struct vfio *v, uint64_t lo, uint64_t hi,
-		  const struct pgt_ofl_sink *sink)
-{
-	while (lo < hi) {
-		uint64_t nbits = (hi - lo) / v->page_size;
-		struct vfio_device_feature_dma_logging_report rep;
-		int ret;
-
-		if (nbits > REPORT_BITS)
-			nbits = REPORT_BITS;
-		memset(v->bits, 0, (size_t)((nbits + 63) / 64 * 8));
-		rep = (struct vfio_device_feature_dma_logging_report){
-			.iova = lo, .length = nbits * v->page_size, .page_size = v->page_size,
-			.bitmap = (uintptr_t)v->bits,
-		};
-		ret = feature(d, v->fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
-			      &rep, sizeof(rep));
-		if (ret)
-			return ret;
-		sink->bitmap(sink->arg, lo, v->page_size, v->bits, nbits);
-		lo += nbits * v->page_size;
-	}
-	return 0;
-}
-
-static int vfio_harvest(struct pgt_ofl_dev *d, uint64_t iova, uint64_t len, uint32_t flags,
-			const struct pgt_ofl_sink *sink)
-{
-	struct vfio *v = d->priv;
-	uint64_t done = 0;
-
-	(void)flags;
-	if (!v->started)
-		return -ENOENT;
-	for (unsigned i = 0; i < v->nwin; i++) {
-		uint64_t a = v->win[i].iova, b = a + v->win[i].len, lo, hi;
-		int ret;
-
-		if (len) {
-			a = a > iova ? a : iova;
-			b = b < iova + len ? b : iova + len;
-			if (b <= a)
-				continue;
-		}
-		if (!pgt__ofl_span(a, b - a, v->page_size, &lo, &hi))
-			continue;
-		if (lo < done)
-			lo = done; /* a page shared with the previous window */
-		if (lo >= hi)
-			continue;
-		ret = report(d, v, lo, hi, sink);
-		if (ret) {
-			pgt__ofl_log(d, PGT_LOG_ERR, "vfio: DMA logging report failed: %s",
-				     strerror(-ret));
-			/* the uAPI's rule: the log is corrupt, everything is dirty */
-			sink->lost(sink->arg, ret);
-			return ret;
-		}
-		done = hi;
-	}
-	return 0;
-}
-
-static int vfio_stop(struct pgt_ofl_dev *d)
-{
-	struct vfio *v = d->priv;
-
-	if (!v->started)
-		return 0;
-	v->started = false;
-	return feature(d, v->fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
-		       NULL, 0);
-}
-
-static void vfio_detach(struct pgt_ofl_dev *d)
-{
-	struct vfio *v = d->priv;
-
-	vfio_stop(d);
-	free(v->win);
-	v->win = NULL;
-	v->nwin = 0;
-}
-
-static void vfio_close(struct pgt_ofl_dev *d)
-{
-	struct vfio *v = d->priv;
-
-	if (!v)
-		return;
-	vfio_detach(d);
-	free(v->bits);
-	free(v);
-	d->priv = NULL;
-}
-
 const struct pgt_ofl_ops pgt__ofl_vfio = {
 	.name = "vfio", .shape = PGT_OFFLOAD_BITMAP,
 	.probe = vfio_probe, .open = vfio_open, .attach = vfio_attach, .start = vfio_start,
-	.harvest = vfio_harvest, .stop = vfio_stop, .detach = vfio_detach, .close = vfio_close,
+	.harvest = pgt__ofl_bm_harvest, .stop = pgt__ofl_bm_stop, .detach = pgt__ofl_bm_detach,
+	.close = pgt__ofl_bm_close,
 };

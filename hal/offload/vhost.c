@@ -40,13 +40,8 @@ static int vhost_probe(const struct pgt_ofl_io *io, struct pgt_offload_caps *cap
 		       size_t n)
 {
 	(void)io;
-	caps->shape = PGT_OFFLOAD_BITMAP;
-	caps->flags = 0;
-	caps->page_sizes = 1ULL << 12;
-	caps->granularity = LOG_PAGE;
-	caps->max_ranges = 0;
-	snprintf(why, n, "memfd log, 1 bit per 4 KiB of guest-physical memory");
-	return 0;
+	return pgt__ofl_caps(caps, PGT_OFFLOAD_BITMAP, 0, LOG_PAGE, 0, 0, why, n,
+			     "memfd log, 1 bit per 4 KiB of guest-physical memory");
 }
 
 static int vhost_open(struct pgt_ofl_dev *d, const void *cfgp)
@@ -81,15 +76,8 @@ static int vhost_open(struct pgt_ofl_dev *d, const void *cfgp)
 static int vhost_attach(struct pgt_ofl_dev *d, const struct pgt_ofl_win *w, unsigned n)
 {
 	struct vhost *v = d->priv;
-	struct pgt_ofl_win *win = malloc(n * sizeof(*win));
 
-	if (!win)
-		return -ENOMEM;
-	memcpy(win, w, n * sizeof(*w));
-	free(v->win);
-	v->win = win;
-	v->nwin = n;
-	return 0;
+	return pgt__ofl_keep_windows(&v->win, &v->nwin, w, n);
 }
 
 static int vhost_start(struct pgt_ofl_dev *d, uint64_t *page_size)

@@ -14,6 +14,7 @@
 #define PGT_TEST_DPDK_COMMON_H
 
 #include "tests/common/testutil.h"
+#include "tests/common/dma_writes.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -119,58 +120,6 @@ static inline void dpdk_track_release(struct dfx *f)
 	assert_true(dset(f, DLEN - ps));
 }
 
-struct dwrites {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint64_t gpa[8192];
-	size_t n, stop_after;
-	bool parked, quit;
-};
-
-static inline uint64_t dwrite(void *arg, uint64_t gpa, uint32_t len)
-{
-	struct dwrites *w = arg;
-
-	(void)len;
-	pthread_mutex_lock(&w->lock);
-	if (w->n < 8192)
-		w->gpa[w->n++] = gpa;
-	pthread_mutex_unlock(&w->lock);
-	return ~gpa; /* odd: DMA addresses are 8-byte aligned */
-}
-
-/* The device parks here once it made stop_after writes (records published). */
-static inline void dtick(void *arg)
-{
-	struct dwrites *w = arg;
-
-	pthread_mutex_lock(&w->lock);
-	while (w->n >= w->stop_after && !w->quit) {
-		w->parked = true;
-		pthread_cond_broadcast(&w->cond);
-		pthread_cond_wait(&w->cond, &w->lock);
-	}
-	w->parked = false;
-	pthread_mutex_unlock(&w->lock);
-}
-
-static inline void dwait(struct dwrites *w)
-{
-	pthread_mutex_lock(&w->lock);
-	while (!w->parked || w->n < w->stop_after)
-		pthread_cond_wait(&w->cond, &w->lock);
-	pthread_mutex_unlock(&w->lock);
-}
-
-static inline void dgo(struct dwrites *w, size_t more, bool quit)
-{
-	pthread_mutex_lock(&w->lock);
-	w->stop_after = w->n + more;
-	w->quit = quit;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
 /*
  * The sim device on the memzone, through the IOVA map DPDK gives: every page
  * it writes is in the view; when the device wrote through DPDK's own files
@@ -178,11 +127,10 @@ static inline void dgo(struct dwrites *w, size_t more, bool quit)
  */
 static inline void dpdk_offload(struct dfx *f, bool dma_mapping)
 {
-	struct dwrites w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-			     .stop_after = 2000 };
+	struct dma_writes w;
 	struct pgt_offload_sim_config sc = {
 		.size = sizeof(sc), .rate = 0, .write_bytes = 64, .batch = 16, .cpu = -1,
-		.on_write = dwrite, .on_tick = dtick, .arg = &w,
+		.on_write = dma_write, .on_tick = dma_tick, .arg = &w,
 	};
 	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "sim", .backend_config = &sc };
 	struct pgt_offload_info info = { .size = sizeof(info) };
@@ -192,6 +140,7 @@ static inline void dpdk_offload(struct dfx *f, bool dma_mapping)
 	pgt_offload *o;
 	int n;
 
+	dma_writes_init(&w, 8192, 2000, ~0ULL); /* stores ~gpa: odd */
 	n = pgt_offload_region_ranges(f->r, 10, NULL, 0);
 	assert_true(n >= 1);
 	rg = calloc((size_t)n, sizeof(*rg));
@@ -211,7 +160,7 @@ static inline void dpdk_offload(struct dfx *f, bool dma_mapping)
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	pgt_test_note("device ring at IOVA %#llx", (unsigned long long)info.ring_iova);
 	assert_true(info.ring_iova != 0); /* the ring is DPDK memory */
-	dwait(&w);
+	dma_wait(&w);
 	dharvest(f);
 	for (size_t i = 0; i < w.n; i++) {
 		assert_true(dset(f, w.gpa[i] - DGPA));
@@ -219,9 +168,9 @@ static inline void dpdk_offload(struct dfx *f, bool dma_mapping)
 	}
 	/* more writes, detached with the log dropped: what the CPU tracker saw */
 	i0 = w.n;
-	dgo(&w, 2000, false);
-	dwait(&w);
-	dgo(&w, 0, true);
+	dma_go(&w, 2000, false);
+	dma_wait(&w);
+	dma_go(&w, 0, true);
 	assert_int_equal(pgt_offload_detach(o), 0);
 	dharvest(f);
 	for (size_t i = i0; i < w.n; i++)
@@ -232,6 +181,7 @@ static inline void dpdk_offload(struct dfx *f, bool dma_mapping)
 		assert_int_equal(seen, 0);
 	pgt_offload_close(o);
 	free(rg);
+	dma_writes_fini(&w);
 }
 
 #endif

@@ -18,29 +18,10 @@
 
 #include "lib/offload.h"
 
+#define FUZZ_NAME "fuzz_offload_bitmap"
+#include "tests/fuzz/fuzz_input.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                               \
-	do {                                                                                   \
-		if (!(c)) {                                                                    \
-			fprintf(stderr, "fuzz_offload_bitmap: %s failed (line %d)\n", #c, __LINE__); \
-			abort();                                                               \
-		}                                                                              \
-	} while (0)
-
-struct in {
-	const uint8_t *p;
-	size_t left;
-};
-
-static uint64_t get(struct in *in, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++, in->left -= !!in->left)
-		v |= (uint64_t)(in->left ? *in->p++ : 0) << (8 * i);
-	return v;
-}
 
 #define NT 2
 static const uint64_t tpages[NT] = { 4096, 16 };

@@ -17,13 +17,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                            \
-	do {                                                                                \
-		if (!(c)) {                                                                 \
-			fprintf(stderr, "fuzz_offload_pml: %s failed (line %d)\n", #c, __LINE__); \
-			abort();                                                            \
-		}                                                                           \
-	} while (0)
+#define FUZZ_NAME "fuzz_offload_pml"
+#include "tests/fuzz/fuzz_input.h"
 
 #define MAXN 600
 

@@ -9,6 +9,7 @@
  * CHMU are driven through their models (hal/offload/model.h).
  */
 #include "tests/common/testutil.h"
+#include "tests/common/dma_writes.h"
 #include "pgt_config.h"
 
 #include <errno.h>
@@ -270,69 +271,14 @@ static void test_bad_arguments(void **state)
 	fx_close(&f);
 }
 
-struct writes {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint64_t *gpa;
-	size_t n, cap;
-	size_t stop_after;      /* park once this many writes were made */
-	bool parked, quit;
-};
-
-static uint64_t rec_write(void *arg, uint64_t gpa, uint32_t len)
-{
-	struct writes *w = arg;
-
-	(void)len;
-	pthread_mutex_lock(&w->lock);
-	if (w->n < w->cap)
-		w->gpa[w->n++] = gpa;
-	pthread_mutex_unlock(&w->lock);
-	return gpa | 1;
-}
-
-/* The device parks here (a paused guest) once it made enough writes; its
- * records are published before the tick. */
-static void rec_tick(void *arg)
-{
-	struct writes *w = arg;
-
-	pthread_mutex_lock(&w->lock);
-	while (w->n >= w->stop_after && !w->quit) {
-		w->parked = true;
-		pthread_cond_broadcast(&w->cond);
-		pthread_cond_wait(&w->cond, &w->lock);
-	}
-	w->parked = false;
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void wait_parked(struct writes *w)
-{
-	pthread_mutex_lock(&w->lock);
-	while (!w->parked || w->n < w->stop_after)
-		pthread_cond_wait(&w->cond, &w->lock);
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void resume(struct writes *w, size_t more, bool quit)
-{
-	pthread_mutex_lock(&w->lock);
-	w->stop_after = w->n + more;
-	w->quit = quit;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
 /* The sim device on one backing: every DMA page in every view's harvest;
  * without the device's log the CPU tracker misses them (second mapping). */
 static void sim_on(int backing)
 {
-	struct writes w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-			    .cap = 1 << 18, .stop_after = 3000 };
+	struct dma_writes w;
 	struct pgt_offload_sim_config sc = {
 		.size = sizeof(sc), .rate = 0, .write_bytes = 64, .batch = 32, .cpu = -1,
-		.on_write = rec_write, .on_tick = rec_tick, .arg = &w,
+		.on_write = dma_write, .on_tick = dma_tick, .arg = &w,
 	};
 	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "sim", .backend_config = &sc };
 	struct pgt_offload_info info = { .size = sizeof(info) };
@@ -345,14 +291,14 @@ static void sim_on(int backing)
 
 	if (why)
 		pgt_skip("%s", why);
-	w.gpa = calloc(w.cap, 8);
+	dma_writes_init(&w, 1 << 18, 3000, 1);
 	fx_open(&f, backing, LEN, GPA0);
 	assert_int_equal(pgt_dirty_view_open(f.r, &v2), 0);
 	assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
 	rg = whole(&f, 16 * GIB);
 	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
 	assert_int_equal(pgt_offload_start(o, 0), 0);
-	wait_parked(&w);
+	dma_wait(&w);
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	assert_int_equal(info.page_size, 4096);
 	assert_non_null(info.ring);
@@ -386,9 +332,9 @@ static void sim_on(int backing)
 	{
 		size_t i0 = w.n, seen = 0;
 
-		resume(&w, 3000, false);
-		wait_parked(&w);
-		resume(&w, 0, true);                   /* let it go ... */
+		dma_go(&w, 3000, false);
+		dma_wait(&w);
+		dma_go(&w, 0, true);                   /* let it go ... */
 		assert_int_equal(pgt_offload_detach(o), 0); /* ... stop it, drop its log */
 		n = harvest(&f, NULL);
 		for (size_t i = i0; i < w.n; i++)
@@ -405,7 +351,7 @@ static void sim_on(int backing)
 	pgt_offload_close(o);
 	assert_int_equal(pgt_region_destroy(f.r), -EBUSY); /* the view is still open */
 	fx_close(&f);
-	free(w.gpa);
+	dma_writes_fini(&w);
 }
 
 static void test_sim_memfd(void **state)
