@@ -254,5 +254,5 @@ int main(void)
 		rounds = atol(env);
 	seed = pgt_test_seed();
 	pgt_probe(&probe);
-	return cmocka_run_group_tests_name("stress_offload", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("stress_offload_oracle", tests, NULL, NULL);
 }
