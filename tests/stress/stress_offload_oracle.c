@@ -39,7 +39,7 @@ struct oracle {
 	_Atomic uint64_t gen;
 	/* CPU writer */
 	pthread_t cpu;
-	_Atomic int cpu_run, cpu_quit, cpu_busy;
+	_Atomic int cpu_run, cpu_quit, cpu_busy, cpu_paused;
 	uint64_t rng;
 	uint64_t *cpu_log;
 	_Atomic size_t cpu_n;
@@ -60,7 +60,7 @@ static void *cpu_main(void *arg)
 
 	while (!atomic_load(&o->cpu_quit)) {
 		atomic_store(&o->cpu_busy, 1);
-		if (!atomic_load(&o->cpu_run)) {
+		if (!atomic_load(&o->cpu_run) || atomic_load(&o->cpu_paused)) {
 			atomic_store(&o->cpu_busy, 0);
 			sched_yield();
 			continue;
@@ -77,6 +77,21 @@ static void *cpu_main(void *arg)
 	}
 	atomic_store(&o->cpu_busy, 0);
 	return NULL;
+}
+
+/*
+ * soft-dirty (6.1 guests) is exact only with the writers paused between its
+ * pagemap read and clear_refs: the CPU writer parks here. The device needs
+ * no pause: no tracker sees its writes, its ring does.
+ */
+static int quiesce(void *arg, bool pause)
+{
+	struct oracle *o = arg;
+
+	atomic_store(&o->cpu_paused, pause);
+	while (pause && atomic_load(&o->cpu_busy))
+		sched_yield();
+	return 0;
 }
 
 static uint64_t dev_write(void *arg, uint64_t gpa, uint32_t len)
@@ -128,6 +143,7 @@ static void run(int backing, uint64_t len)
 	struct pgt_region_config rc = {
 		.size = sizeof(rc), .backing = (uint32_t)backing, .length = len, .gpa = GPA0,
 		.track = PGT_TRACK_DIRTY, .numa_node = -1, .name = "oracle",
+		.quiesce = quiesce, .quiesce_arg = &o,
 	};
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct pgt_region_info ri = { .size = sizeof(ri) };
