@@ -490,6 +490,36 @@ static void test_vhost_log(void **state)
 	munmap(log, info.log_size);
 	pgt_offload_close(o);
 
+	/* the whole region: the log's words are the region's bitmap words, so
+	 * they go to the view without the private bitmap (the direct path) */
+	{
+		struct pgt_offload_harvest h2 = { .size = sizeof(h2) };
+		uint64_t *w64;
+
+		assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
+		rg = whole(&f, GPA0);
+		assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
+		assert_int_equal(pgt_offload_start(o, 0), 0);
+		assert_int_equal(pgt_offload_info(o, &info), 0);
+		log = mmap(NULL, info.log_size, PROT_READ | PROT_WRITE, MAP_SHARED, info.log_fd, 0);
+		assert_true(log != MAP_FAILED);
+		w64 = (uint64_t *)log + GPA0 / 4096 / 64;
+		w64[0] = 0x8000000000000001ULL;
+		w64[LEN / 4096 / 64 - 1] = 1ULL << 40;
+		w64[10] = ~0ULL;
+		assert_int_equal(pgt_offload_harvest(o, &h2), 67);
+		assert_int_equal(h2.records, 67);
+		assert_int_equal(h2.rejected, 0);
+		assert_int_equal(harvest(&f, NULL), 67);
+		assert_true(page_set(&f, GPA0) && page_set(&f, GPA0 + 63 * 4096));
+		assert_true(page_set(&f, GPA0 + (LEN / 4096 - 24) * 4096));
+		for (uint64_t p = 640; p < 704; p++)
+			assert_true(page_set(&f, GPA0 + p * 4096));
+		assert_int_equal(w64[10], 0);
+		munmap(log, info.log_size);
+		pgt_offload_close(o);
+	}
+
 	/* a log the caller made too small for the map */
 	{
 		struct pgt_offload_vhost_config vc = { .size = sizeof(vc), .fd = f.info.fd,
