@@ -43,54 +43,70 @@ static void layout_done(struct pgt_numa_region *nr, bool temp)
 		pgt__numa_region_fini(nr);
 }
 
-PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_extent *out,
-				      size_t cap)
+/* @fn on the region's layout (a temporary one if it has none). */
+static int64_t on_layout(const struct pgt_region *r,
+			 int64_t (*fn)(const struct pgt_numa_region *nr, void *arg), void *arg)
 {
 	struct pgt_numa_region *nr;
 	bool temp;
-	int ret;
+	int64_t ret = region_layout(r, &nr, &temp);
+
+	if (ret)
+		return ret;
+	ret = fn(nr, arg);
+	layout_done(nr, temp);
+	return ret;
+}
+
+struct out_cap {
+	void *out;
+	size_t cap;
+};
+
+static int64_t extents_of(const struct pgt_numa_region *nr, void *arg)
+{
+	struct out_cap *o = arg;
+
+	return pgt__numa_region_extents(nr, o->out, o->cap);
+}
+
+static int64_t shards_of(const struct pgt_numa_region *nr, void *arg)
+{
+	struct out_cap *o = arg;
+
+	return pgt__numa_region_shards(nr, o->out, o->cap);
+}
+
+static int64_t placement_of(const struct pgt_numa_region *nr, void *arg)
+{
+	return pgt__numa_region_placement(nr, arg);
+}
+
+PGT_EXPORT int pgt_region_numa_layout(const pgt_region *r, struct pgt_numa_extent *out,
+				      size_t cap)
+{
+	struct out_cap o = { out, cap };
 
 	if (!r || (!out && cap))
 		return -EINVAL;
-	ret = region_layout(r, &nr, &temp);
-	if (ret)
-		return ret;
-	ret = pgt__numa_region_extents(nr, out, cap);
-	layout_done(nr, temp);
-	return ret;
+	return (int)on_layout(r, extents_of, &o);
 }
 
 PGT_EXPORT int pgt_region_numa_shards(const pgt_region *r, struct pgt_numa_shard_info *out,
 				      size_t cap)
 {
-	struct pgt_numa_region *nr;
-	bool temp;
-	int ret;
+	struct out_cap o = { out, cap };
 
 	if (!r || (!out && cap))
 		return -EINVAL;
-	ret = region_layout(r, &nr, &temp);
-	if (ret)
-		return ret;
-	ret = pgt__numa_region_shards(nr, out, cap);
-	layout_done(nr, temp);
-	return ret;
+	return (int)on_layout(r, shards_of, &o);
 }
 
 PGT_EXPORT int64_t pgt_region_placement(pgt_region *r, struct pgt_placement *out)
 {
-	struct pgt_numa_region *nr;
-	bool temp;
-	int64_t ret;
-
 	if (!r)
 		return -EINVAL;
-	ret = region_layout(r, &nr, &temp);
-	if (ret)
-		return ret;
-	ret = pgt__numa_region_placement(nr, out);
-	layout_done(nr, temp);
-	return ret;
+	return on_layout(r, placement_of, out);
 }
 
 static int region_stats(pgt_region *r, uint32_t flags, struct pgt_numa_stats *out)

@@ -98,25 +98,12 @@ static int pin_add(struct pgt_rel *rel, uint64_t first, uint64_t n, bool discove
 	return 0;
 }
 
-static int pin_op(pgt_engine *e, uint64_t gpa, uint64_t len, bool pin)
+static int64_t pin_fn(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
+		      void *arg)
 {
-	struct pgt_region *r;
-	struct pgt_rel *rel;
-	uint64_t u0, n;
+	bool pin = *(bool *)arg;
 	int ret;
 
-	if (!e)
-		return -EINVAL;
-	pthread_rwlock_rdlock(&e->regions_lock);
-	ret = pgt__rel_resolve(e, gpa, len, &r, &u0, &n);
-	if (ret)
-		goto out;
-	rel = pgt__rel_get(r);
-	if (!rel) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	pthread_mutex_lock(&rel->lock);
 	if (pin) {
 		ret = pin_add(rel, u0, n, false);
 		if (!ret) {
@@ -124,7 +111,7 @@ static int pin_op(pgt_engine *e, uint64_t gpa, uint64_t len, bool pin)
 			uint64_t back = pgt__rel_reclaim(r, rel, u0, n);
 
 			if (back)
-				pgt__log(e, PGT_LOG_INFO,
+				pgt__log(r->eng, PGT_LOG_INFO,
 					 "region %s: pinning %llu released unit(s) takes them back",
 					 r->name, (unsigned long long)back);
 		}
@@ -145,10 +132,12 @@ static int pin_op(pgt_engine *e, uint64_t gpa, uint64_t len, bool pin)
 	}
 	if (!ret)
 		pins_rebuild(rel);
-	pthread_mutex_unlock(&rel->lock);
-out:
-	pthread_rwlock_unlock(&e->regions_lock);
 	return ret;
+}
+
+static int pin_op(pgt_engine *e, uint64_t gpa, uint64_t len, bool pin)
+{
+	return (int)pgt__rel_with(e, gpa, len, true, pin_fn, &pin);
 }
 
 PGT_EXPORT int pgt_pin(pgt_engine *e, uint64_t gpa, uint64_t len)
@@ -161,25 +150,19 @@ PGT_EXPORT int pgt_unpin(pgt_engine *e, uint64_t gpa, uint64_t len)
 	return pin_op(e, gpa, len, false);
 }
 
+static int64_t pinned_fn(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
+			 void *arg)
+{
+	(void)r;
+	(void)n;
+	(void)arg;
+	return pgt__pin_test(rel, u0);
+}
+
 PGT_EXPORT int pgt_pinned_test(pgt_engine *e, uint64_t gpa)
 {
-	struct pgt_region *r;
-	struct pgt_rel *rel;
-	uint64_t u0, n;
-	int ret;
-
-	if (!e)
-		return -EINVAL;
-	gpa &= ~(PGT_RELEASE_UNIT - 1);
-	pthread_rwlock_rdlock(&e->regions_lock);
-	ret = pgt__rel_resolve(e, gpa, PGT_RELEASE_UNIT, &r, &u0, &n);
-	if (!ret && (rel = pgt__rel_peek(r))) {
-		pthread_mutex_lock(&rel->lock);
-		ret = pgt__pin_test(rel, u0);
-		pthread_mutex_unlock(&rel->lock);
-	}
-	pthread_rwlock_unlock(&e->regions_lock);
-	return ret;
+	return (int)pgt__rel_with(e, gpa & ~(PGT_RELEASE_UNIT - 1), PGT_RELEASE_UNIT, false,
+				  pinned_fn, NULL);
 }
 
 PGT_EXPORT int64_t pgt_pinned_count(const pgt_region *cr)

@@ -843,49 +843,54 @@ PGT_EXPORT int64_t pgt_release(pgt_engine *e, uint64_t gpa, uint64_t len, uint32
 	return pgt_release_batch(e, &one, 1, flags, res);
 }
 
-PGT_EXPORT int64_t pgt_reclaim(pgt_engine *e, uint64_t gpa, uint64_t len)
+int64_t pgt__rel_with(struct pgt_engine *e, uint64_t gpa, uint64_t len, bool create,
+		      pgt_rel_fn fn, void *arg)
 {
 	struct pgt_region *r;
 	struct pgt_rel *rel;
-	uint64_t u0, n, done = 0;
-	int ret;
+	uint64_t u0, n;
+	int64_t ret;
 
 	if (!e)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&e->regions_lock);
 	ret = pgt__rel_resolve(e, gpa, len, &r, &u0, &n);
-	rel = ret ? NULL : pgt__rel_peek(r);
+	rel = ret ? NULL : create ? pgt__rel_get(r) : pgt__rel_peek(r);
+	if (!ret && !rel && create)
+		ret = -ENOMEM;
 	if (rel) {
 		pthread_mutex_lock(&rel->lock);
-		done = pgt__rel_reclaim(r, rel, u0, n);
+		ret = fn(r, rel, u0, n, arg);
 		pthread_mutex_unlock(&rel->lock);
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
-	return ret ? ret : (int64_t)done;
+	return ret;
+}
+
+static int64_t reclaim_fn(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
+			  void *arg)
+{
+	(void)arg;
+	return (int64_t)pgt__rel_reclaim(r, rel, u0, n);
+}
+
+PGT_EXPORT int64_t pgt_reclaim(pgt_engine *e, uint64_t gpa, uint64_t len)
+{
+	return pgt__rel_with(e, gpa, len, false, reclaim_fn, NULL);
+}
+
+static int64_t released_fn(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0, uint64_t n,
+			   void *arg)
+{
+	(void)n;
+	(void)arg;
+	return pgt__rel_unit_released(r, rel, u0);
 }
 
 PGT_EXPORT int pgt_released_test(pgt_engine *e, uint64_t gpa)
 {
-	struct pgt_region *r;
-	struct pgt_rel *rel;
-	uint64_t u0, n;
-	int ret;
-
-	if (!e)
-		return -EINVAL;
-	gpa &= ~(PGT_RELEASE_UNIT - 1);
-	pthread_rwlock_rdlock(&e->regions_lock);
-	ret = pgt__rel_resolve(e, gpa, PGT_RELEASE_UNIT, &r, &u0, &n);
-	if (!ret) {
-		rel = pgt__rel_peek(r);
-		if (rel) {
-			pthread_mutex_lock(&rel->lock);
-			ret = pgt__rel_unit_released(r, rel, u0);
-			pthread_mutex_unlock(&rel->lock);
-		}
-	}
-	pthread_rwlock_unlock(&e->regions_lock);
-	return ret;
+	return (int)pgt__rel_with(e, gpa & ~(PGT_RELEASE_UNIT - 1), PGT_RELEASE_UNIT, false,
+				  released_fn, NULL);
 }
 
 PGT_EXPORT int64_t pgt_released_count(const pgt_region *cr)

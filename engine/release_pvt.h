@@ -158,6 +158,18 @@ size_t pgt__rel_bytes(const struct pgt_rel *rel);
 int pgt__rel_resolve(struct pgt_engine *e, uint64_t gpa, uint64_t len, struct pgt_region **rp,
 		     uint64_t *u0, uint64_t *n);
 
+/*
+ * @fn on the release state of the region holding [gpa, gpa + len) (units
+ * [u0, u0 + n) of it), with regions_lock (read) and rel->lock held.
+ * @create: make the state if the region has none (-ENOMEM if it cannot);
+ * else a region without state answers 0 without @fn. Returns @fn's value,
+ * or the range's error (-EINVAL, -ERANGE).
+ */
+typedef int64_t (*pgt_rel_fn)(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0,
+			      uint64_t n, void *arg);
+int64_t pgt__rel_with(struct pgt_engine *e, uint64_t gpa, uint64_t len, bool create,
+		      pgt_rel_fn fn, void *arg);
+
 /* Node a region's memory is accounted to: its binding, 0 on a one-node
  * host, else -1. */
 int pgt__region_node(const struct pgt_region *r);
