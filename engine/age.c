@@ -20,6 +20,7 @@
 #include "engine/release_pvt.h"
 #include "hal/export.h"
 #include "hal/hal.h"
+#include "pgtrack/offload.h"
 
 /* ------------------------------------------------------------------ */
 /* Zero pages                                                          */
@@ -153,6 +154,10 @@ struct pgt_age {
 	unsigned long *bm;      /* harvest buffer */
 	size_t words;
 	uint64_t epoch;
+	/* hotness from an offload device (CXL CHMU), lazily: the epoch a page
+	 * was last reported hot (the epoch being filled: epoch + 1), 0: never */
+	uint32_t *last_hot;
+	uint64_t hot_units, hot_accesses;
 };
 
 
@@ -163,6 +168,7 @@ static void age_free(struct pgt_age *a)
 	free(a->last_write);
 	free(a->first_touch);
 	free(a->bm);
+	free(a->last_hot);
 	free(a);
 }
 
@@ -181,6 +187,7 @@ size_t pgt__age_bytes(const struct pgt_rel *rel)
 	if (!a)
 		return 0;
 	return sizeof(*a) + a->words * sizeof(unsigned long) +
+	       (a->last_hot ? rel->released.nbits * sizeof(uint32_t) : 0) +
 	       rel->released.nbits * 2 * sizeof(uint32_t) + sizeof(struct pgt_dirty_view) +
 	       a->words * sizeof(unsigned long); /* the view's bitmap */
 }
@@ -376,4 +383,73 @@ PGT_EXPORT int pgt_age_histogram_node(pgt_engine *e, int node, struct pgt_age_hi
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
 	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Hotness (offload devices: include/pgtrack/offload.h)                */
+/* ------------------------------------------------------------------ */
+
+int64_t pgt__age_hot(struct pgt_region *r, const uint64_t *bits, const uint32_t *hot, size_t lo,
+		     size_t hi, uint64_t units, uint64_t accesses)
+{
+	struct pgt_rel *rel = pgt__rel_peek(r);
+	struct pgt_age *a;
+	int64_t n = 0;
+
+	(void)hot; /* the counts decided what is hot; the age view keeps when */
+	if (!rel)
+		return -EINVAL;
+	pthread_mutex_lock(&rel->lock);
+	a = rel->age;
+	if (a && !a->last_hot)
+		a->last_hot = calloc(r->npages, sizeof(uint32_t));
+	if (!a || !a->last_hot) {
+		pthread_mutex_unlock(&rel->lock);
+		return a ? -ENOMEM : -EINVAL;
+	}
+	for (size_t w = lo; w < hi; w++) {
+		for (uint64_t b = bits[w]; b; b &= b - 1) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(b);
+
+			if (p < r->npages) {
+				a->last_hot[p] = (uint32_t)(a->epoch + 1);
+				n++;
+			}
+		}
+	}
+	a->hot_units += units;
+	a->hot_accesses += accesses;
+	pthread_mutex_unlock(&rel->lock);
+	return n;
+}
+
+int pgt__age_hot_histogram(struct pgt_region *r, struct pgt_hot_histogram *h)
+{
+	struct pgt_rel *rel = pgt__rel_peek(r);
+	struct pgt_age *a;
+	size_t fill;
+
+	if (!rel || pgt__arg_out(h, h->size, sizeof(*h), sizeof(*h), &fill))
+		return -EINVAL;
+	pthread_mutex_lock(&rel->lock);
+	a = rel->age;
+	if (!a) {
+		pthread_mutex_unlock(&rel->lock);
+		return -EINVAL;
+	}
+	struct pgt_hot_histogram out = { .size = sizeof(out), .epoch = a->epoch,
+					 .units = a->hot_units, .accesses = a->hot_accesses };
+
+	for (uint64_t p = 0; p < r->npages; p++) {
+		uint32_t st = a->last_hot ? a->last_hot[p] : 0;
+
+		if (pgt__bitmap_test(&rel->released, p))
+			continue;
+		out.pages++;
+		/* a stamp ahead of the epoch is this epoch's: age 0 */
+		out.hot[!st ? PGT_AGE_BUCKETS - 1 : st > a->epoch ? 0 : age_bucket(a->epoch, st)]++;
+	}
+	pthread_mutex_unlock(&rel->lock);
+	memcpy(h, &out, fill);
+	return 0;
 }

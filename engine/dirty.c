@@ -17,6 +17,8 @@
 #include "engine/engine_pvt.h"
 #include "engine/release_pvt.h"
 #include "hal/export.h"
+#include "hal/hal.h"
+#include "lib/offload.h"
 
 
 static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
@@ -248,6 +250,48 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 	pgt__bitmap_set_range(&r->external, first, n);
 }
 
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
+{
+	const struct pgt_numa_region *nr = r->numa;
+	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
+	uint64_t c = 0;
+
+	if (!r->dops || w0 >= nw || !n)
+		return 0;
+	hi = n > nw - w0 ? nw : w0 + n;
+	pthread_mutex_lock(&r->harvest_lock);
+	/* views are written only under harvest_lock: plain word ORs will do */
+	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
+		for (unsigned i = 0; i < v->bm.n; i++) {
+			struct pgt_shard *s = &v->bm.s[i];
+			size_t s0 = (size_t)(s->first / 64), s1 = s0 + s->bm.nwords;
+			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
+
+			if (a < b)
+				pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
+		}
+	}
+	/* per-node counters by shard, as fan_out() keeps them */
+	for (unsigned i = 0; nr && i < nr->nshards; i++) {
+		const struct pgt_shard_geom *g = &nr->shards[i];
+		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
+		uint64_t k;
+
+		a = a > lo ? a : lo;
+		b = b < hi ? b : hi;
+		if (a >= b)
+			continue;
+		k = pgt_hal_popcount(words + (a - w0), b - a);
+		if (k)
+			pgt__numa_note_dirty(r->numa, g->first, k);
+		c += k;
+	}
+	if (!nr || !nr->nshards)
+		c = pgt_hal_popcount(words, hi - lo);
+	pthread_mutex_unlock(&r->harvest_lock);
+	return c;
+}
+
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 {
 	int64_t n = collect_all(r, fan_out, r);
@@ -277,6 +321,10 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (h->bitmap && h->bitmap_words < (r->npages + PGT_BITS_PER_LONG - 1) / PGT_BITS_PER_LONG)
 		return -ENOBUFS;
 
+	/* what offload devices logged until now joins this harvest (before
+	 * any pause: the drain takes and drops harvest_lock itself) */
+	if (atomic_load_explicit(&r->offload_refs, memory_order_acquire))
+		pgt__offload_drain(r);
 	if ((n = pgt__collect_begin(r)))
 		return n;
 	pthread_mutex_lock(&r->harvest_lock);

@@ -55,6 +55,7 @@ static const char *const backing_names[PGT_BACKING__COUNT] = {
 	[PGT_BACKING_HUGETLB] = "hugetlb",
 	[PGT_BACKING_MEMFD] = "memfd",
 	[PGT_BACKING_EXTERNAL] = "external",
+	[PGT_BACKING_DPDK] = "dpdk",
 };
 
 PGT_EXPORT const char *pgt_backing_name(int backing)
@@ -242,6 +243,7 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	pthread_rwlock_init(&e->fault_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_rwlock_init(&e->regions_lock, NULL);
+	pthread_mutex_init(&e->offload_lock, NULL);
 
 	e->probe.size = sizeof(e->probe);
 	ret = pgt_probe(&e->probe);
@@ -291,6 +293,8 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 {
 	if (!e)
 		return;
+	/* devices write into regions: they go first */
+	pgt__offload_close_all(e);
 	while (e->regions)
 		pgt__region_free(e->regions);
 	stop_threads(e);
@@ -302,5 +306,6 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 	free(e->threads);
 	pthread_rwlock_destroy(&e->fault_lock);
 	pthread_rwlock_destroy(&e->regions_lock);
+	pthread_mutex_destroy(&e->offload_lock);
 	free(e);
 }

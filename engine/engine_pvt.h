@@ -159,6 +159,11 @@ struct pgt_region {
 
 	/* release.c */
 	_Atomic(struct pgt_rel *) rel;  /* release/pin/zero/age state, lazily */
+
+	/* offload.c: devices attached here (changed under harvest_lock);
+	 * region_dpdk.c: the memzone of a PGT_BACKING_DPDK region */
+	_Atomic unsigned offload_refs;
+	const void *bpriv;
 };
 
 struct pgt_engine {
@@ -178,6 +183,9 @@ struct pgt_engine {
 	/* handlers hold it for reading while they work on a region */
 	pthread_rwlock_t fault_lock;
 	struct pgt_numa *numa;          /* topology and per-node workers */
+	/* offload.c: open offload devices */
+	pthread_mutex_t offload_lock;
+	struct pgt_offload *offload;
 };
 
 /* ---- engine.c ---- */
@@ -240,6 +248,63 @@ void pgt__collect_end(struct pgt_region *r);
  * clipped to the region.
  */
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
+
+/*
+ * Batched pgt__dirty_mark(): the set bits of @words, which are the region's
+ * 64-bit bitmap words [w0, w0 + n) (bit i of word k is page 64 k + i), to
+ * every open view, word by word under one harvest_lock. For offload devices
+ * (offload.c). Returns the set bits of @words.
+ */
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n);
+
+/* ---- offload.c ---- */
+struct pgt_ofl_io;
+struct pgt_offload_config;
+/* pgt_offload_open() on another I/O seam (a model, hal/offload/model.h). */
+int pgt__offload_open_io(pgt_engine *e, const struct pgt_offload_config *cfg,
+			 const struct pgt_ofl_io *io, struct pgt_offload **out);
+/* What a bitmap backend's harvest does with a bitmap its device reported
+ * (VFIO REPORT, IOMMUFD GET_DIRTY_BITMAP): parse it through the map and
+ * merge it into the views. For benchmarks. Returns pages or -ENOENT. */
+int64_t pgt__offload_merge_bitmap(struct pgt_offload *o, uint64_t iova, uint64_t page_size,
+				  const uint64_t *bits, uint64_t nbits);
+/* Harvest the dirty-logging devices attached to @r into its views (from
+ * pgt_dirty_harvest(), before it takes harvest_lock). */
+void pgt__offload_drain(struct pgt_region *r);
+/* Engine close: close the devices still open. */
+void pgt__offload_close_all(struct pgt_engine *e);
+
+/* ---- age.c: hotness from offload devices ---- */
+struct pgt_hot_histogram;
+/* Pages with bits set in @bits (words [lo, hi)) were reported hot now, with
+ * @hot[page] accesses. Returns the pages, or -EINVAL without age tracking. */
+int64_t pgt__age_hot(struct pgt_region *r, const uint64_t *bits, const uint32_t *hot, size_t lo,
+		     size_t hi, uint64_t units, uint64_t accesses);
+int pgt__age_hot_histogram(struct pgt_region *r, struct pgt_hot_histogram *h);
+
+/* ---- region_dpdk.c (stubs without DPDK) ---- */
+struct pgt_offload_range;
+struct pgt_dpdk_zone {
+	void *addr;
+	uint64_t page_size;
+	int fd;             /* one fd behind the whole zone (dup), or -1 */
+	uint64_t fd_offset;
+	const void *mz;
+};
+/* A memzone of r->length on r->numa_node's socket for a PGT_BACKING_DPDK
+ * region, starting an EAL if none is up. */
+int pgt__dpdk_zone_alloc(struct pgt_region *r, struct pgt_dpdk_zone *z);
+void pgt__dpdk_zone_free(struct pgt_region *r);
+/* IOVA ranges of DPDK memory (-ENOENT when @r is not DPDK memory). */
+int pgt__dpdk_iova_ranges(const struct pgt_region *r, uint32_t slot0,
+			  struct pgt_offload_range *out, size_t cap);
+/* A second mapping of [off, off + len) of a DPDK region (for a simulated
+ * device's DMA). */
+int pgt__dpdk_alias(const struct pgt_region *r, uint64_t off, uint64_t len, void **map,
+		    size_t *maplen, uint8_t **dma);
+/* DMA-able memory from DPDK when an EAL is up, else NULL. */
+void *pgt__dpdk_dma_alloc(size_t bytes, uint64_t *iova, const void **mz);
+void pgt__dpdk_dma_free(const void *mz);
 
 /* ---- touch.c ---- */
 /* Features/mode the touch tracker needs for this region's backing. */

@@ -322,6 +322,20 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		r->hugetlb = huge;
 		break;
 	}
+	case PGT_BACKING_DPDK: {
+		/* not owned: DPDK's memory goes back to DPDK (region_release) */
+		struct pgt_dpdk_zone z;
+
+		if ((ret = pgt__dpdk_zone_alloc(r, &z)))
+			return ret;
+		r->bpriv = z.mz;
+		r->addr = z.addr;
+		r->fd = z.fd;
+		r->fd_offset = z.fd_offset;
+		r->shared = true;
+		r->hugetlb = z.page_size > base;
+		return set_page_size(r, z.page_size);
+	}
 	default:
 		return -EINVAL;
 	}
@@ -424,6 +438,8 @@ static void region_release(struct pgt_region *r)
 		       r->length + 2 * pgt_hal_page_size());
 	if (r->owned && r->fd >= 0)
 		close(r->fd);
+	if (r->backing == PGT_BACKING_DPDK)
+		pgt__dpdk_zone_free(r);
 	pgt__numa_region_fini(r->numa);
 	pthread_mutex_destroy(&r->harvest_lock);
 	free(r->name);
@@ -554,7 +570,7 @@ PGT_EXPORT int pgt_region_destroy(pgt_region *r)
 	if (!r)
 		return -EINVAL;
 	pthread_mutex_lock(&r->harvest_lock);
-	if (r->views) {
+	if (r->views || atomic_load(&r->offload_refs)) {
 		pthread_mutex_unlock(&r->harvest_lock);
 		return -EBUSY;
 	}

@@ -115,4 +115,86 @@ struct pm_scan_arg {
 #define PGT_PM_SWAP (1ULL << 62)
 #define PGT_PM_PRESENT (1ULL << 63)
 
+/* ---- VFIO device DMA logging (6.2; include/uapi/linux/vfio.h) ---- */
+#include <linux/vfio.h>
+#ifndef VFIO_DEVICE_FEATURE_DMA_LOGGING_START
+struct vfio_device_feature_dma_logging_control {
+	__aligned_u64 page_size;
+	__u32 num_ranges;
+	__u32 __reserved;
+	__aligned_u64 ranges;
+};
+
+struct vfio_device_feature_dma_logging_range {
+	__aligned_u64 iova;
+	__aligned_u64 length;
+};
+
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_START 6
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP 7
+
+struct vfio_device_feature_dma_logging_report {
+	__aligned_u64 iova;
+	__aligned_u64 length;
+	__aligned_u64 page_size;
+	__aligned_u64 bitmap;
+};
+
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT 8
+#endif
+/* Ranges the VFIO core takes in one START: a kernel page of ranges. */
+#define PGT_VFIO_LOG_MAX_RANGES (4096 / sizeof(struct vfio_device_feature_dma_logging_range))
+
+/* ---- IOMMUFD dirty tracking (6.7; include/uapi/linux/iommufd.h) ---- */
+#ifndef IOMMUFD_TYPE
+#define IOMMUFD_TYPE (';')
+#endif
+#define PGT_IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING 0x8b
+#define PGT_IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP 0x8c
+#ifndef IOMMU_HWPT_SET_DIRTY_TRACKING
+#define IOMMU_HWPT_DIRTY_TRACKING_ENABLE 1
+struct iommu_hwpt_set_dirty_tracking {
+	__u32 size;
+	__u32 flags;
+	__u32 hwpt_id;
+	__u32 __reserved;
+};
+#define IOMMU_HWPT_SET_DIRTY_TRACKING _IO(IOMMUFD_TYPE, PGT_IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING)
+
+#define IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR 1
+struct iommu_hwpt_get_dirty_bitmap {
+	__u32 size;
+	__u32 hwpt_id;
+	__u32 flags;
+	__u32 __reserved;
+	__aligned_u64 iova;
+	__aligned_u64 length;
+	__aligned_u64 page_size;
+	__aligned_u64 data;
+};
+#define IOMMU_HWPT_GET_DIRTY_BITMAP _IO(IOMMUFD_TYPE, PGT_IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP)
+#endif
+
+/* ---- KVM dirty ring (5.11; linux/kvm.h) ---- */
+#include <linux/kvm.h>
+/*
+ * Page offset of a vCPU's dirty ring in its mmap: 64 on x86 and arm64
+ * (arch/<arch>/include/uapi/asm/kvm.h). linux/kvm.h falls back to 0 where the
+ * arch header lacks it (older arm64 headers), so pgtrack carries its own.
+ */
+#define PGT_KVM_DIRTY_LOG_PAGE_OFFSET 64
+#ifndef KVM_RESET_DIRTY_RINGS
+#define KVM_RESET_DIRTY_RINGS _IO(KVMIO, 0xc7)
+#endif
+#ifndef KVM_CAP_DIRTY_LOG_RING
+#define KVM_CAP_DIRTY_LOG_RING 192
+#endif
+#ifndef KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+#define KVM_CAP_DIRTY_LOG_RING_ACQ_REL 223
+#endif
+#define PGT_KVM_DIRTY_GFN_F_DIRTY 0x1u
+#define PGT_KVM_DIRTY_GFN_F_RESET 0x2u
+/* Entries a KVM dirty ring may have (KVM_DIRTY_RING_MAX_ENTRIES). */
+#define PGT_KVM_DIRTY_RING_MAX_ENTRIES 65536u
+
 #endif /* PGT_COMPAT_UAPI_H */

@@ -10,5 +10,6 @@
 #include <pgtrack/target.h>
 #include <pgtrack/account.h>
 #include <pgtrack/stats.h>
+#include <pgtrack/offload.h>
 
 #endif

@@ -86,5 +86,7 @@ int bench_release(const struct bench_opts *o, struct json_object *results,
 		  struct json_object *ratios, struct json_object *info);
 /* numa has its own options (it drives the internal shard maps directly) */
 int bench_numa_main(int argc, char **argv);
+/* offload too (bench_offload.c: device logs merged into views) */
+int bench_offload_main(int argc, char **argv);
 
 #endif /* PGT_BENCH_H */

@@ -311,6 +311,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: pgtrack-bench [dirty|touch|release|all] [options]\n"
 	      "       pgtrack-bench numa [--json] [--quick] (see --help after numa)\n"
+	      "       pgtrack-bench offload [--json] [--quick] (see --help after offload)\n"
 	      "  --json            print one JSON object on stdout\n"
 	      "  --sizes LIST      region sizes, e.g. 256M,1G (multiples of 2M)\n"
 	      "  --quick           small sizes, few repetitions (CI smoke)\n"
@@ -438,6 +439,8 @@ int main(int argc, char **argv)
 		if (argv[i][0] != '-') {
 			if (!strcmp(argv[i], "numa"))
 				return bench_numa_main(argc, argv);
+			if (!strcmp(argv[i], "offload"))
+				return bench_offload_main(argc, argv);
 			break;
 		}
 	}

@@ -86,6 +86,24 @@ static void add(json_object *o, const char *k, json_object *v)
 	json_object_object_add(o, k, v);
 }
 
+/* The offload backends and whether this host has what each needs: the
+ * live host only (a saved /proc tree says nothing of device nodes). */
+static int offload_list(struct pgt_offload_backend_info *bi, int cap)
+{
+	int n;
+
+	for (int i = 0; i < cap; i++)
+		bi[i].size = sizeof(bi[i]);
+	n = pgt_offload_backends(bi, (size_t)cap);
+	return n < 0 ? 0 : n < cap ? n : cap;
+}
+
+static const char *shape_name(uint32_t shape)
+{
+	return shape == PGT_OFFLOAD_RING ? "ring" : shape == PGT_OFFLOAD_BITMAP ? "bitmap"
+		: shape == PGT_OFFLOAD_HOTLIST ? "hot list" : "?";
+}
+
 static json_object *to_json(const struct pgt_probe *p, bool live)
 {
 	json_object *root = json_object_new_object();
@@ -202,6 +220,26 @@ static json_object *to_json(const struct pgt_probe *p, bool live)
 	add(o, "groups", json_object_new_int((int)p->vfio_groups));
 	add(o, "devices", json_object_new_int((int)p->vfio_devices));
 	add(root, "vfio", o);
+
+	if (live) {
+		struct pgt_offload_backend_info bi[16];
+		json_object *ob = json_object_new_array();
+		int n = offload_list(bi, 16);
+
+		for (int i = 0; i < n; i++) {
+			o = json_object_new_object();
+			add(o, "name", json_object_new_string(bi[i].name));
+			add(o, "available", json_object_new_boolean(!bi[i].status));
+			add(o, "error", jerr(bi[i].status));
+			add(o, "shape", json_object_new_string(shape_name(bi[i].caps.shape)));
+			add(o, "granularity", json_object_new_uint64(bi[i].caps.granularity));
+			add(o, "needs_hardware",
+			    json_object_new_boolean(bi[i].caps.flags & PGT_OFFLOAD_CAP_HW));
+			add(o, "reason", json_object_new_string(bi[i].reason));
+			json_object_array_add(ob, o);
+		}
+		add(root, "offload_backends", ob);
+	}
 
 	o = json_object_new_object();
 	add(o, "soft", jlimit(p->memlock_cur));
@@ -507,6 +545,18 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		     "takes continue + write-protect + wake, and reports its page dirty once");
 	if (!p->vfio_container && !p->vfio_devices)
 		cost("VFIO: absent → no device DMA dirty logging (vfio offload backend)");
+	if (live) {
+		struct pgt_offload_backend_info bi[16];
+		int n = offload_list(bi, 16);
+
+		for (int i = 0; i < n; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "offload %s", bi[i].name);
+			row(name, bi[i].status ? "NO" : "yes", "%s: %s", shape_name(bi[i].caps.shape),
+			    bi[i].reason);
+		}
+	}
 	if (!p->memlock_error && p->memlock_cur != UINT64_MAX && p->memlock_cur < (1ULL << 30))
 		cost("memlock: %s → at most that much guest memory can be pinned for DMA "
 		     "(raise ulimit -l for VFIO/offload)", size_str(p->memlock_cur, s1, sizeof(s1)));

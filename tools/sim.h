@@ -149,23 +149,19 @@ struct vcpu {
 	bool booted;
 };
 
-/* The simulated offload device: DMA writes into a pinned ring, logged. */
+/*
+ * The simulated offload device: pgtrack's "sim" offload backend, DMA writes
+ * into a pinned ring area of guest memory, logged in its own ring and
+ * merged into every view by pgtrack (pgtrack/offload.h).
+ */
 struct device {
 	struct sim *s;
-	pthread_t th;
+	pgt_offload *dev;
 	bool running;
-	uint8_t *view;          /* where it writes: an alias mapping of the
-	                         * backing fd (DMA bypasses the CPU's page tables)
-	                         * or the guest mapping itself */
-	bool alias;
+	bool alias;             /* it wrote through its own mapping of the file */
 	struct area ring;
 	uint64_t rng;
-	_Atomic uint64_t writes;
-	_Atomic uint64_t merged_pages;
-	_Atomic uint64_t merges;
-	_Atomic uint64_t rejected;      /* log entries outside the ring */
-	unsigned long *bm;              /* merge bitmap, region pages */
-	size_t bm_words;
+	struct pgt_offload_info info; /* counters at stop (live ones before) */
 };
 
 struct balloon;
@@ -316,6 +312,8 @@ static inline void sim_shadow_mark(struct sim *s, uint64_t unit)
 }
 int sim_device_start(struct sim *s);
 void sim_device_stop(struct sim *s);
+/* The device's counters, live while it runs. */
+void sim_device_info(struct sim *s, struct pgt_offload_info *info);
 /* Units released by pgtrack (any source), per pgt_released_test. */
 bool sim_unit_released(struct sim *s, uint64_t unit);
 

@@ -547,86 +547,45 @@ void sim_vcpus_stop(struct sim *s)
 /* ---------------------------------------------------------------- */
 
 /*
- * Like an FPGA or SmartNIC doing DMA: it writes guest memory without going
- * through the CPU's page tables (here: through its own mapping of the
- * backing file, so the CPU dirty tracker cannot see it) and logs the IOVAs
- * it wrote in a ring. We drain the ring into a bitmap, drop entries outside
- * the mapped window (device data is untrusted) and merge the bitmap into
- * every dirty view with pgt_dirty_merge().
+ * Like an FPGA or SmartNIC doing DMA: pgtrack's sim offload backend writes
+ * guest memory without going through the CPU's page tables (through its own
+ * mapping of the backing file, so the CPU dirty tracker cannot see it) and
+ * logs what it wrote in a ring in hugepage memory; pgtrack merges the ring
+ * into every dirty view at each harvest, checking every record against the
+ * mapped window (device data is untrusted).
  */
-#define DEV_LOG 4096
-
-static void dev_merge(struct device *d, const uint64_t *log, size_t n)
-{
-	struct sim *s = d->s;
-	uint64_t lo = sim_unit_gpa(s, d->ring.first);
-	uint64_t hi = lo + d->ring.n * SIM_UNIT;
-	uint64_t maxp = 0, pages = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		uint64_t p;
-
-		if (log[i] < lo || log[i] >= hi) {
-			atomic_fetch_add_explicit(&d->rejected, 1, memory_order_relaxed);
-			continue;
-		}
-		p = (log[i] - s->info.gpa) >> s->page_shift;
-		if (!(d->bm[p / SIM_BITS] & (1UL << (p % SIM_BITS))))
-			pages++;
-		d->bm[p / SIM_BITS] |= 1UL << (p % SIM_BITS);
-		if (p + 1 > maxp)
-			maxp = p + 1;
-	}
-	if (!maxp)
-		return;
-	if (!pgt_dirty_merge(s->r, d->bm, maxp)) {
-		atomic_fetch_add_explicit(&d->merges, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&d->merged_pages, pages, memory_order_relaxed);
-	}
-	memset(d->bm, 0, (maxp + SIM_BITS - 1) / SIM_BITS * sizeof(unsigned long));
-}
-
-static void *dev_main(void *arg)
+static uint64_t dev_write(void *arg, uint64_t gpa, uint32_t len)
 {
 	struct device *d = arg;
 	struct sim *s = d->s;
-	uint64_t *log = malloc(DEV_LOG * sizeof(*log));
-	double carry = 0, per_tick = s->cfg.device_rate / (double)SIM_UNIT * (double)TICK_NS / 1e9;
-	uint64_t next = sim_now_ns();
+	uint64_t u = (gpa - s->info.gpa) >> SIM_UNIT_SHIFT;
 
-	while (log && !atomic_load(&s->stop)) {
-		double t = carry + per_tick;
-		size_t n = (size_t)t, k = 0;
+	(void)len;
+	/* before the write, as for the vCPUs: a shadowed page is never missed */
+	sim_shadow_mark(s, u);
+	return sim_rand(&d->rng);
+}
 
-		/* A pause parks the device only after its log is merged. */
-		sim_pause_point(s);
-		carry = t - (double)n;
-		if (n > DEV_LOG)
-			n = DEV_LOG;
-		for (size_t i = 0; i < n; i++) {
-			uint64_t r = sim_rand(&d->rng);
-			uint64_t unit = d->ring.first + r % d->ring.n;
+/* A pause parks the device after its records are published: the harvest
+ * of a stop-and-copy that follows has them. */
+static void dev_tick(void *arg)
+{
+	struct device *d = arg;
 
-			sim_shadow_mark(s, unit);
-			*(volatile uint64_t *)(d->view + ((unit - d->ring.first) << SIM_UNIT_SHIFT) +
-					       ((r & 511) << 3)) = r;
-			log[k++] = sim_unit_gpa(s, unit);
-		}
-		atomic_fetch_add_explicit(&d->writes, n, memory_order_relaxed);
-		dev_merge(d, log, k);
-		next += TICK_NS;
-		if (sim_now_ns() > next + 50 * TICK_NS)
-			next = sim_now_ns();
-		sim_sleep_until(next);
-	}
-	free(log);
-	sim_participant_leave(s);
-	return NULL;
+	sim_pause_point(d->s);
 }
 
 int sim_device_start(struct sim *s)
 {
 	struct device *d = &s->dev;
+	struct pgt_offload_sim_config sc = {
+		.size = sizeof(sc), .pattern = PGT_OFFLOAD_SIM_RANDOM, .write_bytes = 8,
+		.rate = (uint64_t)(s->cfg.device_rate / (double)SIM_UNIT), .cpu = -1,
+		.seed = s->cfg.seed ^ 0xD15EA5E, .on_write = dev_write, .on_tick = dev_tick, .arg = d,
+	};
+	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "sim",
+					 .backend_config = &sc, .name = "dma-device" };
+	struct pgt_offload_range rg;
 	int ret;
 
 	if (!s->ring.n)
@@ -634,41 +593,60 @@ int sim_device_start(struct sim *s)
 	d->s = s;
 	d->ring = s->ring;
 	d->rng = s->cfg.seed ^ 0xD15EA5E;
-	d->bm_words = s->words;
-	d->bm = calloc(s->words, sizeof(unsigned long));
-	if (!d->bm)
-		return -ENOMEM;
-	d->view = s->mem + (d->ring.first << SIM_UNIT_SHIFT);
-	if (s->info.fd >= 0) {
-		void *p = mmap(NULL, d->ring.n * SIM_UNIT, PROT_READ | PROT_WRITE, MAP_SHARED,
-			       s->info.fd, (off_t)(d->ring.first * SIM_UNIT));
-
-		if (p != MAP_FAILED) {
-			d->view = p;
-			d->alias = true;
-		}
-	}
+	if (!sc.rate)
+		return 0; /* a device that never writes */
+	/* the device's IOVAs are the guest-physical addresses (no vIOMMU) */
+	rg = (struct pgt_offload_range){
+		.iova = sim_unit_gpa(s, d->ring.first), .length = d->ring.n * SIM_UNIT,
+		.gpa = sim_unit_gpa(s, d->ring.first),
+	};
+	ret = pgt_offload_open(s->eng, &oc, &d->dev);
+	if (!ret)
+		ret = pgt_offload_attach(d->dev, &rg, 1);
+	if (ret)
+		goto err;
+	d->alias = s->info.fd >= 0;
 	sim_participant_join(s);
-	ret = pthread_create(&d->th, NULL, dev_main, d);
+	ret = pgt_offload_start(d->dev, 0);
 	if (ret) {
 		sim_participant_leave(s);
-		return -ret;
+		goto err;
 	}
 	d->running = true;
 	return 0;
+err:
+	pgt_offload_close(d->dev);
+	d->dev = NULL;
+	return ret;
+}
+
+void sim_device_info(struct sim *s, struct pgt_offload_info *info)
+{
+	struct device *d = &s->dev;
+
+	if (d->dev) {
+		info->size = sizeof(*info);
+		pgt_offload_info(d->dev, info);
+	} else {
+		*info = d->info;
+	}
 }
 
 void sim_device_stop(struct sim *s)
 {
 	struct device *d = &s->dev;
 
-	if (d->running)
-		pthread_join(d->th, NULL);
+	if (!d->dev)
+		return;
+	if (d->running) {
+		pgt_offload_stop(d->dev);
+		sim_participant_leave(s);
+	}
 	d->running = false;
-	/* d->alias stays: the report says how the device wrote */
-	if (d->alias && d->view)
-		munmap(d->view, d->ring.n * SIM_UNIT);
-	d->view = NULL;
-	free(d->bm);
-	d->bm = NULL;
+	/* what it wrote last goes to the views before the device goes */
+	pgt_offload_harvest(d->dev, NULL);
+	d->info.size = sizeof(d->info);
+	pgt_offload_info(d->dev, &d->info);
+	pgt_offload_close(d->dev);
+	d->dev = NULL;
 }

@@ -139,12 +139,16 @@ void sim_print_summary(struct sim *s, FILE *f)
 				sim_bytes(atomic_load(&w->reported) * SIM_UNIT, b2, sizeof(b2)));
 		fputc('\n', f);
 	}
-	if (s->ring.n)
-		fprintf(f, "  device      %" PRIu64 " DMA page writes into a %s ring, %" PRIu64
-			" log merges (%" PRIu64 " pages), %" PRIu64 " bad log entries dropped\n",
-			atomic_load(&s->dev.writes), sim_bytes(s->ring.n * SIM_UNIT, b1, sizeof(b1)),
-			atomic_load(&s->dev.merges), atomic_load(&s->dev.merged_pages),
-			atomic_load(&s->dev.rejected));
+	if (s->ring.n) {
+		struct pgt_offload_info di;
+
+		sim_device_info(s, &di);
+		fprintf(f, "  device      %" PRIu64 " DMA page writes into a %s ring (pgtrack offload "
+			"\"sim\"): %" PRIu64 " log records in %" PRIu64 " harvests (%" PRIu64
+			" pages), %" PRIu64 " bad records dropped, %" PRIu64 " overflows\n",
+			di.dma_writes, sim_bytes(s->ring.n * SIM_UNIT, b1, sizeof(b1)), di.records,
+			di.harvests, di.pages, di.rejected, di.lost);
+	}
 
 	for (unsigned i = 0; i < s->nmigs; i++) {
 		const struct migration *m = &s->migs[i];
@@ -499,14 +503,22 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 	add(root, "workloads", a);
 
 	o = json_object_new_object();
-	add(o, "enabled", jb(s->ring.n > 0));
-	add(o, "ring_gpa", ju(sim_unit_gpa(s, s->ring.first)));
-	add(o, "ring_bytes", ju(s->ring.n * SIM_UNIT));
-	add(o, "own_mapping", jb(s->dev.alias));
-	add(o, "writes", ju(atomic_load(&s->dev.writes)));
-	add(o, "merges", ju(atomic_load(&s->dev.merges)));
-	add(o, "merged_pages", ju(atomic_load(&s->dev.merged_pages)));
-	add(o, "rejected_log_entries", ju(atomic_load(&s->dev.rejected)));
+	{
+		struct pgt_offload_info di;
+
+		sim_device_info(s, &di);
+		add(o, "enabled", jb(s->ring.n > 0));
+		add(o, "backend", js("sim"));
+		add(o, "ring_gpa", ju(sim_unit_gpa(s, s->ring.first)));
+		add(o, "ring_bytes", ju(s->ring.n * SIM_UNIT));
+		add(o, "own_mapping", jb(s->dev.alias));
+		add(o, "writes", ju(di.dma_writes));
+		add(o, "log_records", ju(di.records));
+		add(o, "merges", ju(di.harvests));
+		add(o, "merged_pages", ju(di.pages));
+		add(o, "rejected_log_entries", ju(di.rejected));
+		add(o, "lost_track", ju(di.lost));
+	}
 	add(root, "device", o);
 
 	a = json_object_new_array();

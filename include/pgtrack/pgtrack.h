@@ -174,11 +174,12 @@ enum pgt_backing {
 	PGT_BACKING_HUGETLB,   /* memfd MFD_HUGETLB, 2 MiB pages, shared */
 	PGT_BACKING_MEMFD,     /* memfd (shmem), 4 KiB pages, shared */
 	PGT_BACKING_EXTERNAL,  /* registered: mapped by the caller */
+	PGT_BACKING_DPDK,      /* a DPDK memzone (pgtrack/offload.h), shared */
 	PGT_BACKING__COUNT
 };
 
 /**
- * pgt_backing_name() - "anon", "thp", "hugetlb", "memfd", "external".
+ * pgt_backing_name() - "anon", "thp", "hugetlb", "memfd", "external", "dpdk".
  * Returns: a static string, or NULL for an unknown value.
  */
 const char *pgt_backing_name(int backing);
@@ -316,7 +317,8 @@ int pgt_region_register(pgt_engine *eng, const struct pgt_region_config *cfg,
  *
  * Returns: 0, -EINVAL for NULL, -EBUSY while dirty views are open (close
  * them first: a view's owner may be harvesting it; pgt_engine_close() is the
- * one place that detaches them instead).
+ * one place that detaches them instead) or an offload device is attached to
+ * it (pgtrack/offload.h).
  */
 int pgt_region_destroy(pgt_region *r);
 

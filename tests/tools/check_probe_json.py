@@ -18,7 +18,7 @@ def ok(cond, what):
     return cond
 
 
-print("1..6")
+print("1..7")
 p = subprocess.run([exe, "--json"], capture_output=True, text=True, timeout=60)
 doc = None
 try:
@@ -38,6 +38,11 @@ ok(isinstance(feats, list) and all(isinstance(f, str) for f in feats),
    "userfaultfd.features is a list of names")
 ok(isinstance(doc.get("simd"), list) and isinstance(doc.get("hugepages"), list),
    "simd and hugepages are lists")
+ob = doc.get("offload_backends")
+ok(isinstance(ob, list) and {b.get("name") for b in ob} >=
+   {"sim", "kvm-ring", "vhost-log", "vfio", "iommufd", "chmu"} and
+   all(isinstance(b.get("available"), bool) and b.get("reason") for b in ob),
+   "offload_backends lists every backend with availability and a reason")
 p = subprocess.run([exe, "--no-such-option"], capture_output=True, text=True, timeout=60)
 ok(p.returncode == 2 and "sage" in p.stderr, "a bad option: usage on stderr, exit 2")
 p = subprocess.run([exe, "--root", "/nonexistent-pgtrack-root"], capture_output=True,
