@@ -118,8 +118,15 @@ int pgt__dirty_init(struct pgt_region *r)
 
 	if (r->dops->uses_pending)
 		ret = pgt__bitmap_init(&r->pending, r->npages);
-	if (!ret)
-		ret = pgt__bitmap_init(&r->external, r->npages);
+	/*
+	 * Marks go where the tracker collects from when it has a pending
+	 * bitmap (re-protecting a marked page there is harmless): no second
+	 * bitmap for them, which the metadata budget would feel.
+	 */
+	if (!ret && r->dops->uses_pending)
+		r->marks = &r->pending;
+	else if (!ret && !(ret = pgt__bitmap_init(&r->external, r->npages)))
+		r->marks = &r->external;
 	if (!ret)
 		ret = r->dops->start(r);
 	if (!ret)
@@ -148,7 +155,7 @@ static int64_t collect_all(struct pgt_region *r, pgt_bitmap_run_fn fn, void *arg
 	 * A page both written and marked is reported twice to the views'
 	 * bitmaps (an OR: once to the consumer) and counted twice here.
 	 */
-	if (n >= 0)
+	if (n >= 0 && r->marks == &r->external)
 		n += (int64_t)pgt__bitmap_take_runs(&r->external, fn, arg);
 	return n;
 }
@@ -245,9 +252,9 @@ static int fan_out(void *arg, uint64_t first, uint64_t n)
 
 void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 {
-	if (!r->external.words || first >= r->npages)
+	if (!r->marks || first >= r->npages)
 		return;
-	pgt__bitmap_set_range(&r->external, first, n);
+	pgt__bitmap_set_range(r->marks, first, n);
 }
 
 uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)

@@ -136,6 +136,8 @@ struct pgt_region {
 	struct pgt_bitmap pending;      /* fault-driven methods record here */
 	struct pgt_bitmap external;     /* pgt__dirty_mark: changes no tracker
 	                                 * sees (DMA, releases), set lock-free */
+	struct pgt_bitmap *marks;       /* where marks go: &external, or &pending
+	                                 * for trackers that collect from it */
 	struct pgt_flight flight;       /* their handlers in flight */
 	struct pgt_flight evflight;     /* uffd message batches being handled */
 	pgt_wp_fn wp_cb;

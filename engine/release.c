@@ -233,7 +233,6 @@ static void freed_pages_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 
 	if (!r->dops || !r->dops_started)
 		return;
-	pgt__dirty_mark(r, p, n);
 	method = r->dops->method;
 	if (r->dops->uses_pending) {
 		/*
@@ -280,6 +279,8 @@ static void freed_pages_dirty(struct pgt_region *r, uint64_t p, uint64_t n)
 				 "region %s: re-protecting released pages: %s", r->name,
 				 strerror(errno));
 	}
+	/* after the pending bits were cleared above: marks may live there */
+	pgt__dirty_mark(r, p, n);
 }
 
 static struct pgt_sub *sub_get(struct pgt_rel *rel, uint64_t p)
