@@ -180,6 +180,20 @@ void pgt__age_fini(struct pgt_region *r, struct pgt_rel *rel)
 	rel->age = NULL;
 }
 
+/* The age state of @rel with rel->lock held, or NULL (nothing held). */
+static struct pgt_age *age_lock(struct pgt_rel *rel)
+{
+	struct pgt_age *a;
+
+	if (!rel)
+		return NULL;
+	pthread_mutex_lock(&rel->lock);
+	a = rel->age;
+	if (!a)
+		pthread_mutex_unlock(&rel->lock);
+	return a;
+}
+
 size_t pgt__age_bytes(const struct pgt_rel *rel)
 {
 	const struct pgt_age *a = rel->age;
@@ -256,14 +270,9 @@ PGT_EXPORT int64_t pgt_age_sample(pgt_region *r)
 	struct pgt_age *a;
 	int64_t n;
 
-	if (!rel)
+	a = age_lock(rel);
+	if (!a)
 		return -EINVAL;
-	pthread_mutex_lock(&rel->lock);
-	a = rel->age;
-	if (!a) {
-		pthread_mutex_unlock(&rel->lock);
-		return -EINVAL;
-	}
 	h.bitmap = a->bm;
 	h.bitmap_words = a->words;
 	n = pgt_dirty_harvest(a->view, &h);
@@ -429,14 +438,11 @@ int pgt__age_hot_histogram(struct pgt_region *r, struct pgt_hot_histogram *h)
 	struct pgt_age *a;
 	size_t fill;
 
-	if (!rel || pgt__arg_out(h, h->size, sizeof(*h), sizeof(*h), &fill))
+	if (pgt__arg_out(h, h->size, sizeof(*h), sizeof(*h), &fill))
 		return -EINVAL;
-	pthread_mutex_lock(&rel->lock);
-	a = rel->age;
-	if (!a) {
-		pthread_mutex_unlock(&rel->lock);
+	a = age_lock(rel);
+	if (!a)
 		return -EINVAL;
-	}
 	struct pgt_hot_histogram out = { .size = sizeof(out), .epoch = a->epoch,
 					 .units = a->hot_units, .accesses = a->hot_accesses };
 

@@ -205,6 +205,25 @@ static inline uint64_t pgt__page_of(const struct pgt_region *r, const void *hva)
 {
 	return (uint64_t)((const uint8_t *)hva - r->addr) >> r->page_shift;
 }
+/*
+ * The pages of @r holding host range [start, end): [*first, *end_page).
+ * false when the range misses the region.
+ */
+static inline bool pgt__host_pages(const struct pgt_region *r, uint64_t start, uint64_t end,
+				   uint64_t *first, uint64_t *end_page)
+{
+	uint64_t base = (uintptr_t)r->addr;
+
+	if (end <= base || start >= base + r->length)
+		return false;
+	if (start < base)
+		start = base;
+	if (end > base + r->length)
+		end = base + r->length;
+	*first = (start - base) >> r->page_shift;
+	*end_page = (end - base + r->page_size - 1) >> r->page_shift;
+	return true;
+}
 static inline void *pgt__page_addr(const struct pgt_region *r, uint64_t page)
 {
 	return r->addr + (page << r->page_shift);

@@ -24,15 +24,11 @@
  */
 void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
 {
-	uint64_t base = (uintptr_t)r->addr, first, last;
+	uint64_t first, last;
 	struct pgt_rel *rel;
 
-	if (end <= base || start >= base + r->length)
+	if (!pgt__host_pages(r, start, end, &first, &last))
 		return;
-	if (start < base)
-		start = base;
-	if (end > base + r->length)
-		end = base + r->length;
 	/*
 	 * The whole pages holding the range: a piece of a large page removed
 	 * is zeroed, its page changed too. The kernel zaps the range once
@@ -40,8 +36,6 @@ void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end)
 	 * memory changed: pgt_release_rescan() reports the hinted pages again
 	 * (after their madvise returned), and accounts those that are gone.
 	 */
-	first = (start - base) >> r->page_shift;
-	last = (end - base + r->page_size - 1) >> r->page_shift;
 	pgt__dirty_mark(r, first, last - first);
 	rel = pgt__rel_get(r);
 	if (!rel)

@@ -376,19 +376,11 @@ static bool touch_mark(struct pgt_region *r, struct touch_state *ts, uint64_t pa
 static void touch_mark_range(struct pgt_region *r, struct touch_state *ts,
 			     uint64_t start, uint64_t end)
 {
-	uint64_t base = (uint64_t)(uintptr_t)r->addr;
 	uint64_t first, last;
 
-	if (end <= base || start >= base + r->length)
-		return;
-	if (start < base)
-		start = base;
-	if (end > base + r->length)
-		end = base + r->length;
-	first = (start - base) >> r->page_shift;
-	last = (end - 1 - base) >> r->page_shift;
-	for (uint64_t p = first; p <= last; p++)
-		touch_mark(r, ts, p);
+	if (pgt__host_pages(r, start, end, &first, &last))
+		for (uint64_t p = first; p < last; p++)
+			touch_mark(r, ts, p);
 }
 
 /*
