@@ -114,3 +114,20 @@ int pgt__cpuset_parse(const char *buf, size_t len, struct pgt_cpuset *s)
 		i++;
 	}
 }
+
+int pgt__cpuset_read(const char *path, struct pgt_cpuset *s)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "re");
+	size_t n = 0;
+
+	if (f) {
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+	}
+	if (!n)
+		return -ENOENT;
+	if (pgt__cpuset_parse(buf, n, s) || !pgt__cpuset_count(s))
+		return -EINVAL;
+	return 0;
+}

@@ -33,5 +33,8 @@ char *pgt__cpuset_format(const struct pgt_cpuset *s, char *buf, size_t len);
 /* Parse a list ("0-3,8", bounded by @len, trailing newline allowed).
  * Returns 0 or -EINVAL (syntax, a member >= PGT_CPUSET_BITS). */
 int pgt__cpuset_parse(const char *buf, size_t len, struct pgt_cpuset *s);
+/* A list from a sysfs file (".../online"). 0, or -ENOENT/-EINVAL when the
+ * file is missing, does not parse or names nothing. */
+int pgt__cpuset_read(const char *path, struct pgt_cpuset *s);
 
 #endif /* PGT_CPUSET_H */

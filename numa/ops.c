@@ -33,15 +33,7 @@ static struct pgt_cpuset mem_nodes;
 
 static void read_mem_nodes(void)
 {
-	char buf[1024];
-	FILE *f = fopen("/sys/devices/system/node/has_memory", "re");
-	size_t n = 0;
-
-	if (f) {
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-	}
-	if (!n || pgt__cpuset_parse(buf, n, &mem_nodes) || !pgt__cpuset_count(&mem_nodes)) {
+	if (pgt__cpuset_read("/sys/devices/system/node/has_memory", &mem_nodes)) {
 		/* no NUMA in this kernel: everything is node 0 */
 		memset(&mem_nodes, 0, sizeof(mem_nodes));
 		pgt__cpuset_set(&mem_nodes, 0);

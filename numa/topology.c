@@ -80,15 +80,7 @@ static int finish(struct pgt_topology *t)
 /* Online CPUs from /sys, else sysconf: 0 .. n-1. */
 static void online_cpus(struct pgt_cpuset *s)
 {
-	char buf[4096];
-	FILE *f = fopen("/sys/devices/system/cpu/online", "re");
-	size_t n = 0;
-
-	if (f) {
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-	}
-	if (n && !pgt__cpuset_parse(buf, n, s) && pgt__cpuset_count(s))
+	if (!pgt__cpuset_read("/sys/devices/system/cpu/online", s))
 		return;
 	memset(s, 0, sizeof(*s));
 	long c = sysconf(_SC_NPROCESSORS_ONLN);
