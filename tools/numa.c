@@ -1268,23 +1268,12 @@ static void glabels(FILE *f, const struct guest *g)
 	fputc('"', f);
 }
 
-static char *prom_render(const struct report *r, size_t *len)
+/* Per node: memory, guest and process residency, hugepage pools. */
+static void prom_nodes(FILE *f, const struct report *r)
 {
 	struct pgt_topology_info ti = { .size = sizeof(ti) };
-	const struct proc_usage *u = &r->u;
-	struct line lines[16];
-	char *buf = NULL;
-	size_t size = 0;
-	unsigned nl;
-	FILE *f = open_memstream(&buf, &size);
 
-	if (!f)
-		return NULL;
 	pgt_topology_info(r->topo, &ti);
-	pgtool_prom_family(f, "pgtrack_numa_info", "gauge", "The process reported (always 1).");
-	fprintf(f, "pgtrack_numa_info{pid=\"%d\",comm=\"", r->pid);
-	pgtool_prom_label(f, u->comm);
-	fprintf(f, "\",attach=\"%s\"} 1\n", r->att ? r->att->state : "none");
 	pgtool_prom_family(f, "pgtrack_numa_node_memory_bytes", "gauge", "Memory of the NUMA node.");
 	for (unsigned i = 0; i < ti.nnodes; i++) {
 		struct pgt_numa_node nd = { .size = sizeof(nd) };
@@ -1313,6 +1302,11 @@ static char *prom_render(const struct report *r, size_t *len)
 		fprintf(f, "pgtrack_numa_hugepages{node=\"%d\",page_size=\"%" PRIu64 "\",kind=\"free\"} "
 			"%" PRIu64 "\n", p->node, p->page_size, p->free);
 	}
+}
+
+/* Per guest RAM range: sizes, residency by node, pgtrack's own figures. */
+static void prom_guests(FILE *f, const struct report *r)
+{
 	pgtool_prom_family(f, "pgtrack_numa_guest_bytes", "gauge",
 			   "Guest RAM range: size, resident, absent, misplaced (kind).");
 	for (unsigned i = 0; i < r->ng; i++) {
@@ -1374,6 +1368,15 @@ static char *prom_render(const struct report *r, size_t *len)
 			fprintf(f, ",window=\"%s\"} %.17g\n", win[k], g->tr->rate[k]);
 		}
 	}
+}
+
+/* The process, its cgroup, and the reconciliation lines. */
+static void prom_process(FILE *f, const struct report *r)
+{
+	const struct proc_usage *u = &r->u;
+	struct line lines[16];
+	unsigned nl;
+
 	if (u->have_status) {
 		static const char *const kinds[] = { "rss", "rss_anon", "rss_file", "rss_shmem",
 						     "hugetlb", "swap", "locked" };
@@ -1397,6 +1400,23 @@ static char *prom_render(const struct report *r, size_t *len)
 	for (unsigned i = 0; i < nl; i++)
 		fprintf(f, "pgtrack_numa_reconcile_bytes{key=\"%s\"} %" PRId64 "\n", lines[i].key,
 			lines[i].bytes);
+}
+
+static char *prom_render(const struct report *r, size_t *len)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&buf, &size);
+
+	if (!f)
+		return NULL;
+	pgtool_prom_family(f, "pgtrack_numa_info", "gauge", "The process reported (always 1).");
+	fprintf(f, "pgtrack_numa_info{pid=\"%d\",comm=\"", r->pid);
+	pgtool_prom_label(f, r->u.comm);
+	fprintf(f, "\",attach=\"%s\"} 1\n", r->att ? r->att->state : "none");
+	prom_nodes(f, r);
+	prom_guests(f, r);
+	prom_process(f, r);
 	if (fclose(f)) {
 		free(buf);
 		return NULL;
@@ -1490,7 +1510,85 @@ static int run_once(const struct opts *o, struct demo *d)
 	return ret;
 }
 
-int main(int argc, char **argv)
+/* Options into @o. Returns -1 to go on, else the exit status. */
+/* One option into @o. Returns -1 to go on, else the exit status. */
+static int apply_opt(struct opts *o, int c, const char *arg)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'p':
+		if (parse_u64(arg, &v) || v == 0 || v > 0x7fffffff) {
+			fail("bad process id \"%s\"", arg);
+			return 2;
+		}
+		o->pid = (int)v;
+		break;
+	case 'r':
+		if (o->nranges == MAX_RANGES) {
+			fail("at most %d ranges", MAX_RANGES);
+			return 2;
+		}
+		if (parse_range(arg, &o->ranges[o->nranges])) {
+			fail("bad range \"%s\": want START-END, 4 KiB aligned, START < END",
+			     arg);
+			return 2;
+		}
+		o->nranges++;
+		break;
+	case 'm':
+		if (parse_size(arg, &o->min_size) || !o->min_size) {
+			fail("bad size \"%s\"", arg);
+			return 2;
+		}
+		break;
+	case 'a':
+		o->all = true;
+		break;
+	case 'j':
+		o->json = true;
+		break;
+	case 'w':
+		if (parse_u64(arg, &v) || !v || v > 86400) {
+			fail("bad --watch interval \"%s\" (1..86400 seconds)", arg);
+			return 2;
+		}
+		o->watch = (unsigned)v;
+		break;
+	case 'n':
+		if (parse_u64(arg, &v) || !v || v > 1000000000) {
+			fail("bad --count \"%s\"", arg);
+			return 2;
+		}
+		o->count = (long)v;
+		break;
+	case 's':
+		o->svg = arg;
+		break;
+	case 'd':
+		if (parse_size(arg, &o->demo) || !o->demo) {
+			fail("bad size \"%s\"", arg);
+			return 2;
+		}
+		break;
+	case 'P':
+		if (parse_u64(arg, &v) || v > 65535) {
+			fail("bad --prometheus port \"%s\" (0..65535, 0: any free port)", arg);
+			return 2;
+		}
+		o->prometheus = (int)v;
+		break;
+	case 'h':
+		usage(stdout, prog);
+		return 0;
+	default:
+		usage(stderr, prog);
+		return 2;
+	}
+	return -1;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -1506,105 +1604,67 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .pid = -1, .count = -1, .prometheus = -1 };
-	struct prom_ctx pc = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	pgtool_http *http = NULL;
-	struct demo d;
-	uint64_t v;
-	int c, ret = 0;
+	int c;
 
 	if (argv[0] && strrchr(argv[0], '/'))
 		prog = strrchr(argv[0], '/') + 1;
 	else if (argv[0])
 		prog = argv[0];
 	while ((c = getopt_long(argc, argv, "p:r:m:ajw:n:s:d:P:h", lo, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			if (parse_u64(optarg, &v) || v == 0 || v > 0x7fffffff) {
-				fail("bad process id \"%s\"", optarg);
-				return 2;
-			}
-			o.pid = (int)v;
-			break;
-		case 'r':
-			if (o.nranges == MAX_RANGES) {
-				fail("at most %d ranges", MAX_RANGES);
-				return 2;
-			}
-			if (parse_range(optarg, &o.ranges[o.nranges])) {
-				fail("bad range \"%s\": want START-END, 4 KiB aligned, START < END",
-				     optarg);
-				return 2;
-			}
-			o.nranges++;
-			break;
-		case 'm':
-			if (parse_size(optarg, &o.min_size) || !o.min_size) {
-				fail("bad size \"%s\"", optarg);
-				return 2;
-			}
-			break;
-		case 'a':
-			o.all = true;
-			break;
-		case 'j':
-			o.json = true;
-			break;
-		case 'w':
-			if (parse_u64(optarg, &v) || !v || v > 86400) {
-				fail("bad --watch interval \"%s\" (1..86400 seconds)", optarg);
-				return 2;
-			}
-			o.watch = (unsigned)v;
-			break;
-		case 'n':
-			if (parse_u64(optarg, &v) || !v || v > 1000000000) {
-				fail("bad --count \"%s\"", optarg);
-				return 2;
-			}
-			o.count = (long)v;
-			break;
-		case 's':
-			o.svg = optarg;
-			break;
-		case 'd':
-			if (parse_size(optarg, &o.demo) || !o.demo) {
-				fail("bad size \"%s\"", optarg);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (parse_u64(optarg, &v) || v > 65535) {
-				fail("bad --prometheus port \"%s\" (0..65535, 0: any free port)", optarg);
-				return 2;
-			}
-			o.prometheus = (int)v;
-			break;
-		case 'h':
-			usage(stdout, prog);
-			return 0;
-		default:
-			usage(stderr, prog);
-			return 2;
-		}
+		int ret = apply_opt(o, c, optarg);
+
+		if (ret >= 0)
+			return ret;
 	}
 	if (optind < argc) {
 		fail("unexpected argument \"%s\"", argv[optind]);
 		return 2;
 	}
-	if ((o.pid < 0) == !o.demo) {
-		fail(o.demo ? "--demo and --pid exclude each other" : "--pid PID or --demo SIZE is required");
+	if ((o->pid < 0) == !o->demo) {
+		fail(o->demo ? "--demo and --pid exclude each other" : "--pid PID or --demo SIZE is required");
 		usage(stderr, prog);
 		return 2;
 	}
-	if (o.demo && o.nranges) {
+	if (o->demo && o->nranges) {
 		fail("--demo reports its own region: no --range");
 		return 2;
 	}
-	if (o.count > 0 && !o.watch) {
+	if (o->count > 0 && !o->watch) {
 		fail("--count needs --watch");
 		return 2;
 	}
+	return -1;
+}
+
+/* --prometheus without --watch: serve until interrupted. */
+static int serve_only(const struct opts *o, struct prom_ctx *pc)
+{
+	/* one measurement first tells a bad --pid at once */
+	struct report *r = calloc(1, sizeof(*r));
+	int ret;
+
+	pthread_mutex_lock(&pc->lock);
+	ret = r ? collect(o, r, pc->d) : 1;
+	if (r)
+		free_report(r);
+	pthread_mutex_unlock(&pc->lock);
+	free(r);
+	while (!ret && !stop)
+		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .pid = -1, .count = -1, .prometheus = -1 };
+	struct prom_ctx pc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	pgtool_http *http = NULL;
+	struct demo d;
+	int ret = parse_opts(argc, argv, &o);
+
+	if (ret >= 0)
+		return ret;
+	ret = 0;
 	if (o.demo) {
 		if (demo_start(&d, o.demo))
 			return 1;
@@ -1628,17 +1688,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: /metrics on http://127.0.0.1:%d (process %d) until interrupted\n",
 			prog, port, o.pid);
 		if (!o.watch) {
-			/* serve only; one measurement first tells a bad --pid at once */
-			struct report *r = calloc(1, sizeof(*r));
-
-			pthread_mutex_lock(&pc.lock);
-			ret = r ? collect(&o, r, pc.d) : 1;
-			if (r)
-				free_report(r);
-			pthread_mutex_unlock(&pc.lock);
-			free(r);
-			while (!ret && !stop)
-				nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+			ret = serve_only(&o, &pc);
 			pgtool_http_stop(http);
 			if (o.demo)
 				demo_stop(&d);

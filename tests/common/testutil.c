@@ -11,6 +11,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/types.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 void pgt_test_note(const char *fmt, ...)
 {
@@ -144,4 +147,59 @@ __attribute__((constructor)) static void tap_fixup(void)
 	close(fds[0]);
 	dup2(fds[1], STDOUT_FILENO);
 	close(fds[1]);
+}
+
+/* One GET; the whole response, or NULL when the connection fails. */
+static char *http_once(unsigned port, const char *path)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char req[512], buf[8192], *body = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		close(fd);
+		return NULL;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (len + (size_t)n + 1 > cap) {
+			char *nb;
+
+			cap = (len + (size_t)n + 1) * 2;
+			nb = realloc(body, cap);
+			if (!nb)
+				break;
+			body = nb;
+		}
+		memcpy(body + len, buf, (size_t)n);
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!body)
+		body = calloc(1, 1);
+	else
+		body[len] = '\0';
+	return body;
+}
+
+char *pgt_test_http_get(unsigned port, const char *path, int attempts)
+{
+	char *body = NULL;
+
+	for (int i = 0; i < attempts; i++) {
+		free(body);
+		body = http_once(port, path);
+		if (body && (strstr(body, "HTTP/1.0 200") || strstr(body, "HTTP/1.1 200")))
+			break;
+		usleep(100000);
+	}
+	return body;
 }

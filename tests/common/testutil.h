@@ -29,5 +29,11 @@ long pgt_test_free_hugepages(void);
 uint64_t pgt_test_rss(void);
 /* Whether userfaultfd is usable here (syscall or /dev/userfaultfd). */
 int pgt_test_have_uffd(void);
+/*
+ * GET http://127.0.0.1:@port@path (HTTP/1.0); retried up to @attempts
+ * times, 100 ms apart, until the status is 200. Returns the whole
+ * response (status line, headers, body; malloc'd, NUL-terminated).
+ */
+char *pgt_test_http_get(unsigned port, const char *path, int attempts);
 
 #endif

@@ -721,6 +721,64 @@ static void test_demo(void **state)
 	done(&r);
 }
 
+/* --prometheus: the report on /metrics, measured anew per scrape. */
+static void test_prometheus(void **state)
+{
+	int errp[2], st;
+	char line[512], *body;
+	unsigned port = 0;
+	pid_t pid;
+	FILE *ef;
+
+	(void)state;
+	need_tool();
+	if (!pgt_test_have_uffd())
+		pgt_skip("userfaultfd not available: no touch tracking for --demo");
+	assert_int_equal(pipe(errp), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		int nul = open("/dev/null", O_WRONLY);
+
+		dup2(nul, 1);
+		dup2(errp[1], 2);
+		close(errp[0]);
+		execl(tool, tool, "--demo", "64M", "--prometheus", "0", (char *)NULL);
+		_exit(127);
+	}
+	close(errp[1]);
+	ef = fdopen(errp[0], "r");
+	assert_non_null(ef);
+	while (fgets(line, sizeof(line), ef)) {
+		if (strstr(line, "without libmicrohttpd")) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			fclose(ef);
+			pgt_skip("pgtrack-numa built without libmicrohttpd");
+		}
+		if (sscanf(line, "%*[^:]: /metrics on http://127.0.0.1:%u", &port) == 1)
+			break;
+	}
+	assert_true(port > 0 && port < 65536);
+	body = pgt_test_http_get(port, "/metrics", 30);
+	assert_non_null(body);
+	assert_non_null(strstr(body, " 200 "));
+	assert_non_null(strstr(body, "# TYPE pgtrack_numa_info gauge"));
+	assert_non_null(strstr(body, "pgtrack_numa_guest_bytes{"));
+	/* the demo's region is pgtrack's own: its figures are there */
+	assert_non_null(strstr(body, "pgtrack_numa_tracked_bytes{"));
+	assert_non_null(strstr(body, "kind=\"touched\"} 31457280"));
+	assert_non_null(strstr(body, "pgtrack_numa_reconcile_bytes{key=\"rss\"}"));
+	free(body);
+	kill(pid, SIGINT);
+	while (fgets(line, sizeof(line), ef))
+		;
+	fclose(ef);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +788,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, start_child, stop_child),
 		cmocka_unit_test_setup_teardown(test_unreadable_process, start_child, stop_child),
 		cmocka_unit_test(test_demo),
+		cmocka_unit_test(test_prometheus),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -471,8 +471,7 @@ static void test_port_in_use(void **state)
 static void test_prometheus(void **state)
 {
 	int errp[2], st;
-	char buf[8192], req[256], *p, *body = NULL;
-	size_t len = 0, cap = 0;
+	char buf[8192], *p, *body = NULL;
 	unsigned port = 0;
 	pid_t pid;
 	FILE *ef;
@@ -502,33 +501,9 @@ static void test_prometheus(void **state)
 		if (sscanf(buf, "serving http://127.0.0.1:%u/metrics", &port) == 1)
 			break;
 	assert_true(port > 0 && port < 65536);
-	for (int attempt = 0; attempt < 50; attempt++) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		ssize_t n;
-
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-		snprintf(req, sizeof(req), "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-		assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-		len = 0;
-		while ((n = read(fd, buf, sizeof(buf))) > 0) {
-			if (len + (size_t)n + 1 > cap) {
-				cap = (len + (size_t)n + 1) * 2;
-				body = realloc(body, cap);
-				assert_non_null(body);
-			}
-			memcpy(body + len, buf, (size_t)n);
-			len += (size_t)n;
-		}
-		close(fd);
-		assert_non_null(body);
-		body[len] = '\0';
-		/* 503 until the guest exists */
-		if (strstr(body, " 200 "))
-			break;
-		usleep(100000);
-	}
+	/* 503 until the guest exists */
+	body = pgt_test_http_get(port, "/metrics", 50);
+	assert_non_null(body);
 	assert_non_null(strstr(body, "HTTP/1.0 200") ? body : strstr(body, "HTTP/1.1 200"));
 	assert_non_null(strstr(body, "text/plain; version=0.0.4"));
 	assert_non_null(strstr(body, "# TYPE pgtrack_region_pages gauge"));
