@@ -344,28 +344,61 @@ static uint8_t *dma_addr(struct pgt_offload *o, struct pgt_region *r, uint64_t o
 	return r->addr + off;
 }
 
-static int build_map(struct pgt_offload *o, struct pgt_offload_range *rg, size_t n)
+/* One segment per (range, region) piece of @rg; targets are the regions. */
+struct seg_list {
+	struct pgt_ofl_seg *v;
+	size_t n, cap;
+};
+
+static uint32_t target_of(struct pgt_offload *o, struct pgt_region *r)
+{
+	uint32_t t;
+
+	for (t = 0; t < o->ntg && o->tg[t].r != r; t++)
+		;
+	if (t == o->ntg) {
+		o->tg[t].r = r;
+		o->ntg++;
+		pthread_mutex_lock(&r->harvest_lock);
+		atomic_fetch_add(&r->offload_refs, 1);
+		pthread_mutex_unlock(&r->harvest_lock);
+	}
+	return t;
+}
+
+/* Room for one more segment and target (a target comes with a segment). */
+static int seg_reserve(struct pgt_offload *o, struct seg_list *sl)
+{
+	struct pgt_ofl_seg *ns;
+	struct ofl_target *nt;
+
+	if (sl->n < sl->cap)
+		return 0;
+	ns = realloc(sl->v, 2 * sl->cap * sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	sl->v = ns;
+	nt = realloc(o->tg, 2 * sl->cap * sizeof(*nt));
+	if (!nt)
+		return -ENOMEM;
+	o->tg = nt;
+	sl->cap *= 2;
+	return 0;
+}
+
+/* Split @rg at region boundaries; every byte must be tracked guest memory. */
+static int collect_segs(struct pgt_offload *o, const struct pgt_offload_range *rg, size_t n,
+			struct seg_list *sl)
 {
 	struct pgt_engine *e = o->eng;
-	struct pgt_ofl_seg *seg = NULL;
-	size_t nseg = 0, capseg = n + 8;
 	bool dirty = o->caps.shape != PGT_OFFLOAD_HOTLIST;
 	int ret = 0;
 
-	seg = malloc(capseg * sizeof(*seg));
-	o->tg = calloc(capseg, sizeof(*o->tg));
-	if (!seg || !o->tg) {
-		free(seg);
-		return -ENOMEM;
-	}
 	pthread_rwlock_rdlock(&e->regions_lock);
 	for (size_t i = 0; i < n && !ret; i++) {
-		uint64_t done = 0;
-
-		while (done < rg[i].length) {
-			uint64_t gpa = rg[i].gpa + done, k;
+		for (uint64_t done = 0, k; done < rg[i].length && !ret; done += k) {
+			uint64_t gpa = rg[i].gpa + done;
 			struct pgt_region *r = region_at(e, gpa);
-			uint32_t t;
 
 			if (!r || (dirty && !r->dops)) {
 				pgt__log(e, PGT_LOG_WARN, "offload %s: gpa %#llx is %s", o->name,
@@ -377,51 +410,31 @@ static int build_map(struct pgt_offload *o, struct pgt_offload_range *rg, size_t
 			k = r->gpa + r->length - gpa;
 			if (k > rg[i].length - done)
 				k = rg[i].length - done;
-			for (t = 0; t < o->ntg && o->tg[t].r != r; t++)
-				;
-			/* a target comes with a segment: both fit in capseg */
-			if (nseg == capseg) {
-				struct pgt_ofl_seg *ns = realloc(seg, 2 * capseg * sizeof(*seg));
-				struct ofl_target *nt = ns ? realloc(o->tg, 2 * capseg * sizeof(*nt)) : NULL;
-
-				if (ns)
-					seg = ns;
-				if (!nt) {
-					ret = -ENOMEM;
-					break;
-				}
-				o->tg = nt;
-				capseg *= 2;
-			}
-			if (t == o->ntg) {
-				o->tg[t].r = r;
-				o->ntg++;
-				pthread_mutex_lock(&r->harvest_lock);
-				atomic_fetch_add(&r->offload_refs, 1);
-				pthread_mutex_unlock(&r->harvest_lock);
-			}
-			seg[nseg++] = (struct pgt_ofl_seg){
+			ret = seg_reserve(o, sl);
+			if (ret)
+				break;
+			sl->v[sl->n++] = (struct pgt_ofl_seg){
 				.pfn = (rg[i].iova + done) >> PGT_OFL_PAGE_SHIFT,
 				.npages = k >> PGT_OFL_PAGE_SHIFT,
 				.slot_pfn = done >> PGT_OFL_PAGE_SHIFT,
 				.off = gpa - r->gpa,
 				.slot = rg[i].slot,
-				.target = t,
+				.target = target_of(o, r),
 			};
-			done += k;
 		}
 	}
 	pthread_rwlock_unlock(&e->regions_lock);
-	if (ret)
-		goto out;
+	return ret;
+}
+
+/* The per-target log bitmaps (and hotness counters for a hot list). */
+static int alloc_targets(struct pgt_offload *o)
+{
+	bool dirty = o->caps.shape != PGT_OFFLOAD_HOTLIST;
+
 	o->ltg = calloc(o->ntg, sizeof(*o->ltg));
-	o->win = calloc(nseg, sizeof(*o->win));
-	o->alias = calloc(nseg, sizeof(*o->alias));
-	if (!o->ltg || !o->win || !o->alias) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	o->nalias = (unsigned)nseg;
+	if (!o->ltg)
+		return -ENOMEM;
 	for (uint32_t t = 0; t < o->ntg; t++) {
 		struct pgt_region *r = o->tg[t].r;
 
@@ -430,15 +443,20 @@ static int build_map(struct pgt_offload *o, struct pgt_offload_range *rg, size_t
 		o->ltg[t].bits = calloc((r->npages + 63) / 64, sizeof(uint64_t));
 		if (!dirty)
 			o->ltg[t].hot = calloc(r->npages, sizeof(uint32_t));
-		if (!o->ltg[t].bits || (!dirty && !o->ltg[t].hot)) {
-			ret = -ENOMEM;
-			goto out;
-		}
+		if (!o->ltg[t].bits || (!dirty && !o->ltg[t].hot))
+			return -ENOMEM;
 	}
-	ret = pgt__ofl_map_init(&o->map, seg, (uint32_t)nseg, o->ltg, o->ntg);
-	if (ret)
-		goto out;
-	/* windows in IOVA order, as the map has its segments */
+	return 0;
+}
+
+/* The windows handed to the backend, in IOVA order as the map has its segments. */
+static int fill_windows(struct pgt_offload *o, uint32_t nseg)
+{
+	o->win = calloc(nseg, sizeof(*o->win));
+	o->alias = calloc(nseg, sizeof(*o->alias));
+	if (!o->win || !o->alias)
+		return -ENOMEM;
+	o->nalias = nseg;
 	for (uint32_t i = 0; i < nseg; i++) {
 		const struct pgt_ofl_seg *s = &o->map.segs[i];
 		struct pgt_region *r = o->tg[s->target].r;
@@ -451,9 +469,29 @@ static int build_map(struct pgt_offload *o, struct pgt_offload_range *rg, size_t
 		if (o->d.ops->dma)
 			o->win[i].dma = dma_addr(o, r, s->off, len, &o->alias[i]);
 	}
-	o->nwin = (unsigned)nseg;
-out:
-	free(seg);
+	o->nwin = nseg;
+	return 0;
+}
+
+static int build_map(struct pgt_offload *o, struct pgt_offload_range *rg, size_t n)
+{
+	struct seg_list sl = { .cap = n + 8 };
+	int ret;
+
+	sl.v = malloc(sl.cap * sizeof(*sl.v));
+	o->tg = calloc(sl.cap, sizeof(*o->tg));
+	if (!sl.v || !o->tg) {
+		free(sl.v);
+		return -ENOMEM;
+	}
+	ret = collect_segs(o, rg, n, &sl);
+	if (!ret)
+		ret = alloc_targets(o);
+	if (!ret)
+		ret = pgt__ofl_map_init(&o->map, sl.v, (uint32_t)sl.n, o->ltg, o->ntg);
+	if (!ret)
+		ret = fill_windows(o, (uint32_t)sl.n);
+	free(sl.v);
 	return ret;
 }
 

@@ -54,47 +54,38 @@ static bool slot_less(const struct pgt_ofl_seg *s, uint32_t a, uint32_t b)
 	return s[a].slot_pfn < s[b].slot_pfn;
 }
 
+static void sift_down(const struct pgt_ofl_seg *s, uint32_t *idx, uint32_t root, uint32_t n)
+{
+	for (;;) {
+		uint32_t c = 2 * root + 1, t;
+
+		if (c >= n)
+			return;
+		if (c + 1 < n && slot_less(s, idx[c], idx[c + 1]))
+			c++;
+		if (!slot_less(s, idx[root], idx[c]))
+			return;
+		t = idx[root];
+		idx[root] = idx[c];
+		idx[c] = t;
+		root = c;
+	}
+}
+
 static void sort_by_slot(const struct pgt_ofl_seg *s, uint32_t *idx, uint32_t n)
 {
 	/* heap sort of indices: qsort has no context argument in C11, and n
 	 * can be thousands (one range per DPDK page) */
 	for (uint32_t i = 0; i < n; i++)
 		idx[i] = i;
-	for (uint32_t start = n / 2; start-- > 0;) {
-		for (uint32_t root = start;;) {
-			uint32_t c = 2 * root + 1;
-
-			if (c >= n)
-				break;
-			if (c + 1 < n && slot_less(s, idx[c], idx[c + 1]))
-				c++;
-			if (!slot_less(s, idx[root], idx[c]))
-				break;
-			uint32_t t = idx[root];
-			idx[root] = idx[c];
-			idx[c] = t;
-			root = c;
-		}
-	}
+	for (uint32_t start = n / 2; start-- > 0;)
+		sift_down(s, idx, start, n);
 	for (uint32_t end = n; end-- > 1;) {
 		uint32_t t = idx[0];
 
 		idx[0] = idx[end];
 		idx[end] = t;
-		for (uint32_t root = 0;;) {
-			uint32_t c = 2 * root + 1;
-
-			if (c >= end)
-				break;
-			if (c + 1 < end && slot_less(s, idx[c], idx[c + 1]))
-				c++;
-			if (!slot_less(s, idx[root], idx[c]))
-				break;
-			t = idx[root];
-			idx[root] = idx[c];
-			idx[c] = t;
-			root = c;
-		}
+		sift_down(s, idx, 0, end);
 	}
 }
 
@@ -702,12 +693,67 @@ static void or_shifted(struct pgt_ofl_target *t, int64_t delta, const uint64_t *
 		touch_words(t, w0, w1);
 }
 
+/* Index of the first segment ending after @pfn. */
+static uint32_t first_seg_after(const struct pgt_ofl_map *m, uint64_t pfn)
+{
+	uint32_t lo = 0, hi = m->nsegs;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (m->segs[mid].pfn + m->segs[mid].npages <= pfn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* First bit >= @b that is set (@want) or clear (!@want), or @end. */
+static uint64_t next_bit(const uint64_t *bits, uint64_t nbits, uint64_t b, uint64_t end, bool want)
+{
+	while (b < end) {
+		uint64_t w = b / 64, v = word_at(bits, nbits, w);
+
+		v = (want ? v : ~v) & (~0ULL << (b % 64));
+		if (v)
+			return w * 64 + (uint64_t)__builtin_ctzll(v);
+		b = (w + 1) * 64;
+	}
+	return end;
+}
+
+/*
+ * Mark the runs of set bits in [@b0, @b1) of a bitmap whose bit 0 is pfn
+ * @base and each bit 2^@ps pages, clipped to segment @s's pages [@p0, @p1).
+ * word_at() reads bits past nbits as 0.
+ */
+static void mark_bit_runs(struct pgt_ofl_map *m, const struct pgt_ofl_seg *s, const uint64_t *bits,
+			  uint64_t nbits, unsigned ps, uint64_t base, uint64_t b0, uint64_t b1,
+			  uint64_t p0, uint64_t p1)
+{
+	for (uint64_t b = b0; b < b1;) {
+		uint64_t r0 = next_bit(bits, nbits, b, b1, true);
+		uint64_t r1 = r0 < b1 ? next_bit(bits, nbits, r0 + 1, b1, false) : b1;
+		uint64_t q0 = base + (r0 << ps), q1 = base + (r1 << ps);
+
+		if (r0 >= b1)
+			break;
+		if (q0 < p0)
+			q0 = p0;
+		if (q1 > p1)
+			q1 = p1;
+		if (q1 > q0)
+			mark_seg(m, s, q0, q1 - q0, 0);
+		b = r1;
+	}
+}
+
 uint64_t pgt__ofl_bitmap(struct pgt_ofl_map *m, uint64_t iova, uint64_t page_size,
 			 const uint64_t *bits, uint64_t nbits, struct pgt_ofl_stats *st)
 {
 	unsigned ps;            /* log2 of 4 KiB pages per bit */
 	uint64_t base, span, total = 0, covered_to = 0;
-	uint32_t i = 0;
 
 	if (!nbits || !bits || page_size < (1ULL << PGT_OFL_PAGE_SHIFT) ||
 	    (page_size & (page_size - 1)) || (iova & (page_size - 1)))
@@ -719,21 +765,8 @@ uint64_t pgt__ofl_bitmap(struct pgt_ofl_map *m, uint64_t iova, uint64_t page_siz
 		return 0;
 	}
 	span = nbits << ps;
-	/* first segment ending after base */
-	{
-		uint32_t lo = 0, hi = m->nsegs;
-
-		while (lo < hi) {
-			uint32_t mid = (lo + hi) / 2;
-
-			if (m->segs[mid].pfn + m->segs[mid].npages <= base)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		i = lo;
-	}
-	for (; i < m->nsegs && m->segs[i].pfn < base + span; i++) {
+	for (uint32_t i = first_seg_after(m, base); i < m->nsegs && m->segs[i].pfn < base + span;
+	     i++) {
 		const struct pgt_ofl_seg *s = &m->segs[i];
 		struct pgt_ofl_target *t = &m->targets[s->target];
 		uint64_t p0 = s->pfn > base ? s->pfn : base;
@@ -750,51 +783,11 @@ uint64_t pgt__ofl_bitmap(struct pgt_ofl_map *m, uint64_t iova, uint64_t page_siz
 		}
 		/* a bit straddling two segments marks both, is counted once */
 		total += count_bits(bits, nbits, b0 > covered_to ? b0 : covered_to, b1);
-		if (!ps && t->shift == PGT_OFL_PAGE_SHIFT && b1 > b0) {
-			int64_t delta = (int64_t)(s->off >> PGT_OFL_PAGE_SHIFT) +
-					(int64_t)(base - s->pfn);
-
-			or_shifted(t, delta, bits, nbits, b0, b1);
-		} else {
-			/* runs of set bits, clipped to the segment */
-			uint64_t b = b0;
-
-			while (b < b1) {
-				uint64_t w = b / 64, v = word_at(bits, nbits, w) & (~0ULL << (b % 64));
-				uint64_t r0, r1;
-
-				if (!v) {
-					b = (w + 1) * 64;
-					continue;
-				}
-				r0 = w * 64 + (uint64_t)__builtin_ctzll(v);
-				if (r0 >= b1)
-					break;
-				/* end of the run; word_at() reads bits past nbits as 0 */
-				r1 = r0 + 1;
-				while (r1 < b1) {
-					uint64_t ww = r1 / 64;
-					uint64_t inv = ~word_at(bits, nbits, ww) & (~0ULL << (r1 % 64));
-
-					if (inv) {
-						r1 = ww * 64 + (uint64_t)__builtin_ctzll(inv);
-						break;
-					}
-					r1 = (ww + 1) * 64;
-				}
-				if (r1 > b1)
-					r1 = b1;
-				uint64_t q0 = base + (r0 << ps), q1 = base + (r1 << ps);
-
-				if (q0 < p0)
-					q0 = p0;
-				if (q1 > p1)
-					q1 = p1;
-				if (q1 > q0)
-					mark_seg(m, s, q0, q1 - q0, 0);
-				b = r1;
-			}
-		}
+		if (!ps && t->shift == PGT_OFL_PAGE_SHIFT && b1 > b0)
+			or_shifted(t, (int64_t)(s->off >> PGT_OFL_PAGE_SHIFT) + (int64_t)(base - s->pfn),
+				   bits, nbits, b0, b1);
+		else
+			mark_bit_runs(m, s, bits, nbits, ps, base, b0, b1, p0, p1);
 		if (b1 > covered_to)
 			covered_to = b1;
 	}
