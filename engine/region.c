@@ -30,11 +30,14 @@ int pgt__uffd_new(void)
 	if (fd < 0 && errno == EPERM)
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (fd < 0) {
+		int sys_err = errno;
 		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 		int err = errno;
 
+		/* no usable device: the syscall's answer (EPERM: refused by
+		 * vm.unprivileged_userfaultfd or seccomp) says more */
 		if (dev < 0)
-			return -err;
+			return err == ENOENT || err == EACCES ? -sys_err : -err;
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 		err = errno;
 		close(dev);
