@@ -100,7 +100,10 @@ static void write_one(struct slot *s, uint64_t *rng)
 	/* the guest does not write what it gave back (balloon semantics) */
 	if (!s->released[u]) {
 		off = u * UNIT + (pgt_test_rand(rng) % (UNIT / 8)) * 8;
-		*(volatile uint64_t *)((uint8_t *)s->info.addr + off) = pgt_test_rand(rng) | 1;
+		/* guest memory, read by a harvest's copy at the same time:
+		 * word-sized relaxed atomics as a vCPU's stores are */
+		__atomic_store_n((uint64_t *)((uint8_t *)s->info.addr + off),
+				 pgt_test_rand(rng) | 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -129,6 +132,14 @@ static bool bit(const unsigned long *bm, uint64_t p)
 	return bm[p / PGT_BITS_PER_LONG] >> (p % PGT_BITS_PER_LONG) & 1;
 }
 
+/* Copy one unit of guest memory that writers may be storing into. */
+static void copy_unit(uint8_t *dst, const uint8_t *src)
+{
+	for (size_t i = 0; i < UNIT; i += 8)
+		*(uint64_t *)(dst + i) = __atomic_load_n((const uint64_t *)(src + i),
+							 __ATOMIC_RELAXED);
+}
+
 /* Harvest view @vi and copy what it reports. Released units are zero in
  * the source; they are not read (that would make them resident again). */
 static void harvest_view(struct slot *s, int vi)
@@ -147,7 +158,7 @@ static void harvest_view(struct slot *s, int vi)
 			if (s->released[u])
 				memset(s->dst[vi] + u * UNIT, 0, UNIT);
 			else
-				memcpy(s->dst[vi] + u * UNIT, src + u * UNIT, UNIT);
+				copy_unit(s->dst[vi] + u * UNIT, src + u * UNIT);
 		}
 	}
 }
