@@ -2,7 +2,8 @@
 # Set up a fresh Debian 12 machine and pass every test pgtrack has:
 #   1. native gcc build, all suites (unit, integration, stress, fuzz);
 #   2. clang with ASan+UBSan, all suites;
-#   3. aarch64 cross build, unit suites under qemu-aarch64-static.
+#   3. clang with TSan, the threaded tests (run_tsan);
+#   4. aarch64 cross build, unit suites under qemu-aarch64-static.
 # Reserves the 2 MiB hugepages the tests need and gives them back at exit.
 # Ends with one line "pgtrack tests: N passed, N failed, N skipped".
 # Environment: PGT_QUICK=1 runs only the native build; PGT_HUGEPAGES (600).
@@ -37,12 +38,37 @@ run() { # name, builddir, meson setup args..., -- , meson test args...
   logs+=("$dir/meson-logs/testlog.json")
 }
 
+# ThreadSanitizer (issue 11): clang -fsanitize=thread builds only the
+# threaded tests (harvest vs writers, fault handlers, views, release, shard
+# workers, the soak) and runs them small. No suppressions: a report is a
+# failure (exit 66). PGT_TSAN=0 leaves it out.
+run_tsan() {
+  local dir=build-tsan t0=$SECONDS
+  local tests=(atomicity oracle soak dirty touch release shard)
+  local targets=(tests/stress_atomicity tests/stress_oracle tests/stress_soak
+                 tests/test_dirty tests/test_touch tests/test_release tests/test_shard)
+  local setup=(-Db_sanitize=thread -Db_lundef=false -Ddpdk=disabled -Dnuma=enabled
+               -Dhwloc=enabled -Dtools=disabled)
+  echo "=== clang tsan"
+  [ -d "$dir" ] && setup+=(--reconfigure)
+  CC=clang meson setup "$dir" "${setup[@]}" >/dev/null
+  ninja -C "$dir" "${targets[@]}" >/dev/null
+  if ! TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" PGT_STRESS_ROUNDS=50 \
+      PGT_STRESS_MB=32 PGT_SOAK_SECONDS=3 meson test -C "$dir" --no-rebuild \
+      --print-errorlogs --num-processes 1 --timeout-multiplier 4 "${tests[@]}"; then
+    status=1
+  fi
+  logs+=("$dir/meson-logs/testlog.json")
+  echo "=== clang tsan: $((SECONDS - t0)) s"
+}
+
 export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-2000}
 run "gcc native" build -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -Dtools=enabled -- \
     --num-processes 1 --no-suite vm
 if [ "${PGT_QUICK:-0}" != 1 ]; then
   PGT_STRESS_ROUNDS=$((PGT_STRESS_ROUNDS / 4)) CC=clang run "clang asan+ubsan" build-clang -Db_sanitize=address,undefined -Db_lundef=false \
       -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -- --num-processes 1 --timeout-multiplier 3
+  if [ "${PGT_TSAN:-1}" != 0 ]; then run_tsan; fi
   run "aarch64 cross (qemu-user)" build-arm --cross-file cross/aarch64-linux-gnu.ini -Ddpdk=disabled \
       -- --num-processes 2 --suite unit --suite fuzz --timeout-multiplier 4
 fi
