@@ -41,13 +41,14 @@ run() { # name, builddir, meson setup args..., -- , meson test args...
 
 # ThreadSanitizer (issue 11): clang -fsanitize=thread builds only the
 # threaded tests (harvest vs writers, fault handlers, views, release, shard
-# workers, the soak) and runs them small. No suppressions: a report is a
+# workers, fault injection, the soak) and runs them small. No suppressions: a report is a
 # failure (exit 66). PGT_TSAN=0 leaves it out.
 run_tsan() {
   local dir=build-tsan t0=$SECONDS
-  local tests=(atomicity oracle soak dirty touch release shard)
+  local tests=(atomicity oracle soak dirty touch release faults shard)
   local targets=(tests/stress_atomicity tests/stress_oracle tests/stress_soak
-                 tests/test_dirty tests/test_touch tests/test_release tests/test_shard)
+                 tests/test_dirty tests/test_touch tests/test_release tests/test_faults
+                 tests/test_shard)
   local setup=(-Db_sanitize=thread -Db_lundef=false -Ddpdk=disabled -Dnuma=enabled
                -Dhwloc=enabled -Dtools=disabled)
   echo "=== clang tsan"
