@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Soak: a bounded, seeded mixed run. Writer threads write guest memory
- * while the main thread, step by step, harvests one of several views per
+ * (regions of every backing, each with a dirty tracker this kernel has, at
+ * random) while the main thread, step by step, harvests one of several views per
  * region into that view's consumer copy, releases and reclaims 4 KiB units
  * (the guest's balloon), pins and unpins, adds and removes regions and
  * changes the memory target. After every step it checks the page-state
@@ -339,15 +340,49 @@ static void do_target(struct soak *k)
 
 static const int backings[] = { PGT_BACKING_ANON, PGT_BACKING_MEMFD, PGT_BACKING_HUGETLB };
 
+/*
+ * soft-dirty: a harvest reads pagemap and then clears process-wide; the
+ * writers are paused in between by taking every slot's lock (they write
+ * under it; the main thread, which harvests, holds none then).
+ */
+static int quiesce(void *arg, bool pause)
+{
+	struct soak *k = arg;
+
+	for (int i = 0; i < SLOTS; i++) {
+		if (pause)
+			pthread_mutex_lock(&k->s[i].lock);
+		else
+			pthread_mutex_unlock(&k->s[SLOTS - 1 - i].lock);
+	}
+	return 0;
+}
+
+/* A dirty tracker this kernel has for @backing, at random. */
+static int pick_method(struct soak *k, int backing)
+{
+	int m[4], n = 0;
+
+	m[n++] = PGT_DIRTY_MPROTECT;
+	if (probe.pagemap_scan)
+		m[n++] = PGT_DIRTY_UFFD_ASYNC;
+	if (!probe.uffd_error && (probe.uffd_features & (1u << 0)) &&
+	    (backing == PGT_BACKING_ANON || (probe.uffd_features & (1u << 12))))
+		m[n++] = PGT_DIRTY_UFFD_SYNC;
+	if (probe.soft_dirty && backing != PGT_BACKING_HUGETLB)
+		m[n++] = PGT_DIRTY_SOFT_DIRTY;
+	return m[rnd(k, (uint64_t)n)];
+}
+
 static void slot_add(struct soak *k, int i)
 {
 	struct slot *s = &k->s[i];
 	int backing = backings[rnd(k, 3)];
 	struct pgt_region_config rc = {
 		.size = sizeof(rc), .length = 8 * MiB, .gpa = SLOT_GPA(i),
-		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_AUTO, .numa_node = -1,
+		.track = PGT_TRACK_DIRTY, .numa_node = -1,
 	};
-	char name[32];
+	char name[48];
 
 	if (backing == PGT_BACKING_HUGETLB && k->free_huge < 16)
 		backing = PGT_BACKING_ANON;
@@ -355,7 +390,11 @@ static void slot_add(struct soak *k, int i)
 	if (backing == PGT_BACKING_ANON && probe.touch_tracking && rnd(k, 2))
 		rc.track |= PGT_TRACK_TOUCH;
 	rc.backing = (uint32_t)backing;
-	snprintf(name, sizeof(name), "soak%d-%s", i, pgt_backing_name(backing));
+	rc.dirty_method = pick_method(k, backing);
+	rc.quiesce = quiesce;
+	rc.quiesce_arg = k;
+	snprintf(name, sizeof(name), "soak%d-%s-%s", i, pgt_backing_name(backing),
+		 pgt_dirty_method_name(rc.dirty_method));
 	rc.name = name;
 	if (pgt_region_create(k->eng, &rc, &s->r))
 		fail_msg("create %s failed", name);
