@@ -264,8 +264,11 @@ static int child_pool(void *arg)
 			served++;
 			continue;
 		}
-		if (bus_addr < (uintptr_t)mem + (uint64_t)p * HUGE_2M ||
-		    bus_addr >= (uintptr_t)mem + (uint64_t)(p + 1) * HUGE_2M)
+		/* UFFDIO_POISON (6.6+): at the page; before it the handler
+		 * sends SIGBUS to the thread (SI_TKILL, no address) */
+		if (bus_code != SI_TKILL &&
+		    (bus_addr < (uintptr_t)mem + (uint64_t)p * HUGE_2M ||
+		     bus_addr >= (uintptr_t)mem + (uint64_t)(p + 1) * HUGE_2M))
 			return 20; /* SIGBUS, but not at the page that failed */
 		break;
 	}
