@@ -330,6 +330,8 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 
 	/* what offload devices logged until now joins this harvest (before
 	 * any pause: the drain takes and drops harvest_lock itself) */
+	if ((n = pgt__region_mapped(r)))
+		return n;
 	if (atomic_load_explicit(&r->offload_refs, memory_order_acquire))
 		pgt__offload_drain(r);
 	if ((n = pgt__collect_begin(r)))

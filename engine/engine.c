@@ -89,6 +89,14 @@ static void handle_msg(struct pgt_region *r, const struct uffd_msg *msg)
 		pgt__release_on_remove(r, msg->arg.remove.start, msg->arg.remove.end);
 		return;
 	}
+	if (msg->event == UFFD_EVENT_UNMAP) {
+		/* munmap or MAP_FIXED over the region (the unmapping thread
+		 * waits for this read): writes there are not seen any more */
+		atomic_store_explicit(&r->unmapped, true, memory_order_release);
+		pgt__log(r->eng, PGT_LOG_ERR, "region %s: unmapped while tracked; harvests "
+			 "fail with ENXIO until it is destroyed", r->name);
+		return;
+	}
 	if (msg->event != UFFD_EVENT_PAGEFAULT) {
 		pgt__log(r->eng, PGT_LOG_DEBUG, "region %s: uffd event %u ignored",
 			 r->name, msg->event);

@@ -125,6 +125,9 @@ struct pgt_region {
 	uint64_t uffd_features;     /* negotiated */
 	uint64_t uffd_ioctls;       /* range ioctls after register */
 	_Atomic bool dying;
+	/* the caller unmapped or moved (part of) the mapping while tracked:
+	 * a uffd UNMAP/REMAP event saw it; harvests fail with -ENXIO */
+	_Atomic bool unmapped;
 
 	/* dirty tracking */
 	const struct pgt_dirty_ops *dops;
@@ -234,6 +237,12 @@ int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode);
 int pgt__uffd_wp(struct pgt_region *r, uint64_t first, uint64_t n, bool wp, bool wake);
 /* Open a userfaultfd (syscall, else /dev/userfaultfd); -errno. */
 int pgt__uffd_new(void);
+/*
+ * 0 while the region's mapping is still the one it was tracked in, else
+ * -ENXIO: (part of) it was unmapped, moved (mremap) or mapped over
+ * (MAP_FIXED) behind pgtrack's back, so writes there are not tracked.
+ */
+int pgt__region_mapped(struct pgt_region *r);
 
 /* ---- dirty.c ---- */
 /* Pick the tracker for @method (AUTO: best that works for this region). */

@@ -30,11 +30,14 @@ int pgt__uffd_new(void)
 	if (fd < 0 && errno == EPERM)
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (fd < 0) {
+		int sys_err = errno;
 		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 		int err = errno;
 
+		/* no usable device: the syscall's answer (EPERM: refused by
+		 * vm.unprivileged_userfaultfd or seccomp) says more */
 		if (dev < 0)
-			return -err;
+			return err == ENOENT || err == EACCES ? -sys_err : -err;
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 		err = errno;
 		close(dev);
@@ -42,6 +45,17 @@ int pgt__uffd_new(void)
 			return -err;
 	}
 	return fd;
+}
+
+int pgt__region_mapped(struct pgt_region *r)
+{
+	if (atomic_load_explicit(&r->unmapped, memory_order_acquire))
+		return -ENXIO;
+	/* Holes (munmap, mremap away) without a uffd to tell us: msync
+	 * MS_ASYNC only walks the VMAs and fails with ENOMEM on a hole. */
+	if (msync(r->addr, r->length, MS_ASYNC) && errno == ENOMEM)
+		return -ENXIO;
+	return 0;
 }
 
 int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode)
@@ -376,6 +390,14 @@ static int setup_tracking(struct pgt_region *r, int method)
 		}
 		features |= UFFD_FEATURE_EVENT_REMOVE;
 	}
+	/* A uffd context also hears of the mapping going away (munmap,
+	 * MAP_FIXED over it): harvests then fail instead of reporting
+	 * nothing for memory they no longer see. Not EVENT_REMAP: with it
+	 * the registration follows an mremap and faults arrive from outside
+	 * the region; without it the moved range is unregistered and the
+	 * hole left behind is seen (pgt__region_mapped). */
+	if (mode)
+		features |= UFFD_FEATURE_EVENT_UNMAP;
 	/* Ask only for what this kernel has; trackers check what they need. */
 	features &= r->eng->probe.uffd_features;
 	if (mode) {

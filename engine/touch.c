@@ -54,6 +54,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -660,6 +661,36 @@ static void protect_and_wake(struct pgt_region *r, uint64_t start, uint64_t len,
 }
 
 /*
+ * hugetlb: UFFDIO_COPY answers -EEXIST, not -ENOMEM, when the pool has no
+ * page left (seen on 6.18: the allocation failed, the page table exists).
+ * Taken at face value the fill "succeeds", the thread is woken, faults
+ * again, and loops forever. True when the page is not mapped and the pool
+ * of its size is empty: then the fill failed for want of memory.
+ */
+static bool hugetlb_pool_empty(const struct pgt_region *r, const struct touch_state *ts,
+			       uint64_t addr)
+{
+	unsigned char v = 0;
+	char path[96], buf[32];
+	ssize_t n;
+	int fd;
+
+	if (mincore((void *)(uintptr_t)addr, ts->base_page, &v) == 0 && (v & 1))
+		return false;
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+		 (unsigned long long)(r->page_size >> 10));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return strtoul(buf, NULL, 10) == 0;
+}
+
+/*
  * Fill [dst, dst + len). Pieces that already exist (another handler raced
  * us, or a concurrent population) are skipped: -EEXIST is success, and the
  * range is woken at the end since nobody else may wake a waiter there.
@@ -695,7 +726,10 @@ static int fill_range(struct pgt_region *r, struct touch_state *ts, enum fill_op
 			break;
 		if (done)
 			continue;
-		if (ret == -EEXIST) {
+		if (ret == -EEXIST && op == FILL_COPY && ts->hugetlb &&
+		    hugetlb_pool_empty(r, ts, dst + pos)) {
+			ret = -ENOMEM;
+		} else if (ret == -EEXIST) {
 			/* Skip one kernel-sized piece, keeping alignment. */
 			uint64_t next = (dst + pos + ts->exist_unit) & ~(ts->exist_unit - 1);
 

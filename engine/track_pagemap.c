@@ -65,7 +65,9 @@ static int64_t scan(struct pgt_region *r, struct async_state *s, pgt_bitmap_run_
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			/* CHECK_WPASYNC: a VMA here is not ours (mapped over
+			 * with MAP_FIXED): pgt__region_mapped()'s answer */
+			return errno == EPERM ? -ENXIO : -errno;
 		}
 		for (long i = 0; i < n; i++) {
 			uint64_t first = (s->vec[i].start - base) >> r->page_shift;

@@ -207,7 +207,10 @@ enum pgt_track {
  * @dst: buffer of @len bytes to fill.
  * @len: the region's backing page size.
  *
- * Called from a fault-handler thread while the faulting vCPU waits.
+ * Called from a fault-handler thread while the faulting vCPU waits. A
+ * provider that cannot answer soon must bound its own wait and return an
+ * error (-ETIMEDOUT): pgtrack cannot interrupt it. While it waits, that
+ * handler thread serves nothing else (the others, fault_threads, go on).
  * Returns: 0 when @dst was filled, 1 to map a zero page instead, or a
  * negative errno when the page cannot be provided: the fault is then failed
  * (the page is poisoned if the kernel supports UFFDIO_POISON, so the vCPU
@@ -295,7 +298,9 @@ struct pgt_region_config {
  * Returns: 0; -EINVAL (bad size, alignment, backing or tracker);
  * -EEXIST (guest-physical range overlaps another region); -ENOMEM (no
  * memory or no hugepages in the pool); -EOPNOTSUPP (tracker not available on
- * this kernel for this backing).
+ * this kernel for this backing); -EPERM (userfaultfd refused since the probe
+ * ran: vm.unprivileged_userfaultfd, seccomp; after pgt_probe_refresh() AUTO
+ * picks a tracker without it).
  */
 int pgt_region_create(pgt_engine *eng, const struct pgt_region_config *cfg,
 		      pgt_region **out);
@@ -429,7 +434,15 @@ struct pgt_harvest {
  * -ENODEV (the view was detached by pgt_engine_close());
  * -ENOBUFS when @runs is too small (h->nruns says how many are needed) or
  * @bitmap_words is too small: then nothing is consumed, the pages stay
- * pending for the next harvest.
+ * pending for the next harvest; -ENXIO when the region's mapping was
+ * unmapped, moved (mremap) or mapped over (MAP_FIXED) while tracked: writes
+ * there are no longer seen, so every later harvest fails until the region
+ * is destroyed (pgt_region_destroy() still works). Holes are always seen;
+ * memory mapped over a region is seen by the userfaultfd trackers only.
+ *
+ * After fork() the parent's tracking goes on unchanged; the child's writes
+ * to its copy of private memory are not tracked (nor, for shared memory,
+ * its writes through its own mapping). The child must not call pgtrack.
  */
 int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h);
 

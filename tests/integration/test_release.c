@@ -37,7 +37,20 @@
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
-#define RSS_SLACK (UNDER_ASAN ? 64 * UNIT : UNIT)
+/* ThreadSanitizer: the same, and its shadow and clocks grow while the
+ * engine's threads run (up to ~600 KiB seen in one release test) */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+#define RSS_SLACK (UNDER_TSAN ? 512 * UNIT : UNDER_ASAN ? 64 * UNIT : UNIT)
+#define DROP_SLACK (UNDER_TSAN ? RSS_SLACK : 16 * UNIT)
 
 #define MiB (1ULL << 20)
 #define UNIT PGT_RELEASE_UNIT
@@ -352,7 +365,7 @@ static void rss_case(int backing)
 	 */
 	assert_true(anon_before - anon_after >= rel - RSS_SLACK &&
 		    anon_before - anon_after <= rel + RSS_SLACK);
-	assert_true(drop >= (int64_t)(rel - 16 * UNIT) && drop <= (int64_t)(rel + 16 * UNIT));
+	assert_true(drop >= (int64_t)(rel - DROP_SLACK) && drop <= (int64_t)(rel + DROP_SLACK));
 	assert_int_equal(res.freed_bytes, rel);
 	assert_int_equal(pgt_released_count(f.r), (int64_t)n + 1);
 	/* the rest of the memory is intact */
@@ -636,8 +649,8 @@ static void test_pinned_discover_mlock(void **state)
 	struct fx f;
 
 	(void)state;
-	if (UNDER_ASAN) {
-		pgt_skip("AddressSanitizer turns mlock() into a no-op");
+	if (UNDER_ASAN || UNDER_TSAN) {
+		pgt_skip("Address/ThreadSanitizer turn mlock() into a no-op");
 		return;
 	}
 	assert_int_equal(open_region(&f, PGT_BACKING_ANON, 4 * MiB, 0, PGT_DIRTY_NONE), 0);

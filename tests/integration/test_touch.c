@@ -134,10 +134,11 @@ static void *touch_thread(void *arg)
 	for (size_t i = 0; i < t->n; i++) {
 		volatile uint8_t *p = t->addr + t->pages[i] * t->page_size + (i % 13) * 64;
 
+		/* guest memory: several vCPUs may hit one page (atomic for TSan) */
 		if (t->write_every && i % t->write_every == 0)
-			*p = (uint8_t)(t->pages[i] | 1);
+			__atomic_store_n(p, (uint8_t)(t->pages[i] | 1), __ATOMIC_RELAXED);
 		else
-			t->sum += *p;
+			t->sum += __atomic_load_n(p, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -484,7 +485,11 @@ static int child_provider_error(const struct memtype *m, bool no_poison)
 	if (no_poison) {
 		if (!(r->uffd_features & UFFD_FEATURE_THREAD_ID))
 			return 77;
+		/* handlers read it under fault_lock (read side): taking the
+		 * write side orders this store before them (TSan sees it) */
+		pthread_rwlock_wrlock(&r->eng->fault_lock);
 		r->uffd_features &= ~(uint64_t)UFFD_FEATURE_POISON;
+		pthread_rwlock_unlock(&r->eng->fault_lock);
 	} else if (!(r->uffd_features & UFFD_FEATURE_POISON)) {
 		return 77;
 	}
