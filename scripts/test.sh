@@ -3,7 +3,7 @@
 #   1. native gcc build, all suites (unit, integration, stress, fuzz);
 #   2. clang with ASan+UBSan, all suites;
 #   3. clang with TSan, the threaded tests (run_tsan);
-#   4. clang libFuzzer builds of the fuzz targets, 5 s each (run_fuzz);
+#   4. clang libFuzzer builds of the fuzz targets, 3 s each (run_fuzz);
 #   5. aarch64 cross build, unit suites under qemu-aarch64-static.
 # Reserves the 2 MiB hugepages the tests need and gives them back at exit.
 # Ends with one line "pgtrack tests: N passed, N failed, N skipped".
@@ -26,7 +26,7 @@ echo "test.sh: hugepages $(cat /proc/sys/vm/nr_hugepages) reserved, kernel $(una
 logs=()
 status=0
 run() { # name, builddir, meson setup args..., -- , meson test args...
-  local name=$1 dir=$2; shift 2
+  local name=$1 dir=$2 t0=$SECONDS; shift 2
   local setup=() testargs=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do setup+=("$1"); shift; done
   [ $# -gt 0 ] && shift
@@ -37,6 +37,7 @@ run() { # name, builddir, meson setup args..., -- , meson test args...
   ninja -C "$dir" >/dev/null
   if ! meson test -C "$dir" --print-errorlogs "${testargs[@]}"; then status=1; fi
   logs+=("$dir/meson-logs/testlog.json")
+  echo "=== $name: $((SECONDS - t0)) s"
 }
 
 # ThreadSanitizer (issue 11): clang -fsanitize=thread builds only the
@@ -66,10 +67,10 @@ run_tsan() {
 
 # libFuzzer (issue 11): every fuzz target (tests/fuzz, tests/attach) built
 # with clang -fsanitize=fuzzer,address, the library instrumented too, each
-# run PGT_FUZZ_SECONDS (5) from its seed corpus; new inputs go to a scratch
+# run PGT_FUZZ_SECONDS (3) from its seed corpus; new inputs go to a scratch
 # directory, crashes to build-fuzz/crash-*. PGT_FUZZ=0 leaves it out.
 run_fuzz() {
-  local dir=build-fuzz t0=$SECONDS secs=${PGT_FUZZ_SECONDS:-5} f t name scratch
+  local dir=build-fuzz t0=$SECONDS secs=${PGT_FUZZ_SECONDS:-3} f t name scratch
   local setup=(-Dfuzz=true -Db_sanitize=address -Db_lundef=false
                -Dc_args=-fsanitize=fuzzer-no-link -Ddpdk=disabled -Dnuma=enabled
                -Dhwloc=enabled -Dtools=enabled)
@@ -98,11 +99,14 @@ run_fuzz() {
   echo "=== clang libfuzzer: $((SECONDS - t0)) s"
 }
 
-export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-2000}
+# CI time (< 20 min on a fresh 2-core machine): 1000 oracle/atomicity rounds
+# per case natively, a quarter under ASan; PGT_STRESS_ROUNDS and
+# PGT_SOAK_SECONDS raise them for a longer run on demand.
+export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-1000}
 run "gcc native" build -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -Dtools=enabled -- \
     --num-processes 1 --no-suite vm
 if [ "${PGT_QUICK:-0}" != 1 ]; then
-  PGT_STRESS_ROUNDS=$((PGT_STRESS_ROUNDS / 4)) CC=clang run "clang asan+ubsan" build-clang -Db_sanitize=address,undefined -Db_lundef=false \
+  PGT_STRESS_ROUNDS=$((PGT_STRESS_ROUNDS / 4)) PGT_SOAK_SECONDS=${PGT_SOAK_SECONDS:-5} CC=clang run "clang asan+ubsan" build-clang -Db_sanitize=address,undefined -Db_lundef=false \
       -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -- --num-processes 1 --timeout-multiplier 3
   if [ "${PGT_TSAN:-1}" != 0 ]; then run_tsan; fi
   if [ "${PGT_FUZZ:-1}" != 0 ]; then run_fuzz; fi
