@@ -953,48 +953,47 @@ static json_object *guest_json(const struct guest *g)
 	return o;
 }
 
-static json_object *report_json(const struct opts *o, const struct report *r)
+static json_object *node_json(const struct report *r, unsigned i, unsigned nnodes)
 {
-	json_object *root = json_object_new_object(), *a, *x;
-	struct pgt_topology_info ti = { .size = sizeof(ti) };
-	struct line lines[16];
-	unsigned nl;
+	struct pgt_numa_node nd = { .size = sizeof(nd) };
+	json_object *n = json_object_new_object(), *d = json_object_new_array();
 
-	add(root, "schema", json_object_new_string("pgtrack-numa/1"));
-	add(root, "pid", json_object_new_int(r->pid));
-	add(root, "comm", json_object_new_string(r->u.comm));
-	add(root, "time", json_object_new_int64((int64_t)time(NULL)));
+	pgt_topology_node(r->topo, i, &nd);
+	add(n, "node", json_object_new_int(nd.id));
+	add(n, "memory", ju(nd.memory));
+	add(n, "cpus", json_object_new_string(nd.cpulist));
+	add(n, "cores", json_object_new_int((int)nd.ncores));
+	for (unsigned j = 0; j < nnodes; j++) {
+		struct pgt_numa_node other = { .size = sizeof(other) };
+
+		pgt_topology_node(r->topo, j, &other);
+		json_object_array_add(d, json_object_new_int(
+			pgt_topology_distance(r->topo, nd.id, other.id)));
+	}
+	add(n, "distances", d);
+	add(n, "guest_resident", ju(nd.id < PGT_MAX_NODES ? r->node_guest[nd.id] : 0));
+	add(n, "process_resident", ju(nd.id < PGT_MAX_NODES ? r->node_proc[nd.id] : 0));
+	return n;
+}
+
+static json_object *topology_json(const struct report *r)
+{
+	struct pgt_topology_info ti = { .size = sizeof(ti) };
+	json_object *x = json_object_new_object(), *a = json_object_new_array();
 
 	pgt_topology_info(r->topo, &ti);
-	x = json_object_new_object();
 	add(x, "source", json_object_new_string(ti.source == PGT_TOPO_HWLOC ? "hwloc" :
 						ti.source == PGT_TOPO_FALLBACK ? "fallback" : "synthetic"));
-	a = json_object_new_array();
-	for (unsigned i = 0; i < ti.nnodes; i++) {
-		struct pgt_numa_node nd = { .size = sizeof(nd) };
-		json_object *n = json_object_new_object(), *d = json_object_new_array();
-
-		pgt_topology_node(r->topo, i, &nd);
-		add(n, "node", json_object_new_int(nd.id));
-		add(n, "memory", ju(nd.memory));
-		add(n, "cpus", json_object_new_string(nd.cpulist));
-		add(n, "cores", json_object_new_int((int)nd.ncores));
-		for (unsigned j = 0; j < ti.nnodes; j++) {
-			struct pgt_numa_node other = { .size = sizeof(other) };
-
-			pgt_topology_node(r->topo, j, &other);
-			json_object_array_add(d, json_object_new_int(
-				pgt_topology_distance(r->topo, nd.id, other.id)));
-		}
-		add(n, "distances", d);
-		add(n, "guest_resident", ju(nd.id < PGT_MAX_NODES ? r->node_guest[nd.id] : 0));
-		add(n, "process_resident", ju(nd.id < PGT_MAX_NODES ? r->node_proc[nd.id] : 0));
-		json_object_array_add(a, n);
-	}
+	for (unsigned i = 0; i < ti.nnodes; i++)
+		json_object_array_add(a, node_json(r, i, ti.nnodes));
 	add(x, "nodes", a);
-	add(root, "topology", x);
+	return x;
+}
 
-	a = json_object_new_array();
+static json_object *hugepages_json(const struct report *r)
+{
+	json_object *a = json_object_new_array();
+
 	for (unsigned i = 0; i < r->probe.n_pools; i++) {
 		const struct pgt_hugepage_pool *p = &r->probe.pools[i];
 		json_object *h = json_object_new_object();
@@ -1006,8 +1005,67 @@ static json_object *report_json(const struct opts *o, const struct report *r)
 		add(h, "surplus", ju(p->surplus));
 		json_object_array_add(a, h);
 	}
-	add(root, "hugepages", a);
+	return a;
+}
 
+static json_object *process_json(const struct report *r)
+{
+	json_object *x = json_object_new_object();
+
+	add(x, "rss", ju(r->u.rss));
+	add(x, "rss_anon", ju(r->u.rss_anon));
+	add(x, "rss_file", ju(r->u.rss_file));
+	add(x, "rss_shmem", ju(r->u.rss_shmem));
+	add(x, "hugetlb", ju(r->u.hugetlb));
+	add(x, "swap", ju(r->u.swap));
+	add(x, "locked", ju(r->u.locked));
+	return x;
+}
+
+static json_object *cgroup_json(const struct report *r)
+{
+	json_object *x = json_object_new_object();
+
+	add(x, "version", json_object_new_int(r->u.cg_version));
+	add(x, "path", json_object_new_string(r->u.cg_path));
+	add(x, "usage", ju(r->u.cg_usage));
+	add(x, "limit", r->u.cg_have_limit ? ju(r->u.cg_limit) : NULL);
+	if (r->u.cg_have_stat) {
+		add(x, "anon", ju(r->u.cg_anon));
+		add(x, "file", ju(r->u.cg_file));
+		add(x, "shmem", ju(r->u.cg_shmem));
+		add(x, "kernel", ju(r->u.cg_kernel));
+	}
+	return x;
+}
+
+static json_object *reconciliation_json(const struct report *r)
+{
+	json_object *a = json_object_new_array();
+	struct line lines[16];
+	unsigned nl = reconcile(r, lines);
+
+	for (unsigned i = 0; i < nl; i++) {
+		json_object *x = json_object_new_object();
+
+		add(x, "key", json_object_new_string(lines[i].key));
+		add(x, "bytes", json_object_new_int64(lines[i].bytes));
+		add(x, "text", json_object_new_string(lines[i].text));
+		json_object_array_add(a, x);
+	}
+	return a;
+}
+
+static json_object *report_json(const struct opts *o, const struct report *r)
+{
+	json_object *root = json_object_new_object(), *a, *x;
+
+	add(root, "schema", json_object_new_string("pgtrack-numa/1"));
+	add(root, "pid", json_object_new_int(r->pid));
+	add(root, "comm", json_object_new_string(r->u.comm));
+	add(root, "time", json_object_new_int64((int64_t)time(NULL)));
+	add(root, "topology", topology_json(r));
+	add(root, "hugepages", hugepages_json(r));
 	if (r->att) {
 		x = json_object_new_object();
 		add(x, "state", json_object_new_string(r->att->state));
@@ -1026,41 +1084,11 @@ static json_object *report_json(const struct opts *o, const struct report *r)
 			json_object_array_add(a, mapping_json(pgtool_procmap_get(r->pm, i)));
 		add(root, "mappings", a);
 	}
-	if (r->u.have_status) {
-		x = json_object_new_object();
-		add(x, "rss", ju(r->u.rss));
-		add(x, "rss_anon", ju(r->u.rss_anon));
-		add(x, "rss_file", ju(r->u.rss_file));
-		add(x, "rss_shmem", ju(r->u.rss_shmem));
-		add(x, "hugetlb", ju(r->u.hugetlb));
-		add(x, "swap", ju(r->u.swap));
-		add(x, "locked", ju(r->u.locked));
-		add(root, "process", x);
-	}
-	if (r->u.cg_version > 0) {
-		x = json_object_new_object();
-		add(x, "version", json_object_new_int(r->u.cg_version));
-		add(x, "path", json_object_new_string(r->u.cg_path));
-		add(x, "usage", ju(r->u.cg_usage));
-		add(x, "limit", r->u.cg_have_limit ? ju(r->u.cg_limit) : NULL);
-		if (r->u.cg_have_stat) {
-			add(x, "anon", ju(r->u.cg_anon));
-			add(x, "file", ju(r->u.cg_file));
-			add(x, "shmem", ju(r->u.cg_shmem));
-			add(x, "kernel", ju(r->u.cg_kernel));
-		}
-		add(root, "cgroup", x);
-	}
-	nl = reconcile(r, lines);
-	a = json_object_new_array();
-	for (unsigned i = 0; i < nl; i++) {
-		x = json_object_new_object();
-		add(x, "key", json_object_new_string(lines[i].key));
-		add(x, "bytes", json_object_new_int64(lines[i].bytes));
-		add(x, "text", json_object_new_string(lines[i].text));
-		json_object_array_add(a, x);
-	}
-	add(root, "reconciliation", a);
+	if (r->u.have_status)
+		add(root, "process", process_json(r));
+	if (r->u.cg_version > 0)
+		add(root, "cgroup", cgroup_json(r));
+	add(root, "reconciliation", reconciliation_json(r));
 	return root;
 }
 
