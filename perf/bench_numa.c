@@ -234,7 +234,21 @@ static uint64_t cell_harvest(struct cell_state *cs, const struct pattern *p, uin
 	return t1 - t0;
 }
 
-int bench_numa_main(int argc, char **argv)
+static const struct cell cells[] = {
+	{ "flat", 1, 1, false },
+	{ "sharded", 1, 1, false },
+	{ "sharded", 2, 1, false },
+	{ "sharded", 4, 1, false },
+	{ "sharded", 2, 1, true },
+	{ "sharded", 4, 1, true },
+	{ "sharded", 2, 2, false },
+	{ "sharded", 4, 2, false },
+};
+enum { NC = sizeof(cells) / sizeof(cells[0]) };
+static const double densities[] = { 0.001, 0.01, 0.1 };
+
+/* Returns -1 to go on, else the exit status. */
+static int nb_parse(int argc, char **argv, struct nb_opts *o)
 {
 	static const struct option lo[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -245,43 +259,27 @@ int bench_numa_main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct cell cells[] = {
-		{ "flat", 1, 1, false },
-		{ "sharded", 1, 1, false },
-		{ "sharded", 2, 1, false },
-		{ "sharded", 4, 1, false },
-		{ "sharded", 2, 1, true },
-		{ "sharded", 4, 1, true },
-		{ "sharded", 2, 2, false },
-		{ "sharded", 4, 2, false },
-	};
-	static const double densities[] = { 0.001, 0.01, 0.1 };
-	struct nb_opts o = { .seed = 0x9e3779b97f4a7c15ull };
-	struct json_object *root, *host, *meth, *results, *ratios;
-	uint64_t med[3][sizeof(cells) / sizeof(cells[0])];
-	int cpus[64], ncpus, c;
-	double load[3];
-	struct utsname u;
+	int c;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "js:r:qS:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'j': o.json = true; break;
-		case 'q': o.quick = true; break;
+		case 'j': o->json = true; break;
+		case 'q': o->quick = true; break;
 		case 's':
-			if (nb_size(optarg, &o.size)) {
+			if (nb_size(optarg, &o->size)) {
 				fprintf(stderr, "bad --size '%s' (a multiple of 2M)\n", optarg);
 				return 2;
 			}
 			break;
 		case 'r':
-			o.reps = (unsigned)strtoul(optarg, NULL, 0);
-			if (!o.reps || o.reps > MAX_REPS) {
+			o->reps = (unsigned)strtoul(optarg, NULL, 0);
+			if (!o->reps || o->reps > MAX_REPS) {
 				fprintf(stderr, "bad --reps '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'S': o.seed = strtoull(optarg, NULL, 0) | 1; break;
+		case 'S': o->seed = strtoull(optarg, NULL, 0) | 1; break;
 		case 'h': nb_usage(stdout); return 0;
 		default: nb_usage(stderr); return 2;
 		}
@@ -293,10 +291,143 @@ int bench_numa_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!o.size)
-		o.size = o.quick ? 256ULL << 20 : 1ULL << 30;
-	if (!o.reps)
-		o.reps = o.quick ? 15 : 101;
+	if (!o->size)
+		o->size = o->quick ? 256ULL << 20 : 1ULL << 30;
+	if (!o->reps)
+		o->reps = o->quick ? 15 : 101;
+	return -1;
+}
+
+static void nb_methodology(struct json_object *meth, const struct nb_opts *o)
+{
+	bench_json_str(meth, "placement",
+		       "caller pinned to the first allowed CPU; pool workers pinned to the first and second");
+	bench_json_u64(meth, "region_bytes", o->size, true);
+	bench_json_u64(meth, "page_bytes", 4096, true);
+	bench_json_u64(meth, "reps", o->reps, true);
+	bench_json_str(meth, "statistic", "median of reps after 2 warm-up turns; cells take turns in every repetition");
+	bench_json_str(meth, "harvest",
+		       "get-and-clear of a view into a KVM bitmap + runs (pgt_dirty_harvest after the kernel pass); refill not timed");
+	bench_json_str(meth, "workers",
+		       "1 = shards taken in the calling thread; pool = handed to worker threads (wake-up included)");
+}
+
+static struct json_object *cell_json(size_t k, double density, uint64_t bits, size_t nruns,
+				     const uint64_t *med)
+{
+	const struct cell *cl = &cells[k];
+	struct json_object *e = json_object_new_object();
+
+	bench_json_str(e, "kind", cl->kind);
+	json_object_object_add(e, "shards", json_object_new_int((int)cl->shards));
+	json_object_object_add(e, "workers", json_object_new_int((int)cl->workers));
+	bench_json_str(e, "run_in", cl->pool || cl->workers > 1 ? "pool" : "caller");
+	bench_json_dbl(e, "dirty_fraction", density, true);
+	bench_json_u64(e, "dirty_pages", bits, true);
+	bench_json_u64(e, "runs", nruns, true);
+	bench_json_u64(e, "harvest_ns", med[k], med[k] > 0);
+	if (k)
+		bench_json_dbl(e, "vs_flat", (double)med[k] / (double)med[0], med[0] > 0);
+	if (k && strcmp(cl->kind, "flat") && !cl->pool && cl->workers == 1)
+		bench_json_dbl(e, "merge_cost_ns", (double)med[k] - (double)med[0], true);
+	bench_json_str(e, "status", med[k] ? "ok" : "failed");
+	return e;
+}
+
+/* All cells at one density, taking turns; medians into @med. */
+static void run_density(const struct nb_opts *o, size_t d, const int *cpus, int ncpus,
+			uint64_t *med, struct json_object *results)
+{
+	uint64_t nbits = o->size >> 12, seed = o->seed + d;
+	struct cell_state cs[NC];
+	struct pattern p;
+	size_t words = (size_t)((nbits + 63) / 64);
+	unsigned long *bm = calloc(words, sizeof(long));
+	struct pgt_run *runs;
+	bool ok[NC];
+
+	make_pattern(&p, nbits, densities[d], &seed);
+	runs = calloc(p.n + 1, sizeof(*runs));
+	bench_note("numa: %.1f %% dirty, %zu runs", densities[d] * 100, p.n);
+	for (size_t k = 0; k < NC; k++)
+		ok[k] = !cell_open(&cells[k], &cs[k], nbits, o->reps, cpus, ncpus);
+	/*
+	 * Cells take turns within each repetition, in a rotating order, so a
+	 * change of load on this shared host hits all of them alike; two
+	 * warm-up turns.
+	 */
+	for (unsigned r = 0; r < o->reps + 2; r++)
+		for (size_t i = 0; i < NC; i++) {
+			size_t k = (i + r) % NC; /* rotate: no cell always follows a pool */
+			uint64_t ns;
+
+			if (!ok[k])
+				continue;
+			ns = cell_harvest(&cs[k], &p, nbits, bm, runs);
+			if (r >= 2)
+				cs[k].t[r - 2] = ns;
+		}
+	for (size_t k = 0; k < NC; k++)
+		med[k] = ok[k] ? bench_quantile_u64(cs[k].t, o->reps, 0.5) : 0;
+	for (size_t k = 0; k < NC; k++) {
+		json_object_array_add(results, cell_json(k, densities[d], cs[k].bits, p.n, med));
+		cell_close(&cs[k]);
+	}
+	free(bm);
+	free(runs);
+	free(p.r);
+}
+
+static void add_ratio(struct json_object *ratios, const char *key, uint64_t num, uint64_t den,
+		      const char *op, double goal, const char *what)
+{
+	json_object_object_add(ratios, key, bench_ratio((double)num / (double)den, num && den,
+							op, goal, what));
+}
+
+/* headline at 1 % dirty (index 1); cells: 0 flat, 3 four shards inline,
+ * 2 two shards inline, 5 four shards in one pool worker, 7 two workers */
+static void nb_ratios(struct json_object *ratios, uint64_t med[][NC])
+{
+	add_ratio(ratios, "shard_merge_overhead", med[1][3], med[1][0], "<=", 1.05,
+		  "4-shard harvest in one worker / flat harvest, 1 % dirty");
+	add_ratio(ratios, "shard_merge_overhead_2", med[1][2], med[1][0], "<=", 1.05,
+		  "2-shard harvest in one worker / flat harvest, 1 % dirty");
+	add_ratio(ratios, "shard_split_overhead", med[1][3], med[1][1], "<=", 1.05,
+		  "4 shards / 1 shard, both in one worker, 1 % dirty: the split and merge alone");
+	add_ratio(ratios, "two_workers_speedup_10pct", med[2][3], med[2][7], NULL, 0,
+		  "4 shards: one worker / two pool workers, 10 % dirty (2 shared cores)");
+	add_ratio(ratios, "pool_handoff_1pct", med[1][5], med[1][3], NULL, 0,
+		  "4 shards: one pool worker / in the caller, 1 % dirty (thread wake-up)");
+}
+
+static void nb_print(uint64_t med[][NC])
+{
+	for (size_t d = 0; d < 3; d++) {
+		printf("%.1f %% dirty:\n", densities[d] * 100);
+		for (size_t k = 0; k < NC; k++)
+			printf("  %-8s shards %u workers %u %-6s %9.1f us  x%.3f\n", cells[k].kind,
+			       cells[k].shards, cells[k].workers,
+			       cells[k].pool || cells[k].workers > 1 ? "pool" : "caller",
+			       (double)med[d][k] / 1000.0,
+			       med[d][0] ? (double)med[d][k] / (double)med[d][0] : 0.0);
+	}
+	printf("ratio shard_merge_overhead %.3f (goal <= 1.05)\n",
+	       med[1][0] ? (double)med[1][3] / (double)med[1][0] : 0.0);
+}
+
+int bench_numa_main(int argc, char **argv)
+{
+	struct nb_opts o = { .seed = 0x9e3779b97f4a7c15ull };
+	struct json_object *root, *host, *meth, *results, *ratios;
+	uint64_t med[3][NC];
+	int cpus[64], ncpus, ret;
+	double load[3];
+	struct utsname u;
+
+	ret = nb_parse(argc, argv, &o);
+	if (ret >= 0)
+		return ret;
 	bench_set_quiet(o.json);
 	json_c_set_serialization_double_format("%.6g", JSON_C_OPTION_GLOBAL);
 
@@ -316,124 +447,23 @@ int bench_numa_main(int argc, char **argv)
 
 	/* the caller on the first CPU, pool workers on the first and second */
 	bench_pin_self(cpus[0]);
-	bench_json_str(meth, "placement",
-		       "caller pinned to the first allowed CPU; pool workers pinned to the first and second");
-	bench_json_u64(meth, "region_bytes", o.size, true);
-	bench_json_u64(meth, "page_bytes", 4096, true);
-	bench_json_u64(meth, "reps", o.reps, true);
-	bench_json_str(meth, "statistic", "median of reps after 2 warm-up turns; cells take turns in every repetition");
-	bench_json_str(meth, "harvest",
-		       "get-and-clear of a view into a KVM bitmap + runs (pgt_dirty_harvest after the kernel pass); refill not timed");
-	bench_json_str(meth, "workers",
-		       "1 = shards taken in the calling thread; pool = handed to worker threads (wake-up included)");
-
-	for (size_t d = 0; d < 3; d++) {
-		uint64_t nbits = o.size >> 12, seed = o.seed + d;
-		struct pattern p;
-
-		make_pattern(&p, nbits, densities[d], &seed);
-		bench_note("numa: %.1f %% dirty, %zu runs", densities[d] * 100, p.n);
-		enum { NC = sizeof(cells) / sizeof(cells[0]) };
-		struct cell_state cs[NC];
-		size_t words = (size_t)((nbits + 63) / 64);
-		unsigned long *bm = calloc(words, sizeof(long));
-		struct pgt_run *runs = calloc(p.n + 1, sizeof(*runs));
-		bool ok[NC];
-
-		for (size_t k = 0; k < NC; k++)
-			ok[k] = !cell_open(&cells[k], &cs[k], nbits, o.reps, cpus, ncpus);
-		/*
-		 * Cells take turns within each repetition, in a rotating order,
-		 * so a change of load on this shared host hits all of them
-		 * alike; two warm-up turns.
-		 */
-		for (unsigned r = 0; r < o.reps + 2; r++)
-			for (size_t i = 0; i < NC; i++) {
-				size_t k = (i + r) % NC; /* rotate: no cell always follows a pool */
-				uint64_t ns;
-
-				if (!ok[k])
-					continue;
-				ns = cell_harvest(&cs[k], &p, nbits, bm, runs);
-				if (r >= 2)
-					cs[k].t[r - 2] = ns;
-			}
-		for (size_t k = 0; k < NC; k++) {
-			const struct cell *cl = &cells[k];
-			struct json_object *e = json_object_new_object();
-			uint64_t bits = cs[k].bits;
-
-			med[d][k] = ok[k] ? bench_quantile_u64(cs[k].t, o.reps, 0.5) : 0;
-			bench_json_str(e, "kind", cl->kind);
-			json_object_object_add(e, "shards", json_object_new_int((int)cl->shards));
-			json_object_object_add(e, "workers", json_object_new_int((int)cl->workers));
-			bench_json_str(e, "run_in", cl->pool || cl->workers > 1 ? "pool" : "caller");
-			bench_json_dbl(e, "dirty_fraction", densities[d], true);
-			bench_json_u64(e, "dirty_pages", bits, true);
-			bench_json_u64(e, "runs", p.n, true);
-			bench_json_u64(e, "harvest_ns", med[d][k], med[d][k] > 0);
-			if (k)
-				bench_json_dbl(e, "vs_flat", (double)med[d][k] / (double)med[d][0],
-					       med[d][0] > 0);
-			if (k && strcmp(cl->kind, "flat") && !cl->pool && cl->workers == 1)
-				bench_json_dbl(e, "merge_cost_ns",
-					       (double)med[d][k] - (double)med[d][0], true);
-			bench_json_str(e, "status", med[d][k] ? "ok" : "failed");
-			json_object_array_add(results, e);
-		}
-		for (size_t k = 0; k < NC; k++)
-			cell_close(&cs[k]);
-		free(bm);
-		free(runs);
-		free(p.r);
-	}
+	nb_methodology(meth, &o);
+	for (size_t d = 0; d < 3; d++)
+		run_density(&o, d, cpus, ncpus, med[d], results);
 	bench_unpin_self();
-
-	/* headline at 1 % dirty (index 1); cells: 0 flat, 3 four shards inline,
-	 * 2 two shards inline, 6/7 two workers */
-	json_object_object_add(ratios, "shard_merge_overhead",
-			       bench_ratio((double)med[1][3] / (double)med[1][0],
-					   med[1][0] && med[1][3], "<=", 1.05,
-					   "4-shard harvest in one worker / flat harvest, 1 % dirty"));
-	json_object_object_add(ratios, "shard_merge_overhead_2",
-			       bench_ratio((double)med[1][2] / (double)med[1][0],
-					   med[1][0] && med[1][2], "<=", 1.05,
-					   "2-shard harvest in one worker / flat harvest, 1 % dirty"));
-	json_object_object_add(ratios, "shard_split_overhead",
-			       bench_ratio((double)med[1][3] / (double)med[1][1],
-					   med[1][1] && med[1][3], "<=", 1.05,
-					   "4 shards / 1 shard, both in one worker, 1 % dirty: the split and merge alone"));
-	json_object_object_add(ratios, "two_workers_speedup_10pct",
-			       bench_ratio((double)med[2][3] / (double)med[2][7],
-					   med[2][3] && med[2][7], NULL, 0,
-					   "4 shards: one worker / two pool workers, 10 % dirty (2 shared cores)"));
-	json_object_object_add(ratios, "pool_handoff_1pct",
-			       bench_ratio((double)med[1][5] / (double)med[1][3],
-					   med[1][3] && med[1][5], NULL, 0,
-					   "4 shards: one pool worker / in the caller, 1 % dirty (thread wake-up)"));
+	nb_ratios(ratios, med);
 	if (getloadavg(load, 3) == 3)
 		bench_json_dbl(host, "load_end", load[0], true);
 	json_object_object_add(root, "host", host);
 	json_object_object_add(root, "methodology", meth);
 	json_object_object_add(root, "results", results);
 	json_object_object_add(root, "ratios", ratios);
-	if (o.json) {
+	if (o.json)
 		puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 						    JSON_C_TO_STRING_SPACED |
 						    JSON_C_TO_STRING_NOSLASHESCAPE));
-	} else {
-		for (size_t d = 0; d < 3; d++) {
-			printf("%.1f %% dirty:\n", densities[d] * 100);
-			for (size_t k = 0; k < sizeof(cells) / sizeof(cells[0]); k++)
-				printf("  %-8s shards %u workers %u %-6s %9.1f us  x%.3f\n",
-				       cells[k].kind, cells[k].shards, cells[k].workers,
-				       cells[k].pool || cells[k].workers > 1 ? "pool" : "caller",
-				       (double)med[d][k] / 1000.0,
-				       med[d][0] ? (double)med[d][k] / (double)med[d][0] : 0.0);
-		}
-		printf("ratio shard_merge_overhead %.3f (goal <= 1.05)\n",
-		       med[1][0] ? (double)med[1][3] / (double)med[1][0] : 0.0);
-	}
+	else
+		nb_print(med);
 	json_object_put(root);
 	return 0;
 }
