@@ -87,18 +87,12 @@ static int env_long(const char *name, long min, long max, long *out, char *err, 
 	return 1;
 }
 
-static int parse_env(struct env_cfg *e, char *err, size_t n)
+/* The three periods: sampling, epoch (a multiple of it), NUMA queries. */
+static int env_periods(struct pgt_attach_config *c, char *err, size_t n)
 {
-	struct pgt_attach_config *c = &e->cfg;
-	const char *v;
 	long x;
 	int r;
 
-	memset(e, 0, sizeof(*e));
-	c->size = sizeof(*c);
-	c->http_port = -1;
-	c->log = log_stderr;
-	c->log_level = PGT_LOG_INFO;
 	if ((r = env_long("PGT_ATTACH_PORT", 0, 65535, &x, err, n)) < 0)
 		return r;
 	if (r)
@@ -120,7 +114,15 @@ static int parse_env(struct env_cfg *e, char *err, size_t n)
 		return r;
 	if (r)
 		c->numa_ms = x ? (int32_t)x : -1;
-	v = getenv("PGT_ATTACH_DIRTY");
+	return 0;
+}
+
+/* PGT_ATTACH_DIRTY and PGT_ATTACH_TRACK. */
+static int env_tracking(struct pgt_attach_config *c, char *err, size_t n)
+{
+	const char *v = getenv("PGT_ATTACH_DIRTY");
+	char buf[128], *save = NULL;
+
 	if (v) {
 		int m = pgt_dirty_method_parse(v);
 
@@ -132,46 +134,52 @@ static int parse_env(struct env_cfg *e, char *err, size_t n)
 		c->dirty_method = m;
 	}
 	v = getenv("PGT_ATTACH_TRACK");
-	if (v && strcmp(v, "auto")) {
-		char buf[128], *save = NULL;
-
-		if (strlen(v) >= sizeof(buf))
-			goto bad_track;
-		strcpy(buf, v);
-		for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-			if (!strcmp(t, "dirty"))
-				c->track |= PGT_TRACK_DIRTY;
-			else if (!strcmp(t, "touch"))
-				c->track |= PGT_TRACK_TOUCH;
-			else if (!strcmp(t, "remove"))
-				c->track |= PGT_TRACK_REMOVE;
-			else
-				goto bad_track;
-		}
-		if (!(c->track & PGT_TRACK_DIRTY))
-			goto bad_track;
+	if (!v || !strcmp(v, "auto"))
+		return 0;
+	if (strlen(v) >= sizeof(buf))
+		goto bad;
+	strcpy(buf, v);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(t, "dirty"))
+			c->track |= PGT_TRACK_DIRTY;
+		else if (!strcmp(t, "touch"))
+			c->track |= PGT_TRACK_TOUCH;
+		else if (!strcmp(t, "remove"))
+			c->track |= PGT_TRACK_REMOVE;
+		else
+			goto bad;
 	}
-	v = getenv("PGT_ATTACH_LOG");
-	if (v) {
-		static const struct {
-			const char *name;
-			int level;
-		} lv[] = { { "quiet", -1 }, { "error", PGT_LOG_ERR }, { "warn", PGT_LOG_WARN },
-			   { "info", PGT_LOG_INFO }, { "debug", PGT_LOG_DEBUG } };
-		bool ok = false;
+	if (c->track & PGT_TRACK_DIRTY)
+		return 0;
+bad:
+	snprintf(err, n, "PGT_ATTACH_TRACK=\"%s\": want auto, or a comma list of dirty, touch, "
+		 "remove that holds dirty", v);
+	return -EINVAL;
+}
 
-		for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++)
-			if (!strcmp(v, lv[i].name)) {
-				ok = true;
-				if (lv[i].level < 0)
-					e->quiet = true, c->log = NULL;
-				else
-					c->log_level = lv[i].level;
-			}
-		if (!ok) {
+/* PGT_ATTACH_LOG and PGT_ATTACH_STEP_ASIDE. */
+static int env_behaviour(struct env_cfg *e, char *err, size_t n)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} lv[] = { { "quiet", -1 }, { "error", PGT_LOG_ERR }, { "warn", PGT_LOG_WARN },
+		   { "info", PGT_LOG_INFO }, { "debug", PGT_LOG_DEBUG } };
+	struct pgt_attach_config *c = &e->cfg;
+	const char *v = getenv("PGT_ATTACH_LOG");
+	size_t i;
+
+	if (v) {
+		for (i = 0; i < sizeof(lv) / sizeof(lv[0]) && strcmp(v, lv[i].name); i++)
+			;
+		if (i == sizeof(lv) / sizeof(lv[0])) {
 			snprintf(err, n, "PGT_ATTACH_LOG=\"%s\": want quiet, error, warn, info or debug", v);
 			return -EINVAL;
 		}
+		if (lv[i].level < 0)
+			e->quiet = true, c->log = NULL;
+		else
+			c->log_level = lv[i].level;
 	}
 	v = getenv("PGT_ATTACH_STEP_ASIDE");
 	if (v) {
@@ -182,26 +190,45 @@ static int parse_env(struct env_cfg *e, char *err, size_t n)
 			return -EINVAL;
 		}
 	}
-	c->state_dir = getenv("PGT_ATTACH_DIR");
-	v = getenv("PGT_ATTACH_RAM");
-	if (v) {
-		char *globs[PGT_ATTACH_MAX_REGIONS], *copy = strdup(v);
-		uint64_t sizes[PGT_ATTACH_MAX_REGIONS];
-
-		r = copy ? pgt_attach__rules(copy, globs, sizes, PGT_ATTACH_MAX_REGIONS) : -ENOMEM;
-		free(copy);
-		if (r < 0) {
-			snprintf(err, n, "PGT_ATTACH_RAM=\"%s\": want NAME-GLOB[@SIZE][,...] (at most "
-				 "%d), e.g. \"/memfd:*@4G\" or \"[anon]@512M\"", v, PGT_ATTACH_MAX_REGIONS);
-			return -EINVAL;
-		}
-		e->rules = v;
-	}
 	return 0;
-bad_track:
-	snprintf(err, n, "PGT_ATTACH_TRACK=\"%s\": want auto, or a comma list of dirty, touch, "
-		 "remove that holds dirty", v);
-	return -EINVAL;
+}
+
+static int env_rules(struct env_cfg *e, char *err, size_t n)
+{
+	const char *v = getenv("PGT_ATTACH_RAM");
+	char *globs[PGT_ATTACH_MAX_REGIONS], *copy;
+	uint64_t sizes[PGT_ATTACH_MAX_REGIONS];
+	int r;
+
+	if (!v)
+		return 0;
+	copy = strdup(v);
+	r = copy ? pgt_attach__rules(copy, globs, sizes, PGT_ATTACH_MAX_REGIONS) : -ENOMEM;
+	free(copy);
+	if (r < 0) {
+		snprintf(err, n, "PGT_ATTACH_RAM=\"%s\": want NAME-GLOB[@SIZE][,...] (at most "
+			 "%d), e.g. \"/memfd:*@4G\" or \"[anon]@512M\"", v, PGT_ATTACH_MAX_REGIONS);
+		return -EINVAL;
+	}
+	e->rules = v;
+	return 0;
+}
+
+static int parse_env(struct env_cfg *e, char *err, size_t n)
+{
+	struct pgt_attach_config *c = &e->cfg;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	c->size = sizeof(*c);
+	c->http_port = -1;
+	c->log = log_stderr;
+	c->log_level = PGT_LOG_INFO;
+	if ((r = env_periods(c, err, n)) || (r = env_tracking(c, err, n)) ||
+	    (r = env_behaviour(e, err, n)))
+		return r;
+	c->state_dir = getenv("PGT_ATTACH_DIR");
+	return env_rules(e, err, n);
 }
 
 /* ---- starting ---- */
