@@ -332,6 +332,83 @@ static const char *backing_of(const char *mapping, int fd, uint64_t page_size)
  * Track @ram in slot @i (a new slot, or the slot of the same mapping when
  * tracking comes back). Registry lock and a->lock held.
  */
+/* A new slot: its guest-physical base and name, kept across re-tracking. */
+static void slot_init(struct pgt_attach *a, unsigned i, const struct pgt_attach_ram *ram)
+{
+	struct att_region *g = &a->reg[i];
+	uint64_t align = 1ULL << 30;
+
+	memset(g, 0, sizeof(*g));
+	g->gpa = a->next_gpa;
+	/* guest-physical space is pgtrack's own here: one GiB-aligned base per
+	 * mapping, in the order they were found */
+	a->next_gpa += (ram->length + align - 1) & ~(align - 1);
+	snprintf(g->name, sizeof(g->name), "%s", ram->name ? ram->name : "");
+	if (!g->name[0])
+		snprintf(g->name, sizeof(g->name), "ram%u", i);
+	g->fd = -1;
+}
+
+/* Register the mapping (without first touch where the memory cannot do it),
+ * open the rate view and start write ages. */
+static int register_ram(struct pgt_attach *a, struct att_region *g, struct pgt_region_config *rc)
+{
+	int ret, aret;
+
+	pgt_attach__inside++;
+	ret = pgt_region_register(a->eng, rc, &g->r);
+	if (ret == -EOPNOTSUPP && (rc->track & PGT_TRACK_TOUCH)) {
+		/* e.g. MISSING faults are not offered on this file system */
+		pgt_attach__log(a, PGT_LOG_WARN, "%s: no first-touch tracking on this memory (%s); "
+				"dirty and released only", g->name, strerror(-ret));
+		rc->track &= ~(uint32_t)PGT_TRACK_TOUCH;
+		if (a->method != PGT_DIRTY_UFFD_ASYNC)
+			rc->track &= ~(uint32_t)PGT_TRACK_REMOVE;
+		ret = pgt_region_register(a->eng, rc, &g->r);
+	}
+	if (!ret) {
+		ret = pgt_dirty_view_open(g->r, &g->rate);
+		if (ret) {
+			pgt_region_destroy(g->r);
+			g->r = NULL;
+		}
+	}
+	if (!ret) {
+		aret = pgt_age_start(g->r);
+		g->age = aret == 0;
+		if (aret)
+			pgt_attach__log(a, PGT_LOG_WARN, "%s: no write ages: %s", g->name,
+					strerror(-aret));
+	}
+	pgt_attach__inside--;
+	return ret;
+}
+
+/* The slot's figures for a freshly tracked mapping. */
+static void slot_fill(struct att_region *g, const struct pgt_attach_ram *ram, const char *mapping,
+		      int fd, const struct stat *st)
+{
+	struct pgt_region_info info = { .size = sizeof(info) };
+
+	pgt_region_info(g->r, &info);
+	g->used = true;
+	g->live = true;
+	g->start = (uintptr_t)ram->addr;
+	g->length = ram->length;
+	g->page_size = info.page_size;
+	g->fd_offset = ram->fd_offset;
+	g->fd = fd;
+	g->dev = fd >= 0 ? (uint64_t)st->st_dev : 0;
+	g->ino = fd >= 0 ? (uint64_t)st->st_ino : 0;
+	g->track = info.track;
+	g->method = info.dirty_method;
+	g->touched = g->resident = g->released = -1;
+	g->ring_n = g->ring_head = 0;
+	g->live_since_ns = pgt_attach__now_ns();
+	snprintf(g->mapping, sizeof(g->mapping), "%s", mapping ? mapping : "");
+	snprintf(g->backing, sizeof(g->backing), "%s", backing_of(mapping, fd, info.page_size));
+}
+
 static int track(struct pgt_attach *a, unsigned i, const struct pgt_attach_ram *ram,
 		 const char *mapping)
 {
@@ -342,7 +419,6 @@ static int track(struct pgt_attach *a, unsigned i, const struct pgt_attach_ram *
 		.addr = ram->addr, .fd = -1, .fd_offset = ram->fd_offset,
 		.page_size = ram->page_size,
 	};
-	struct pgt_region_info info = { .size = sizeof(info) };
 	struct stat st = { 0 };
 	int fd = -1, ret;
 
@@ -356,48 +432,11 @@ static int track(struct pgt_attach *a, unsigned i, const struct pgt_attach_ram *
 		}
 		rc.fd = fd;
 	}
-	if (!g->used) {
-		uint64_t align = 1ULL << 30;
-
-		memset(g, 0, sizeof(*g));
-		g->gpa = a->next_gpa;
-		/* guest-physical space is pgtrack's own here: one GiB-aligned
-		 * base per mapping, in the order they were found */
-		a->next_gpa += (ram->length + align - 1) & ~(align - 1);
-		snprintf(g->name, sizeof(g->name), "%s", ram->name ? ram->name : "");
-		if (!g->name[0])
-			snprintf(g->name, sizeof(g->name), "ram%u", i);
-		g->fd = -1;
-	}
+	if (!g->used)
+		slot_init(a, i, ram);
 	rc.gpa = g->gpa;
 	rc.name = g->name;
-	pgt_attach__inside++;
-	ret = pgt_region_register(a->eng, &rc, &g->r);
-	if (ret == -EOPNOTSUPP && (rc.track & PGT_TRACK_TOUCH)) {
-		/* e.g. MISSING faults are not offered on this file system */
-		pgt_attach__log(a, PGT_LOG_WARN, "%s: no first-touch tracking on this memory (%s); "
-				"dirty and released only", g->name, strerror(-ret));
-		rc.track &= ~(uint32_t)PGT_TRACK_TOUCH;
-		if (a->method != PGT_DIRTY_UFFD_ASYNC)
-			rc.track &= ~(uint32_t)PGT_TRACK_REMOVE;
-		ret = pgt_region_register(a->eng, &rc, &g->r);
-	}
-	if (!ret) {
-		ret = pgt_dirty_view_open(g->r, &g->rate);
-		if (ret) {
-			pgt_region_destroy(g->r);
-			g->r = NULL;
-		}
-	}
-	if (!ret) {
-		int aret = pgt_age_start(g->r);
-
-		g->age = aret == 0;
-		if (aret)
-			pgt_attach__log(a, PGT_LOG_WARN, "%s: no write ages: %s", g->name,
-					strerror(-aret));
-	}
-	pgt_attach__inside--;
+	ret = register_ram(a, g, &rc);
 	if (ret) {
 		if (fd >= 0)
 			close(fd);
@@ -412,23 +451,7 @@ static int track(struct pgt_attach *a, unsigned i, const struct pgt_attach_ram *
 			return -ENOMEM;
 		}
 	}
-	pgt_region_info(g->r, &info);
-	g->used = true;
-	g->live = true;
-	g->start = (uintptr_t)ram->addr;
-	g->length = ram->length;
-	g->page_size = info.page_size;
-	g->fd_offset = ram->fd_offset;
-	g->fd = fd;
-	g->dev = fd >= 0 ? (uint64_t)st.st_dev : 0;
-	g->ino = fd >= 0 ? (uint64_t)st.st_ino : 0;
-	g->track = info.track;
-	g->method = info.dirty_method;
-	g->touched = g->resident = g->released = -1;
-	g->ring_n = g->ring_head = 0;
-	g->live_since_ns = pgt_attach__now_ns();
-	snprintf(g->mapping, sizeof(g->mapping), "%s", mapping ? mapping : "");
-	snprintf(g->backing, sizeof(g->backing), "%s", backing_of(mapping, fd, info.page_size));
+	slot_fill(g, ram, mapping, fd, &st);
 	if (i == a->nregions)
 		a->nregions++;
 	publish(a, i, true);
