@@ -7,7 +7,6 @@
  */
 #include "tests/common/testutil.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -21,52 +20,6 @@
 
 #include "engine/stats_pvt.h"
 #include "pgtrack.h"
-
-/* ---- json-c, resolved with dlopen ---- */
-
-static struct {
-	void *h;
-	__typeof__(json_tokener_parse) *parse;
-	__typeof__(json_object_object_get_ex) *get_ex;
-	__typeof__(json_object_get_int64) *get_int64;
-	__typeof__(json_object_get_string) *get_string;
-	__typeof__(json_object_get_boolean) *get_boolean;
-	__typeof__(json_object_get_type) *get_type;
-	__typeof__(json_object_array_length) *array_length;
-	__typeof__(json_object_array_get_idx) *array_get_idx;
-	__typeof__(json_object_put) *put;
-} J;
-
-static bool jsonc_load(void)
-{
-	static const char *const names[] = { "libjson-c.so.5", "libjson-c.so" };
-	void **slot[] = {
-		(void **)&J.parse, (void **)&J.get_ex, (void **)&J.get_int64,
-		(void **)&J.get_string, (void **)&J.get_boolean, (void **)&J.get_type,
-		(void **)&J.array_length, (void **)&J.array_get_idx, (void **)&J.put,
-	};
-	static const char *const sym[] = {
-		"json_tokener_parse", "json_object_object_get_ex", "json_object_get_int64",
-		"json_object_get_string", "json_object_get_boolean", "json_object_get_type",
-		"json_object_array_length", "json_object_array_get_idx", "json_object_put",
-	};
-
-	if (J.h)
-		return true;
-	for (size_t i = 0; i < 2 && !J.h; i++)
-		J.h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-	if (!J.h)
-		return false;
-	for (size_t i = 0; i < sizeof(sym) / sizeof(sym[0]); i++) {
-		*slot[i] = dlsym(J.h, sym[i]);
-		if (!*slot[i]) {
-			dlclose(J.h);
-			J.h = NULL;
-			return false;
-		}
-	}
-	return true;
-}
 
 /* ---- helpers ---- */
 
@@ -460,9 +413,7 @@ static json_object *parse_json(void)
 {
 	json_object *root;
 
-	if (!jsonc_load())
-		pgt_skip("libjson-c.so.5 not loadable");
-	root = J.parse(F.json);
+	root = json_tokener_parse(F.json);
 	if (!root)
 		fail_msg("not valid JSON: %s", F.json);
 	return root;
@@ -472,7 +423,7 @@ static json_object *jget(json_object *o, const char *k)
 {
 	json_object *v = NULL;
 
-	if (!J.get_ex(o, k, &v))
+	if (!json_object_object_get_ex(o, k, &v))
 		fail_msg("member \"%s\" missing", k);
 	return v;
 }
@@ -488,31 +439,31 @@ static void test_json_field(void **state)
 	const struct field *f = *state;
 	json_object *root = parse_json(), *regs = jget(root, "regions");
 
-	assert_int_equal(J.array_length(regs), 2);
+	assert_int_equal(json_object_array_length(regs), 2);
 	for (int i = 0; i < 2; i++) {
-		json_object *r = J.array_get_idx(regs, (size_t)json_index(i));
+		json_object *r = json_object_array_get_idx(regs, (size_t)json_index(i));
 		json_object *v = jget(r, f->name);
 
 		switch (f->kind) {
 		case K_U64:
-			assert_int_equal(J.get_type(v), json_type_int);
-			assert_int_equal((uint64_t)J.get_int64(v), f->u(i));
+			assert_int_equal(json_object_get_type(v), json_type_int);
+			assert_int_equal((uint64_t)json_object_get_int64(v), f->u(i));
 			break;
 		case K_INT:
-			assert_int_equal(J.get_type(v), json_type_int);
-			assert_int_equal(J.get_int64(v), f->n(i));
+			assert_int_equal(json_object_get_type(v), json_type_int);
+			assert_int_equal(json_object_get_int64(v), f->n(i));
 			break;
 		case K_STR:
-			assert_int_equal(J.get_type(v), json_type_string);
-			assert_string_equal(J.get_string(v), f->s(i));
+			assert_int_equal(json_object_get_type(v), json_type_string);
+			assert_string_equal(json_object_get_string(v), f->s(i));
 			break;
 		case K_BOOL:
-			assert_int_equal(J.get_type(v), json_type_boolean);
-			assert_int_equal(!!J.get_boolean(v), f->b(i));
+			assert_int_equal(json_object_get_type(v), json_type_boolean);
+			assert_int_equal(!!json_object_get_boolean(v), f->b(i));
 			break;
 		}
 	}
-	J.put(root);
+	json_object_put(root);
 }
 
 static void test_json_top(void **state)
@@ -520,27 +471,27 @@ static void test_json_top(void **state)
 	json_object *root = parse_json(), *t;
 
 	(void)state;
-	assert_string_equal(J.get_string(jget(root, "schema")), PGT_STATS_SCHEMA);
-	assert_string_equal(J.get_string(jget(root, "version")), pgt_version());
+	assert_string_equal(json_object_get_string(jget(root, "schema")), PGT_STATS_SCHEMA);
+	assert_string_equal(json_object_get_string(jget(root, "version")), pgt_version());
 	t = jget(root, "totals");
-	assert_int_equal(J.get_int64(jget(t, "regions")), 2);
-	assert_int_equal(J.get_int64(jget(t, "length_bytes")),
+	assert_int_equal(json_object_get_int64(jget(t, "regions")), 2);
+	assert_int_equal(json_object_get_int64(jget(t, "length_bytes")),
 			 (int64_t)(F.info[0].length + F.info[1].length));
-	assert_int_equal(J.get_int64(jget(t, "touched_bytes")),
+	assert_int_equal(json_object_get_int64(jget(t, "touched_bytes")),
 			 (int64_t)(x_touched_b(0) + x_touched_b(1)));
-	assert_int_equal(J.get_int64(jget(t, "metadata_bytes")),
+	assert_int_equal(json_object_get_int64(jget(t, "metadata_bytes")),
 			 (int64_t)(F.st[0].metadata_bytes + F.st[1].metadata_bytes));
-	assert_int_equal(J.get_int64(jget(t, "resident_bytes")),
+	assert_int_equal(json_object_get_int64(jget(t, "resident_bytes")),
 			 (int64_t)(F.mc[0].resident + F.mc[1].resident));
-	assert_int_equal(J.get_int64(jget(t, "released_bytes")),
+	assert_int_equal(json_object_get_int64(jget(t, "released_bytes")),
 			 (int64_t)(F.mc[0].released + F.mc[1].released));
 	/* accounting worked: no error member */
 	for (int i = 0; i < 2; i++) {
-		json_object *r = J.array_get_idx(jget(root, "regions"), (size_t)i), *v = NULL;
+		json_object *r = json_object_array_get_idx(jget(root, "regions"), (size_t)i), *v = NULL;
 
-		assert_false(J.get_ex(r, "account_error", &v));
+		assert_false(json_object_object_get_ex(r, "account_error", &v));
 	}
-	J.put(root);
+	json_object_put(root);
 }
 
 /* ---- Prometheus: exposition shape and one test per family ---- */
