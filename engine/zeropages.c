@@ -14,9 +14,11 @@
  *    its holes: no hole is reported there.
  *  - shared memory (memfd/shmem, hugetlbfs): residency is the page cache
  *    (mincore); a piece not resident is zero only where the file has a hole
- *    (SEEK_DATA, which counts swapped shmem as data). hugetlbfs answers
- *    "all data", and shared anonymous memory has no fd: their non-resident
- *    pieces are not reported (never a false zero).
+ *    (SEEK_DATA, which counts swapped shmem as data). hugetlbfs has no
+ *    SEEK_DATA but reads holes as zeros without allocating and never
+ *    swaps: its pieces not mapped here are read through the fd. Shared
+ *    anonymous memory has no fd: its non-resident pieces are not reported
+ *    (never a false zero).
  *  - resident pieces: the HAL zero check on the 4 KiB.
  * A 2 MiB page is reported as its 512 pieces: a partly written hugepage
  * still sends markers for its zero pieces.
@@ -116,6 +118,35 @@ static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, ui
 	return 0;
 }
 
+/*
+ * hugetlbfs has no SEEK_DATA, and mincore there sees only our own page
+ * tables. But its read() of a hole copies zeros without allocating, and it
+ * has no swap: so read the pieces not mapped here through the fd.
+ */
+static int hugetlbfs_holes(struct pgt_region *r, uint64_t off0, uint64_t n,
+			   const uint64_t *present, uint64_t *zero)
+{
+	const uint64_t chunk = 512;     /* pieces per read: one 2 MiB page */
+	uint8_t *buf = malloc(chunk * PIECE);
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i += chunk) {
+		uint64_t k = n - i < chunk ? n - i : chunk;
+		ssize_t got;
+
+		if (pgt_hal_popcount(present + i / 64, (size_t)((k + 63) / 64)) == k)
+			continue;       /* all mapped here: read in place */
+		got = pread(r->fd, buf, k * PIECE, (off_t)(off0 + i * PIECE));
+		for (uint64_t j = 0; got > 0 && j < k && (j + 1) * PIECE <= (uint64_t)got; j++)
+			if (!(present[(i + j) / 64] >> ((i + j) % 64) & 1) &&
+			    pgt_hal_is_zero(buf + j * PIECE, PIECE))
+				zero[(i + j) / 64] |= 1ULL << ((i + j) % 64);
+	}
+	free(buf);
+	return 0;
+}
+
 /* Shared memory: page-cache residency, and file holes as zero. */
 static int shared_classify(struct pgt_region *r, uint64_t start, uint64_t n, uint64_t *present,
 			   uint64_t *zero)
@@ -132,8 +163,10 @@ static int shared_classify(struct pgt_region *r, uint64_t start, uint64_t n, uin
 			if (vec[j] & 1)
 				present[(i + j) / 64] |= 1ULL << ((i + j) % 64);
 	}
-	if (r->fd < 0 || r->hugetlb)
+	if (r->fd < 0)
 		return 0;
+	if (r->hugetlb)
+		return hugetlbfs_holes(r, off0, n, present, zero);
 	/* holes of the file: [off, data) between data extents */
 	for (uint64_t off = off0; off < off0 + n * PIECE;) {
 		off_t d = lseek(r->fd, (off_t)off, SEEK_DATA);

@@ -193,14 +193,17 @@ enum pgt_zero_pages_flags {
  * Always 4 KiB pieces, also on 2 MiB pages. Zero are: holes of private
  * anonymous memory (anon, THP, MAP_HUGETLB) and of memfd/shmem files
  * (SEEK_DATA), pieces mapping the zero page (PAGEMAP_SCAN PAGE_IS_PFNZERO)
- * and resident pieces whose bytes are all zero. Never reported: swapped
- * pieces, holes of hugetlbfs files, of shared anonymous memory and of
+ * and resident pieces whose bytes are all zero (hugetlbfs pieces not
+ * mapped here are read through the fd: a hole reads as zeros there without
+ * allocating). Never reported: swapped pieces, holes of shared anonymous memory and of
  * private file mappings (their content is unknown without reading). A
  * piece may be written right after the call: the caller pauses the guest
  * or re-sends pieces the dirty log reports.
  * Returns: the number of zero pieces; -EINVAL (NULL @r, unknown flag,
  * @gpa or @len not 4 KiB multiples, NULL @bitmap with @len), -ERANGE
- * (range outside @r), -ENOMEM. On error @bitmap is zeroed (@len > 0).
+ * (range outside @r), -ENOMEM. @bitmap is untouched on an argument error
+ * and zeroed on another error. With PGT_ZERO_PAGES_RESIDENT only pieces
+ * holding memory of their own are reported (no holes, no zero-page maps).
  */
 PGT_EXPERIMENTAL
 int64_t pgt_zero_pages(pgt_region *r, uint64_t gpa, uint64_t len, unsigned long *bitmap,
