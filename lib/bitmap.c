@@ -686,11 +686,11 @@ size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t
 
 int pgt__bitmap_for_each_bit(const struct pgt_bitmap *b, pgt_bitmap_bit_fn fn, void *arg)
 {
-	uint64_t pos = 0, buf[256];
+	uint64_t pos = 0, buf[1024];
 	size_t n;
 	int rc;
 
-	while ((n = pgt__bitmap_next_bits(b, &pos, buf, 256)))
+	while ((n = pgt__bitmap_next_bits(b, &pos, buf, 1024)))
 		for (size_t i = 0; i < n; i++)
 			if ((rc = fn(arg, buf[i])))
 				return rc;

@@ -92,8 +92,9 @@ uint64_t pgt__bitmap_take_runs(struct pgt_bitmap *b, pgt_bitmap_run_fn fn, void 
  * returns how many were written, 0 when there are no more. *pos moves to
  * the next bit to look at, so repeated calls walk the whole bitmap. The
  * cost is proportional to the set bits plus the summary words (the groups
- * with no bits are skipped), not to nbits. Relaxed loads: a concurrent
- * setter's bit is seen or not.
+ * with no bits are skipped), not to nbits. Each call re-reads the group
+ * it resumes in (64 words): give it room for a few thousand bits on dense
+ * bitmaps. Relaxed loads: a concurrent setter's bit is seen or not.
  */
 size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out,
 			     size_t cap);

@@ -183,10 +183,10 @@ static size_t make_bits(uint64_t nbits, double dens, uint64_t *rs, uint32_t *idx
 
 static uint64_t walk_next_bits(const struct pgt_bitmap *b)
 {
-	uint64_t pos = 0, out[256], acc = 0;
+	uint64_t pos = 0, out[2048], acc = 0;
 	size_t n;
 
-	while ((n = pgt__bitmap_next_bits(b, &pos, out, 256)))
+	while ((n = pgt__bitmap_next_bits(b, &pos, out, 2048)))
 		for (size_t i = 0; i < n; i++)
 			acc += out[i];
 	return acc;
