@@ -11,7 +11,8 @@
  *    present piece mapping the shared zero page (PAGE_IS_PFNZERO) is zero
  *    without a read; a swapped piece is unknown (reading it would swap it
  *    in) and not reported. A private mapping of a file reads the file in
- *    its holes: no hole is reported there.
+ *    its holes: no hole is reported there (a registered mapping pgtrack
+ *    did not make counts as anonymous only by /proc/self/maps).
  *  - shared memory (memfd/shmem, hugetlbfs): residency is the page cache
  *    (mincore); a piece not resident is zero only where the file has a hole
  *    (SEEK_DATA, which counts swapped shmem as data). hugetlbfs has no
@@ -25,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -87,6 +89,32 @@ static void pfnzero_pieces(uint64_t start, uint64_t n, uint64_t *out)
 	close(fd);
 }
 
+/*
+ * Whether the mapping at @addr is anonymous (inode 0 in /proc/self/maps):
+ * only then does a hole of a private mapping read as zero. A registered
+ * (external) private mapping may map a file without pgtrack holding its fd.
+ */
+static bool anon_mapping(uint64_t addr)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long long lo, hi, off, ino;
+	char line[512], dev[32];
+	bool anon = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx %*s %llx %31s %llu", &lo, &hi, &off, dev, &ino) != 5)
+			continue;
+		if (addr >= lo && addr < hi) {
+			anon = ino == 0;
+			break;
+		}
+	}
+	fclose(f);
+	return anon;
+}
+
 /* Private memory: present pieces into @present, holes into @zero. */
 static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, uint64_t *present,
 			    uint64_t *zero, uint64_t *tmp)
@@ -100,7 +128,7 @@ static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, ui
 	ret = pgt__present_walk(start, start + n * PIECE, true, scan, mark_run, &c);
 	if (ret)
 		return ret;
-	if (r->fd < 0)
+	if (r->fd < 0 && (r->owned || anon_mapping(start)))
 		for (size_t w = 0; w < nw; w++)
 			zero[w] = ~tmp[w];
 	c.mark = present;

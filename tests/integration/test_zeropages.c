@@ -221,6 +221,51 @@ static void test_hugetlb(void **state)
 	pattern_case(PGT_BACKING_HUGETLB, "hugetlb");
 }
 
+/*
+ * A registered MAP_PRIVATE mapping of a file, fd not given: its holes read
+ * the file, so only what is mapped and zero may be reported. A registered
+ * private anonymous mapping: holes are zero.
+ */
+static void test_external(void **state)
+{
+	static unsigned long bm[1];
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = 16 * PIECE,
+		.gpa = GPA0, .dirty_method = PGT_DIRTY_NONE, .numa_node = -1, .fd = -1,
+	};
+	char path[] = "/tmp/pgt-zp-XXXXXX";
+	int fd = mkstemp(path);
+	uint8_t data[16 * PIECE];
+	pgt_engine *eng;
+	pgt_region *r;
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	memset(data, 0x11, sizeof(data));
+	assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	rc.addr = mmap(NULL, 16 * PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	assert_true(rc.addr != MAP_FAILED);
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	assert_int_equal(pgt_region_register(eng, &rc, &r), 0);
+	memset((uint8_t *)rc.addr + 2 * PIECE, 0, PIECE);     /* one zero piece, CoW */
+	assert_int_equal(pgt_zero_pages(r, GPA0, 16 * PIECE, bm, 0), 1);
+	assert_int_equal(bm[0], 1ul << 2);
+	pgt_region_destroy(r);
+	munmap(rc.addr, 16 * PIECE);
+	close(fd);
+
+	rc.addr = mmap(NULL, 16 * PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(rc.addr != MAP_FAILED);
+	assert_int_equal(pgt_region_register(eng, &rc, &r), 0);
+	memset(rc.addr, 0x11, PIECE);
+	assert_int_equal(pgt_zero_pages(r, GPA0, 16 * PIECE, bm, 0), 15);
+	assert_int_equal(bm[0], 0xfffe);
+	pgt_region_destroy(r);
+	munmap(rc.addr, 16 * PIECE);
+	pgt_engine_close(eng);
+}
+
 static void test_bad_input(void **state)
 {
 	unsigned long bm[4];
@@ -252,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_thp),
 		cmocka_unit_test(test_memfd),
 		cmocka_unit_test(test_hugetlb),
+		cmocka_unit_test(test_external),
 	};
 
 	assert_int_equal(pgt_probe(&probe), 0);
