@@ -74,6 +74,14 @@ void pgt_hal_or(uint64_t *dst, const uint64_t *src, size_t nwords);
  */
 uint64_t pgt_hal_or_new(uint64_t *dst, const uint64_t *src, size_t nwords);
 
+/**
+ * pgt_hal_nonzero_words() - Bit i set when words[i] is non-zero, for the
+ * first min(@nwords, 64) words: a bitmap group's occupancy in a few
+ * compares. Plain loads (callers reading atomic words accept relaxed
+ * semantics).
+ */
+uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords);
+
 /*
  * Test hooks: force one implementation (an enum pgt_simd bit, or 0 for
  * scalar). Returns 0, or -ENOTSUP when the CPU lacks that level. Not
@@ -84,6 +92,7 @@ bool pgt__hal_is_zero_scalar(const void *p, size_t len);
 uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
 void pgt__hal_or_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
+uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords);
 
 /*
  * Flag for pgt__hal_force_simd() together with PGT_SIMD_AVX512: count bits

@@ -28,6 +28,7 @@ typedef bool (*is_zero_fn)(const void *p, size_t len);
 typedef uint64_t (*popcount_fn)(const uint64_t *words, size_t nwords);
 typedef void (*or_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
 typedef uint64_t (*or_new_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
+typedef uint64_t (*nonzero_fn)(const uint64_t *words, size_t nwords);
 
 #define ALL_LEVELS (PGT_SIMD_SSE2 | PGT_SIMD_AVX2 | PGT_SIMD_AVX512 | PGT_SIMD_NEON)
 
@@ -127,6 +128,15 @@ uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nword
 		dst[i] |= src[i];
 	}
 	return n;
+}
+
+uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
+{
+	uint64_t m = 0;
+
+	for (size_t i = 0; i < nwords && i < 64; i++)
+		m |= (uint64_t)(words[i] != 0) << i;
+	return m;
 }
 
 /* ---- x86_64 ---------------------------------------------------------- */
@@ -470,6 +480,55 @@ TARGET_VPOPCNT static uint64_t or_new_vpopcntdq(uint64_t *dst, const uint64_t *s
 	return (uint64_t)_mm512_reduce_add_epi64(acc);
 }
 
+/* Non-zero words as a mask, eight or four words per compare. */
+static uint64_t nonzero_sse2(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 2 <= n; i += 2) {
+		/* SSE2 has no 64-bit compare: a word is zero when both halves are */
+		__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(w + i)), _mm_setzero_si128());
+		z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
+		m |= (uint64_t)(~_mm_movemask_pd(_mm_castsi128_pd(z)) & 3) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
+TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 4 <= n; i += 4) {
+		__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)(w + i)),
+					       _mm256_setzero_si256());
+		m |= (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
+TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 8 <= n; i += 8) {
+		__m512i v = _mm512_loadu_si512(w + i);
+
+		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
+	}
+	if (i < n) {
+		__m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << (n - i)) - 1), w + i);
+
+		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
+	}
+	return m;
+}
+
 static uint64_t xgetbv0(void)
 {
 	uint32_t lo, hi;
@@ -602,6 +661,20 @@ static uint64_t or_new_neon(uint64_t *dst, const uint64_t *src, size_t n)
 	return vgetq_lane_u64(acc64, 0) + vgetq_lane_u64(acc64, 1) + pgt__hal_or_new_scalar(dst, src, n);
 }
 
+static uint64_t nonzero_neon(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 2 <= n; i += 2) {
+		uint64x2_t nz = vtstq_u64(vld1q_u64(w + i), vld1q_u64(w + i));
+
+		m |= ((vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2)) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
 /* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
 static uint32_t cpu_detect(bool *vpopcntdq)
 {
@@ -625,6 +698,7 @@ static bool is_zero_resolve(const void *p, size_t len);
 static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
 static void or_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
 static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
+static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords);
 
 /*
  * The code a pointer names never changes, so relaxed loads are enough: a
@@ -635,6 +709,7 @@ static _Atomic(is_zero_fn) is_zero_ptr = is_zero_resolve;
 static _Atomic(popcount_fn) popcount_ptr = popcount_resolve;
 static _Atomic(or_fn) or_ptr = or_resolve;
 static _Atomic(or_new_fn) or_new_ptr = or_new_resolve;
+static _Atomic(nonzero_fn) nonzero_ptr = nonzero_resolve;
 static _Atomic(const char *) is_zero_name = "unresolved";
 static _Atomic(const char *) popcount_name = "unresolved";
 static _Atomic(const char *) or_name = "unresolved";
@@ -650,6 +725,7 @@ struct kernels {
 	or_fn or_merge;
 	or_new_fn or_new;
 	const char *zn, *pn, *on;
+	nonzero_fn nonzero;             /* named as is_zero (same level) */
 };
 
 static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
@@ -657,21 +733,22 @@ static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 	struct kernels k = {
 		pgt__hal_is_zero_scalar, pgt__hal_popcount_scalar, pgt__hal_or_scalar,
 		pgt__hal_or_new_scalar, "scalar", "scalar", "scalar",
+		pgt__hal_nonzero_words_scalar,
 	};
 
 #if defined(__x86_64__)
 	switch (level) {
 	case PGT_SIMD_SSE2:
 		k = (struct kernels){ is_zero_sse2, popcount_sse2, or_sse2, or_new_sse2,
-				      "sse2", "sse2", "sse2" };
+				      "sse2", "sse2", "sse2", nonzero_sse2 };
 		break;
 	case PGT_SIMD_AVX2:
 		k = (struct kernels){ is_zero_avx2, popcount_avx2, or_avx2, or_new_avx2,
-				      "avx2", "avx2", "avx2" };
+				      "avx2", "avx2", "avx2", nonzero_avx2 };
 		break;
 	case PGT_SIMD_AVX512:
 		k = (struct kernels){ is_zero_avx512, popcount_avx512bw, or_avx512, or_new_avx512bw,
-				      "avx512bw", "avx512bw", "avx512bw" };
+				      "avx512bw", "avx512bw", "avx512bw", nonzero_avx512 };
 		if (cpu_vpopcntdq && !no_vpopcntdq) {
 			k.popcount = popcount_vpopcntdq;
 			k.or_new = or_new_vpopcntdq;
@@ -682,7 +759,7 @@ static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 #elif defined(__aarch64__)
 	if (level == PGT_SIMD_NEON)
 		k = (struct kernels){ is_zero_neon, popcount_neon, or_neon, or_new_neon,
-				      "neon", "neon", "neon" };
+				      "neon", "neon", "neon", nonzero_neon };
 #endif
 	(void)level;
 	(void)no_vpopcntdq;
@@ -700,6 +777,7 @@ static void install(uint32_t level, bool no_vpopcntdq)
 	atomic_store_explicit(&popcount_ptr, k.popcount, memory_order_relaxed);
 	atomic_store_explicit(&or_ptr, k.or_merge, memory_order_relaxed);
 	atomic_store_explicit(&or_new_ptr, k.or_new, memory_order_relaxed);
+	atomic_store_explicit(&nonzero_ptr, k.nonzero, memory_order_relaxed);
 }
 
 static uint32_t best_level(uint32_t levels)
@@ -742,6 +820,17 @@ static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords
 {
 	pthread_once(&simd_once, simd_init);
 	return atomic_load_explicit(&or_new_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
+}
+
+uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords)
+{
+	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
 }
 
 uint32_t pgt_hal_simd_available(void)

@@ -646,8 +646,11 @@ static inline bool emit_word(uint64_t v, size_t w, uint64_t *out, size_t *n, siz
 /* Non-zero words of group @g at or after word @w0, as group_nonzero's mask. */
 static inline uint64_t group_from(const struct pgt_bitmap *b, size_t g, size_t w0)
 {
-	uint64_t nz = group_nonzero(b, g, memory_order_relaxed);
 	size_t first = g * PGT_BM_GROUP_WORDS;
+	/* SIMD compares; plain reads of atomic words as relaxed loads (the
+	 * layout is asserted identical) */
+	uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[first],
+					    group_end(b, g) - first);
 
 	return w0 > first ? nz & (~0ULL << (w0 - first)) : nz;
 }

@@ -597,6 +597,45 @@ static void test_or(void **state)
 	free(or_want);
 }
 
+/* ---- non-zero word mask ------------------------------------------------ */
+
+static void test_nonzero(void **state)
+{
+	const struct level *l = *state;
+	uint64_t rs = seed ^ 0x6a09e667f3bcc909ull, buf[64 + 8 + 72];
+
+	use_level(l, false);
+	assert_int_equal(pgt_hal_nonzero_words(NULL, 0), 0);
+	/* every word offset, every length 0..70 (capped at 64), sparse and dense,
+	 * non-zero words around the range so an over-read shows */
+	for (size_t off = 0; off < 8; off++) {
+		for (int rep = 0; rep < 40; rep++) {
+			uint64_t *w = buf + 8 + off;
+
+			for (size_t i = 0; i < sizeof(buf) / 8; i++)
+				buf[i] = 1;
+			for (size_t i = 0; i < 70; i++) {
+				int r = (int)(pgt_test_rand(&rs) % 4);
+
+				w[i] = r == 0 ? 0 : r == 1 ? 1ull << (pgt_test_rand(&rs) % 64) :
+				       r == 2 ? 0 : pgt_test_rand(&rs);
+				if (rep % 5 == 0)
+					w[i] = rep % 10 ? 0 : w[i] | 1;
+			}
+			for (size_t n = 0; n <= 70; n++) {
+				uint64_t got = pgt_hal_nonzero_words(w, n), want = 0;
+
+				for (size_t i = 0; i < n && i < 64; i++)
+					want |= (uint64_t)(w[i] != 0) << i;
+				if (got != want)
+					fail_msg("nonzero(off %zu, n %zu) = %#llx, want %#llx", off, n,
+						 (unsigned long long)got, (unsigned long long)want);
+				assert_int_equal(pgt__hal_nonzero_words_scalar(w, n), want);
+			}
+		}
+	}
+}
+
 /* ---- informative throughput -------------------------------------------- */
 
 static void test_throughput(void **state)
@@ -656,6 +695,7 @@ int main(void)
 		LEVEL_TEST("is_zero/scalar", test_is_zero, L_SCALAR),
 		LEVEL_TEST("popcount/scalar", test_popcount, L_SCALAR),
 		LEVEL_TEST("or/scalar", test_or, L_SCALAR),
+		LEVEL_TEST("nonzero/scalar", test_nonzero, L_SCALAR),
 #if defined(__x86_64__)
 		LEVEL_TEST("is_zero/sse2", test_is_zero, L_SSE2),
 		LEVEL_TEST("is_zero/avx2", test_is_zero, L_AVX2),
@@ -668,10 +708,14 @@ int main(void)
 		LEVEL_TEST("or/avx2", test_or, L_AVX2),
 		LEVEL_TEST("or/avx512bw", test_or, L_AVX512BW),
 		LEVEL_TEST("or/avx512-vpopcntdq", test_or, L_AVX512_VPOPCNTDQ),
+		LEVEL_TEST("nonzero/sse2", test_nonzero, L_SSE2),
+		LEVEL_TEST("nonzero/avx2", test_nonzero, L_AVX2),
+		LEVEL_TEST("nonzero/avx512bw", test_nonzero, L_AVX512BW),
 #elif defined(__aarch64__)
 		LEVEL_TEST("is_zero/neon", test_is_zero, L_NEON),
 		LEVEL_TEST("popcount/neon", test_popcount, L_NEON),
 		LEVEL_TEST("or/neon", test_or, L_NEON),
+		LEVEL_TEST("nonzero/neon", test_nonzero, L_NEON),
 #endif
 		cmocka_unit_test_teardown(test_throughput, restore_default),
 	};
