@@ -106,6 +106,12 @@ struct pm_scan_arg {
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
 
+/* 6.14 (still so in the 6.18 uapi): a guard region (MADV_GUARD_INSTALL). Only
+ * for reading categories: an older kernel rejects a mask naming it. */
+#ifndef PAGE_IS_GUARD
+#define PAGE_IS_GUARD (1 << 8)
+#endif
+
 /* ---- /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) ---- */
 #define PGT_PM_PFN_MASK ((1ULL << 55) - 1)
 #define PGT_PM_SOFT_DIRTY (1ULL << 55)

@@ -61,6 +61,27 @@ bool pgt_hal_is_zero(const void *p, size_t len);
  */
 uint64_t pgt_hal_popcount(const uint64_t *words, size_t nwords);
 
+/**
+ * pgt_hal_or() - OR-merge: dst[i] |= src[i] for @nwords 64-bit words. The
+ * arrays may have any 8-byte alignment; they must not overlap unless equal.
+ * Not atomic: the caller excludes concurrent writers of @dst.
+ */
+void pgt_hal_or(uint64_t *dst, const uint64_t *src, size_t nwords);
+
+/**
+ * pgt_hal_or_new() - pgt_hal_or() that also returns the number of bits it
+ * added: the popcount of src & ~dst taken before the merge.
+ */
+uint64_t pgt_hal_or_new(uint64_t *dst, const uint64_t *src, size_t nwords);
+
+/**
+ * pgt_hal_nonzero_words() - Bit i set when words[i] is non-zero, for the
+ * first min(@nwords, 64) words: a bitmap group's occupancy in a few
+ * compares. Plain loads (callers reading atomic words accept relaxed
+ * semantics).
+ */
+uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords);
+
 /*
  * Test hooks: force one implementation (an enum pgt_simd bit, or 0 for
  * scalar). Returns 0, or -ENOTSUP when the CPU lacks that level. Not
@@ -69,6 +90,9 @@ uint64_t pgt_hal_popcount(const uint64_t *words, size_t nwords);
 int pgt__hal_force_simd(uint32_t level);
 bool pgt__hal_is_zero_scalar(const void *p, size_t len);
 uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
+void pgt__hal_or_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
+uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
+uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords);
 
 /*
  * Flag for pgt__hal_force_simd() together with PGT_SIMD_AVX512: count bits
@@ -81,6 +105,7 @@ uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
 /* Names of the implementations in use ("scalar", "avx2", "avx512-vpopcntdq"...). */
 const char *pgt__hal_is_zero_impl(void);
 const char *pgt__hal_popcount_impl(void);
+const char *pgt__hal_or_impl(void);         /* pgt_hal_or_new()'s; pgt_hal_or() same level */
 
 /* pgt_hal_hugepage_sizes() reading @dir instead of /sys/kernel/mm/hugepages. */
 int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);

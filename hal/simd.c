@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Zero-page check and bitmap popcount with one implementation per SIMD level.
+ * Zero-page check, bitmap popcount and OR-merge with one implementation per
+ * SIMD level.
  *
  * The level is picked once, at the first call, from what the CPU (and, for
  * AVX, the kernel's XSAVE state) supports. x86 variants are compiled with
@@ -25,6 +26,9 @@
 
 typedef bool (*is_zero_fn)(const void *p, size_t len);
 typedef uint64_t (*popcount_fn)(const uint64_t *words, size_t nwords);
+typedef void (*or_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
+typedef uint64_t (*or_new_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
+typedef uint64_t (*nonzero_fn)(const uint64_t *words, size_t nwords);
 
 #define ALL_LEVELS (PGT_SIMD_SSE2 | PGT_SIMD_AVX2 | PGT_SIMD_AVX512 | PGT_SIMD_NEON)
 
@@ -107,6 +111,32 @@ uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords)
 	if (i < nwords)
 		a += (uint64_t)__builtin_popcountll(words[i]);
 	return a + b;
+}
+
+void pgt__hal_or_scalar(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	for (size_t i = 0; i < nwords; i++)
+		dst[i] |= src[i];
+}
+
+uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < nwords; i++) {
+		n += (uint64_t)__builtin_popcountll(src[i] & ~dst[i]);
+		dst[i] |= src[i];
+	}
+	return n;
+}
+
+uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
+{
+	uint64_t m = 0;
+
+	for (size_t i = 0; i < nwords && i < 64; i++)
+		m |= (uint64_t)(words[i] != 0) << i;
+	return m;
 }
 
 /* ---- x86_64 ---------------------------------------------------------- */
@@ -325,6 +355,180 @@ TARGET_VPOPCNT static uint64_t popcount_vpopcntdq(const uint64_t *w, size_t n)
 	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
 }
 
+/*
+ * OR-merge. Loads and stores are unaligned: the two arrays need not share
+ * an alignment, and on these cores an unaligned access within a line costs
+ * the same as an aligned one. The "new" variants count src & ~dst before
+ * the store, the bits the merge adds.
+ */
+static void or_sse2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (; n >= 4; dst += 4, src += 4, n -= 4) {
+		__m128i *d = (__m128i *)dst;
+		const __m128i *s = (const __m128i *)src;
+
+		_mm_storeu_si128(d, _mm_or_si128(_mm_loadu_si128(d), _mm_loadu_si128(s)));
+		_mm_storeu_si128(d + 1, _mm_or_si128(_mm_loadu_si128(d + 1), _mm_loadu_si128(s + 1)));
+	}
+	pgt__hal_or_scalar(dst, src, n);
+}
+
+static uint64_t or_new_sse2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	const __m128i zero = _mm_setzero_si128();
+	__m128i acc = zero;
+
+	for (; n >= 2; dst += 2, src += 2, n -= 2) {
+		__m128i d = _mm_loadu_si128((const __m128i *)dst);
+		__m128i s = _mm_loadu_si128((const __m128i *)src);
+
+		acc = _mm_add_epi64(acc, _mm_sad_epu8(popcnt8_sse2(_mm_andnot_si128(d, s)), zero));
+		_mm_storeu_si128((__m128i *)dst, _mm_or_si128(d, s));
+	}
+	return (uint64_t)_mm_cvtsi128_si64(acc) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)) +
+	       pgt__hal_or_new_scalar(dst, src, n);
+}
+
+TARGET_AVX2 static void or_avx2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (; n >= 8; dst += 8, src += 8, n -= 8) {
+		__m256i *d = (__m256i *)dst;
+		const __m256i *s = (const __m256i *)src;
+
+		_mm256_storeu_si256(d, _mm256_or_si256(_mm256_loadu_si256(d), _mm256_loadu_si256(s)));
+		_mm256_storeu_si256(d + 1, _mm256_or_si256(_mm256_loadu_si256(d + 1),
+							   _mm256_loadu_si256(s + 1)));
+	}
+	for (; n; dst++, src++, n--)
+		*dst |= *src;
+}
+
+TARGET_AVX2 static uint64_t or_new_avx2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	__m256i acc = zero;
+	uint64_t total;
+
+	for (; n >= 4; dst += 4, src += 4, n -= 4) {
+		__m256i d = _mm256_loadu_si256((const __m256i *)dst);
+		__m256i s = _mm256_loadu_si256((const __m256i *)src);
+
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(popcnt8_avx2(_mm256_andnot_si256(d, s)), zero));
+		_mm256_storeu_si256((__m256i *)dst, _mm256_or_si256(d, s));
+	}
+	total = (uint64_t)_mm256_extract_epi64(acc, 0) + (uint64_t)_mm256_extract_epi64(acc, 1) +
+		(uint64_t)_mm256_extract_epi64(acc, 2) + (uint64_t)_mm256_extract_epi64(acc, 3);
+	for (; n; dst++, src++, n--) {
+		total += (uint64_t)__builtin_popcountll(*src & ~*dst);
+		*dst |= *src;
+	}
+	return total;
+}
+
+TARGET_AVX512 static void or_avx512(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	__mmask8 m;
+
+	for (; n >= 16; dst += 16, src += 16, n -= 16) {
+		_mm512_storeu_si512(dst, _mm512_or_si512(_mm512_loadu_si512(dst), _mm512_loadu_si512(src)));
+		_mm512_storeu_si512(dst + 8, _mm512_or_si512(_mm512_loadu_si512(dst + 8),
+							     _mm512_loadu_si512(src + 8)));
+	}
+	for (; n >= 8; dst += 8, src += 8, n -= 8)
+		_mm512_storeu_si512(dst, _mm512_or_si512(_mm512_loadu_si512(dst), _mm512_loadu_si512(src)));
+	if (!n)
+		return;
+	/* Masked-off lanes are neither read nor written. */
+	m = (__mmask8)((1u << n) - 1);
+	_mm512_mask_storeu_epi64(dst, m, _mm512_or_si512(_mm512_maskz_loadu_epi64(m, dst),
+							 _mm512_maskz_loadu_epi64(m, src)));
+}
+
+/* One step of or_new for the lanes in @m; @cnt counts bits per 64-bit lane. */
+#define OR_NEW_512(dst, src, m, acc, cnt)                                       \
+	do {                                                                     \
+		__m512i d_ = _mm512_maskz_loadu_epi64((m), (dst));               \
+		__m512i s_ = _mm512_maskz_loadu_epi64((m), (src));               \
+		(acc) = _mm512_add_epi64((acc), cnt(_mm512_andnot_si512(d_, s_))); \
+		_mm512_mask_storeu_epi64((dst), (m), _mm512_or_si512(d_, s_));   \
+	} while (0)
+
+TARGET_AVX512 static inline __m512i cnt64_avx512bw(__m512i v)
+{
+	return _mm512_sad_epu8(popcnt8_avx512(v), _mm512_setzero_si512());
+}
+
+TARGET_AVX512 static uint64_t or_new_avx512bw(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	__m512i acc = _mm512_setzero_si512();
+
+	for (; n >= 8; dst += 8, src += 8, n -= 8)
+		OR_NEW_512(dst, src, (__mmask8)0xff, acc, cnt64_avx512bw);
+	if (n)
+		OR_NEW_512(dst, src, (__mmask8)((1u << n) - 1), acc, cnt64_avx512bw);
+	return (uint64_t)_mm512_reduce_add_epi64(acc);
+}
+
+TARGET_VPOPCNT static uint64_t or_new_vpopcntdq(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	__m512i acc = _mm512_setzero_si512();
+
+	for (; n >= 8; dst += 8, src += 8, n -= 8)
+		OR_NEW_512(dst, src, (__mmask8)0xff, acc, _mm512_popcnt_epi64);
+	if (n)
+		OR_NEW_512(dst, src, (__mmask8)((1u << n) - 1), acc, _mm512_popcnt_epi64);
+	return (uint64_t)_mm512_reduce_add_epi64(acc);
+}
+
+/* Non-zero words as a mask, eight or four words per compare. */
+static uint64_t nonzero_sse2(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 2 <= n; i += 2) {
+		/* SSE2 has no 64-bit compare: a word is zero when both halves are */
+		__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(w + i)), _mm_setzero_si128());
+		z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
+		m |= (uint64_t)(~_mm_movemask_pd(_mm_castsi128_pd(z)) & 3) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
+TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 4 <= n; i += 4) {
+		__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)(w + i)),
+					       _mm256_setzero_si256());
+		m |= (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
+TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 8 <= n; i += 8) {
+		__m512i v = _mm512_loadu_si512(w + i);
+
+		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
+	}
+	if (i < n) {
+		__m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << (n - i)) - 1), w + i);
+
+		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
+	}
+	return m;
+}
+
 static uint64_t xgetbv0(void)
 {
 	uint32_t lo, hi;
@@ -433,6 +637,44 @@ static uint64_t popcount_neon(const uint64_t *w, size_t n)
 	return total;
 }
 
+static void or_neon(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (; n >= 4; dst += 4, src += 4, n -= 4) {
+		vst1q_u64(dst, vorrq_u64(vld1q_u64(dst), vld1q_u64(src)));
+		vst1q_u64(dst + 2, vorrq_u64(vld1q_u64(dst + 2), vld1q_u64(src + 2)));
+	}
+	pgt__hal_or_scalar(dst, src, n);
+}
+
+static uint64_t or_new_neon(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	uint64x2_t acc64 = vdupq_n_u64(0);
+
+	/* Per 16 bytes at most 128 new bits: widen every vector, no overflow. */
+	for (; n >= 2; dst += 2, src += 2, n -= 2) {
+		uint64x2_t d = vld1q_u64(dst), s = vld1q_u64(src);
+		uint8x16_t c = vcntq_u8(vreinterpretq_u8_u64(vbicq_u64(s, d)));
+
+		acc64 = vpadalq_u32(acc64, vpaddlq_u16(vpaddlq_u8(c)));
+		vst1q_u64(dst, vorrq_u64(d, s));
+	}
+	return vgetq_lane_u64(acc64, 0) + vgetq_lane_u64(acc64, 1) + pgt__hal_or_new_scalar(dst, src, n);
+}
+
+static uint64_t nonzero_neon(const uint64_t *w, size_t n)
+{
+	uint64_t m = 0;
+	size_t i = 0;
+
+	n = n < 64 ? n : 64;
+	for (; i + 2 <= n; i += 2) {
+		uint64x2_t nz = vtstq_u64(vld1q_u64(w + i), vld1q_u64(w + i));
+
+		m |= ((vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2)) << i;
+	}
+	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+}
+
 /* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
 static uint32_t cpu_detect(bool *vpopcntdq)
 {
@@ -454,6 +696,9 @@ static uint32_t cpu_detect(bool *vpopcntdq)
 
 static bool is_zero_resolve(const void *p, size_t len);
 static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
+static void or_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
+static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
+static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords);
 
 /*
  * The code a pointer names never changes, so relaxed loads are enough: a
@@ -462,56 +707,77 @@ static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
  */
 static _Atomic(is_zero_fn) is_zero_ptr = is_zero_resolve;
 static _Atomic(popcount_fn) popcount_ptr = popcount_resolve;
+static _Atomic(or_fn) or_ptr = or_resolve;
+static _Atomic(or_new_fn) or_new_ptr = or_new_resolve;
+static _Atomic(nonzero_fn) nonzero_ptr = nonzero_resolve;
 static _Atomic(const char *) is_zero_name = "unresolved";
 static _Atomic(const char *) popcount_name = "unresolved";
+static _Atomic(const char *) or_name = "unresolved";
 
 static pthread_once_t simd_once = PTHREAD_ONCE_INIT;
 static uint32_t cpu_levels;
 static bool cpu_vpopcntdq;
 
-static void install(uint32_t level, bool no_vpopcntdq)
+/* One SIMD level's kernels; every kernel of the library is picked here. */
+struct kernels {
+	is_zero_fn is_zero;
+	popcount_fn popcount;
+	or_fn or_merge;
+	or_new_fn or_new;
+	const char *zn, *pn, *on;
+	nonzero_fn nonzero;             /* named as is_zero (same level) */
+};
+
+static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 {
-	is_zero_fn z = pgt__hal_is_zero_scalar;
-	popcount_fn pc = pgt__hal_popcount_scalar;
-	const char *zn = "scalar", *pn = "scalar";
+	struct kernels k = {
+		pgt__hal_is_zero_scalar, pgt__hal_popcount_scalar, pgt__hal_or_scalar,
+		pgt__hal_or_new_scalar, "scalar", "scalar", "scalar",
+		pgt__hal_nonzero_words_scalar,
+	};
 
 #if defined(__x86_64__)
 	switch (level) {
 	case PGT_SIMD_SSE2:
-		z = is_zero_sse2;
-		pc = popcount_sse2;
-		zn = pn = "sse2";
+		k = (struct kernels){ is_zero_sse2, popcount_sse2, or_sse2, or_new_sse2,
+				      "sse2", "sse2", "sse2", nonzero_sse2 };
 		break;
 	case PGT_SIMD_AVX2:
-		z = is_zero_avx2;
-		pc = popcount_avx2;
-		zn = pn = "avx2";
+		k = (struct kernels){ is_zero_avx2, popcount_avx2, or_avx2, or_new_avx2,
+				      "avx2", "avx2", "avx2", nonzero_avx2 };
 		break;
 	case PGT_SIMD_AVX512:
-		z = is_zero_avx512;
-		zn = "avx512bw";
+		k = (struct kernels){ is_zero_avx512, popcount_avx512bw, or_avx512, or_new_avx512bw,
+				      "avx512bw", "avx512bw", "avx512bw", nonzero_avx512 };
 		if (cpu_vpopcntdq && !no_vpopcntdq) {
-			pc = popcount_vpopcntdq;
-			pn = "avx512-vpopcntdq";
-		} else {
-			pc = popcount_avx512bw;
-			pn = "avx512bw";
+			k.popcount = popcount_vpopcntdq;
+			k.or_new = or_new_vpopcntdq;
+			k.pn = k.on = "avx512-vpopcntdq";
 		}
 		break;
 	}
 #elif defined(__aarch64__)
-	if (level == PGT_SIMD_NEON) {
-		z = is_zero_neon;
-		pc = popcount_neon;
-		zn = pn = "neon";
-	}
+	if (level == PGT_SIMD_NEON)
+		k = (struct kernels){ is_zero_neon, popcount_neon, or_neon, or_new_neon,
+				      "neon", "neon", "neon", nonzero_neon };
 #endif
 	(void)level;
 	(void)no_vpopcntdq;
-	atomic_store_explicit(&is_zero_name, zn, memory_order_relaxed);
-	atomic_store_explicit(&popcount_name, pn, memory_order_relaxed);
-	atomic_store_explicit(&is_zero_ptr, z, memory_order_relaxed);
-	atomic_store_explicit(&popcount_ptr, pc, memory_order_relaxed);
+	return k;
+}
+
+static void install(uint32_t level, bool no_vpopcntdq)
+{
+	struct kernels k = level_kernels(level, no_vpopcntdq);
+
+	atomic_store_explicit(&is_zero_name, k.zn, memory_order_relaxed);
+	atomic_store_explicit(&popcount_name, k.pn, memory_order_relaxed);
+	atomic_store_explicit(&or_name, k.on, memory_order_relaxed);
+	atomic_store_explicit(&is_zero_ptr, k.is_zero, memory_order_relaxed);
+	atomic_store_explicit(&popcount_ptr, k.popcount, memory_order_relaxed);
+	atomic_store_explicit(&or_ptr, k.or_merge, memory_order_relaxed);
+	atomic_store_explicit(&or_new_ptr, k.or_new, memory_order_relaxed);
+	atomic_store_explicit(&nonzero_ptr, k.nonzero, memory_order_relaxed);
 }
 
 static uint32_t best_level(uint32_t levels)
@@ -544,6 +810,29 @@ static uint64_t popcount_resolve(const uint64_t *words, size_t nwords)
 	return atomic_load_explicit(&popcount_ptr, memory_order_relaxed)(words, nwords);
 }
 
+static void or_resolve(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	atomic_load_explicit(&or_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&or_new_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
+}
+
+uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords)
+{
+	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
+}
+
 uint32_t pgt_hal_simd_available(void)
 {
 	pthread_once(&simd_once, simd_init);
@@ -558,6 +847,16 @@ bool pgt_hal_is_zero(const void *p, size_t len)
 uint64_t pgt_hal_popcount(const uint64_t *words, size_t nwords)
 {
 	return atomic_load_explicit(&popcount_ptr, memory_order_relaxed)(words, nwords);
+}
+
+void pgt_hal_or(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	atomic_load_explicit(&or_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+uint64_t pgt_hal_or_new(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	return atomic_load_explicit(&or_new_ptr, memory_order_relaxed)(dst, src, nwords);
 }
 
 int pgt__hal_force_simd(uint32_t level)
@@ -586,4 +885,10 @@ const char *pgt__hal_popcount_impl(void)
 {
 	pthread_once(&simd_once, simd_init);
 	return atomic_load_explicit(&popcount_name, memory_order_relaxed);
+}
+
+const char *pgt__hal_or_impl(void)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&or_name, memory_order_relaxed);
 }

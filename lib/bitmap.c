@@ -615,6 +615,108 @@ uint64_t pgt__bitmap_count_runs(const struct pgt_bitmap *b)
 	return runs;
 }
 
+/* ---- iteration per set bit ------------------------------------------- */
+
+/*
+ * Emit the bits of @v (word @w) into out[*n..cap). Returns false when @out
+ * filled before the word was done; *pos then names the next bit to visit.
+ */
+static inline bool emit_word(uint64_t v, size_t w, uint64_t *out, size_t *n, size_t cap,
+			     uint64_t *pos)
+{
+	uint64_t base = (uint64_t)w * 64;
+	size_t k = *n;
+
+	if (cap - k >= 64) {
+		/* Room for the whole word: no bound check per bit. */
+		for (; v; v &= v - 1)
+			out[k++] = base + ctz(v);
+		*n = k;
+		return true;
+	}
+	for (; v && k < cap; v &= v - 1)
+		out[k++] = base + ctz(v);
+	*n = k;
+	if (!v)
+		return true;
+	*pos = base + ctz(v);
+	return false;
+}
+
+/* Non-zero words of group @g at or after word @w0, as group_nonzero's mask. */
+static inline uint64_t group_from(const struct pgt_bitmap *b, size_t g, size_t w0)
+{
+	size_t first = g * PGT_BM_GROUP_WORDS;
+	/* SIMD compares; plain reads of atomic words as relaxed loads (the
+	 * layout is asserted identical) */
+	uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[first],
+					    group_end(b, g) - first);
+
+	return w0 > first ? nz & (~0ULL << (w0 - first)) : nz;
+}
+
+size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out, size_t cap)
+{
+	size_t nsw = sum_words(b), n = 0, w0;
+	uint64_t p = *pos;
+
+	if (p >= b->nbits || !cap)
+		return 0;
+	w0 = (size_t)(p / 64);
+	for (size_t sw = w0 / PGT_BM_GROUP_WORDS / SUMW_GROUPS; sw < nsw; sw++) {
+		uint64_t gm = atomic_load_explicit(&b->summary[sw], memory_order_relaxed);
+		size_t g0 = w0 / PGT_BM_GROUP_WORDS;
+
+		if (g0 >= sw * SUMW_GROUPS)
+			gm &= ~0ULL << (g0 - sw * SUMW_GROUPS);
+		for (; gm; gm &= gm - 1) {
+			size_t g = sw * SUMW_GROUPS + ctz(gm);
+
+			for (uint64_t nz = group_from(b, g, w0); nz; nz &= nz - 1) {
+				size_t w = g * PGT_BM_GROUP_WORDS + ctz(nz);
+				uint64_t v = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+
+				if (w == p / 64)
+					v &= ~0ULL << (p % 64);
+				if (!emit_word(v, w, out, &n, cap, pos))
+					return n;
+			}
+		}
+	}
+	*pos = b->nbits;
+	return n;
+}
+
+int pgt__bitmap_for_each_bit(const struct pgt_bitmap *b, pgt_bitmap_bit_fn fn, void *arg)
+{
+	uint64_t pos = 0, buf[1024];
+	size_t n;
+	int rc;
+
+	while ((n = pgt__bitmap_next_bits(b, &pos, buf, 1024)))
+		for (size_t i = 0; i < n; i++)
+			if ((rc = fn(arg, buf[i])))
+				return rc;
+	return 0;
+}
+
+uint64_t pgt__bitmap_find_next(const struct pgt_bitmap *b, uint64_t from)
+{
+	size_t w;
+	uint64_t v;
+
+	if (from >= b->nbits)
+		return b->nbits;
+	w = (size_t)(from / 64);
+	v = atomic_load_explicit(&b->words[w], memory_order_relaxed) & (~0ULL << (from % 64));
+	while (!v) {
+		if (++w >= b->nwords)
+			return b->nbits;
+		v = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+	}
+	return (uint64_t)w * 64 + ctz(v);
+}
+
 int pgt__bitmap_or(struct pgt_bitmap *dst, const struct pgt_bitmap *src)
 {
 	size_t nsw = sum_words(src);

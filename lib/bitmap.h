@@ -87,6 +87,30 @@ uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg
  */
 uint64_t pgt__bitmap_take_runs(struct pgt_bitmap *b, pgt_bitmap_run_fn fn, void *arg);
 
+/*
+ * Set bits at or after *pos in ascending order into @out (at most @cap);
+ * returns how many were written, 0 when there are no more. *pos moves to
+ * the next bit to look at, so repeated calls walk the whole bitmap. The
+ * cost is proportional to the set bits plus the summary words (the groups
+ * with no bits are skipped), not to nbits. Each call re-reads the group
+ * it resumes in (64 words): give it room for a few thousand bits on dense
+ * bitmaps. Relaxed loads: a concurrent setter's bit is seen or not.
+ */
+size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out,
+			     size_t cap);
+
+/* Visit every set bit in ascending order (through next_bits). Non-zero
+ * from @fn stops the walk and is returned. */
+typedef int (*pgt_bitmap_bit_fn)(void *arg, uint64_t bit);
+int pgt__bitmap_for_each_bit(const struct pgt_bitmap *b, pgt_bitmap_bit_fn fn, void *arg);
+
+/*
+ * The first set bit at or after @from, scanning word by word without the
+ * summary (Linux's find_next_bit); nbits when there is none. The reference
+ * the tests and the benchmark hold next_bits against.
+ */
+uint64_t pgt__bitmap_find_next(const struct pgt_bitmap *b, uint64_t from);
+
 /* dst |= src (same nbits, else -EINVAL). Cost proportional to src's set groups. */
 int pgt__bitmap_or(struct pgt_bitmap *dst, const struct pgt_bitmap *src);
 

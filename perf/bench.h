@@ -88,5 +88,6 @@ int bench_release(const struct bench_opts *o, struct json_object *results,
 int bench_numa_main(int argc, char **argv);
 /* offload too (bench_offload.c: device logs merged into views) */
 int bench_offload_main(int argc, char **argv);
+int bench_kernels_main(int argc, char **argv); /* bench_kernels.c: HAL kernels, bitmap iteration */
 
 #endif /* PGT_BENCH_H */

@@ -441,6 +441,7 @@ int main(int argc, char **argv)
 				return bench_numa_main(argc, argv);
 			if (!strcmp(argv[i], "offload"))
 				return bench_offload_main(argc, argv);
+			if (!strcmp(argv[i], "kernels")) return bench_kernels_main(argc, argv);
 			break;
 		}
 	}

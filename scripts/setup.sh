@@ -8,6 +8,7 @@ need_root() { [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (apt-get, huge
 PKGS=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libnuma-dev libhwloc-dev hwloc-nox libcmocka-dev libdpdk-dev
       libjson-c-dev libmicrohttpd-dev)
+PKGS+=(libroaring-dev)   # pgtrack-bench kernels: the CRoaring comparison (optional)
 CROSS_PKGS=(gcc-aarch64-linux-gnu qemu-user-static
             libcmocka-dev:arm64 libnuma-dev:arm64 libhwloc-dev:arm64 libjson-c-dev:arm64
             libmicrohttpd-dev:arm64)

@@ -179,6 +179,36 @@ struct pgt_zero_result {
  */
 int64_t pgt_zero_scan(pgt_region *r, uint32_t flags, struct pgt_zero_result *res);
 
+/** pgt_zero_pages() flags. */
+enum pgt_zero_pages_flags {
+	/* Report only resident pieces whose content is zero, not holes. */
+	PGT_ZERO_PAGES_RESIDENT = 1u << 0,
+};
+
+/**
+ * pgt_zero_pages() - Which 4 KiB pieces of guest range [@gpa, @gpa + @len)
+ * of @r read as zero, for a migration stream that sends a marker instead.
+ * Nothing is faulted in. @bitmap (KVM layout, bit i = the piece at
+ * @gpa + i * 4 KiB, ceil(len / 256 KiB) words) is overwritten: set = zero.
+ * Always 4 KiB pieces, also on 2 MiB pages. Zero are: holes of private
+ * anonymous memory (anon, THP, MAP_HUGETLB) and of memfd/shmem files
+ * (SEEK_DATA), pieces mapping the zero page (PAGEMAP_SCAN PAGE_IS_PFNZERO)
+ * and resident pieces whose bytes are all zero (hugetlbfs pieces not
+ * mapped here are read through the fd: a hole reads as zeros there without
+ * allocating). Never reported: swapped pieces, holes of shared anonymous memory and of
+ * private file mappings (their content is unknown without reading). A
+ * piece may be written right after the call: the caller pauses the guest
+ * or re-sends pieces the dirty log reports.
+ * Returns: the number of zero pieces; -EINVAL (NULL @r, unknown flag,
+ * @gpa or @len not 4 KiB multiples, NULL @bitmap with @len), -ERANGE
+ * (range outside @r), -ENOMEM. @bitmap is untouched on an argument error
+ * and zeroed on another error. With PGT_ZERO_PAGES_RESIDENT only pieces
+ * holding memory of their own are reported (no holes, no zero-page maps).
+ */
+PGT_EXPERIMENTAL
+int64_t pgt_zero_pages(pgt_region *r, uint64_t gpa, uint64_t len, unsigned long *bitmap,
+		       uint32_t flags);
+
 /* ------------------------------------------------------------------ */
 /* Write and touch age                                                 */
 /* ------------------------------------------------------------------ */

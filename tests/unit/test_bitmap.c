@@ -537,6 +537,94 @@ static void random_op(struct pgt_bitmap *b, struct model *m, uint64_t *s)
 	}
 }
 
+/* ---- iteration per set bit ---- */
+
+/*
+ * Walk @b with next_bits in batches of @cap from a cursor @from, checking
+ * each bit against the model and the find_next reference loop.
+ */
+static void iter_check(const struct pgt_bitmap *b, const struct model *m, uint64_t from,
+		       size_t cap)
+{
+	uint64_t pos = from, out[300], ref = pgt__bitmap_find_next(b, from), want = from;
+	size_t n;
+
+	while (want < m->n && !m->bit[want])
+		want++;
+	CHECK(ref == want, "find_next(%llu) = %llu, want %llu", (unsigned long long)from,
+	      (unsigned long long)ref, (unsigned long long)want);
+	while ((n = pgt__bitmap_next_bits(b, &pos, out, cap))) {
+		CHECK(n <= cap, "next_bits wrote %zu > cap %zu", n, cap);
+		for (size_t i = 0; i < n; i++) {
+			CHECK(out[i] == ref, "next_bits[%zu] = %llu, find_next loop says %llu (cap %zu)",
+			      i, (unsigned long long)out[i], (unsigned long long)ref, cap);
+			CHECK(m->bit[out[i]], "bit %llu not set", (unsigned long long)out[i]);
+			ref = pgt__bitmap_find_next(b, ref + 1);
+		}
+		CHECK(pos <= m->n, "cursor %llu beyond nbits", (unsigned long long)pos);
+	}
+	CHECK(ref == m->n, "next_bits stopped before %llu (from %llu, cap %zu)",
+	      (unsigned long long)ref, (unsigned long long)from, cap);
+}
+
+static int count_bit(void *arg, uint64_t bit)
+{
+	uint64_t *c = arg;
+
+	(void)bit;
+	return ++c[0] == c[1] ? 7 : 0;
+}
+
+static void test_iterate(void **state)
+{
+	static const double dens[] = { 0, 1e-5, 0.002, 0.05, 0.5, 0.97, 1 };
+	static const size_t caps[] = { 1, 3, 64, 65, 300 };
+	uint64_t s = pgt_test_seed();
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(edge_sizes) / sizeof(edge_sizes[0]); k++) {
+		for (size_t d = 0; d < sizeof(dens) / sizeof(dens[0]); d++) {
+			uint64_t n = edge_sizes[k], thr = (uint64_t)(dens[d] * 1048576.0), c[2];
+			struct pgt_bitmap b;
+			struct model m;
+
+			snprintf(ctx, sizeof(ctx), "iterate n %llu density %g",
+				 (unsigned long long)n, dens[d]);
+			assert_int_equal(pgt__bitmap_init(&b, n), 0);
+			model_init(&m, n);
+			for (uint64_t i = 0; i < n; i++) {
+				if (pgt_test_rand(&s) % 1048576 < thr) {
+					pgt__bitmap_set(&b, i);
+					m.bit[i] = true;
+				}
+			}
+			/* a lone bit at each end, past any group of bits */
+			if (dens[d] > 0 && dens[d] < 0.01) {
+				pgt__bitmap_set(&b, n - 1);
+				m.bit[n - 1] = true;
+			}
+			for (size_t ci = 0; ci < sizeof(caps) / sizeof(caps[0]); ci++) {
+				iter_check(&b, &m, 0, caps[ci]);
+				iter_check(&b, &m, rnd(&s, n), caps[ci]);
+			}
+			iter_check(&b, &m, n - 1, 2);
+			iter_check(&b, &m, n, 2);
+			c[0] = 0;
+			c[1] = 0;
+			assert_int_equal(pgt__bitmap_for_each_bit(&b, count_bit, c), 0);
+			CHECK(c[0] == model_count(&m), "for_each_bit saw %llu", (unsigned long long)c[0]);
+			if (c[0] > 2) {
+				c[1] = c[0] / 2;
+				c[0] = 0;
+				assert_int_equal(pgt__bitmap_for_each_bit(&b, count_bit, c), 7);
+				CHECK(c[0] == c[1], "for_each_bit went on after a stop");
+			}
+			model_fini(&m);
+			pgt__bitmap_fini(&b);
+		}
+	}
+}
+
 static void test_differential(void **state)
 {
 	static const uint64_t sizes[] = {
@@ -841,6 +929,7 @@ int main(void)
 		cmocka_unit_test(test_range_edges),
 		cmocka_unit_test(test_validate_catches),
 		cmocka_unit_test(test_differential),
+		cmocka_unit_test(test_iterate),
 		cmocka_unit_test(test_concurrent_take),
 	};
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * HAL: host facts, the cycle counter, and every SIMD implementation of the
- * zero check and popcount against plain reference loops.
+ * zero check, popcount and OR-merge against plain reference loops.
  *
  * Each SIMD level is its own test so a level the CPU lacks shows up as a
  * skip with the reason, never as a silent pass.
@@ -509,6 +509,133 @@ static void test_popcount(void **state)
 	free(buf);
 }
 
+/* ---- OR-merge ---------------------------------------------------------- */
+
+#define OR_MAX 300                      /* words */
+#define OR_GUARD 0x5a5a5a5a5a5a5a5aull
+
+static uint64_t *or_want;               /* the expected words, BIG / 8 + 32 */
+
+/*
+ * Merge @n words at word offsets @doff/@soff within a line with both
+ * pgt_hal_or() and pgt_hal_or_new(), against the plain loop. Guard words
+ * around dst catch an over-write, all-ones words around src an over-read
+ * that would leak into the count.
+ */
+static void or_check(uint64_t *dbuf, uint64_t *sbuf, const uint64_t *d0, size_t doff,
+		     size_t soff, size_t n)
+{
+	uint64_t *d = dbuf + 8 + doff, *s = sbuf + 8 + soff, want_new = 0, *want = or_want;
+
+	for (size_t i = 0; i < n + 16; i++)
+		dbuf[i] = OR_GUARD;
+	memcpy(d, d0, n * 8);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t added = s[i] & ~d0[i];
+
+		want_new += ref_popcount(&added, 1);
+		want[i] = d0[i] | s[i];
+	}
+	if (pgt_hal_or_new(d, s, n) != want_new)
+		fail_msg("or_new(doff %zu soff %zu n %zu) count %llu", doff, soff, n,
+			 (unsigned long long)want_new);
+	if (memcmp(d, want, n * 8) || dbuf[7 + doff] != OR_GUARD || d[n] != OR_GUARD)
+		fail_msg("or_new(doff %zu soff %zu n %zu) wrong words", doff, soff, n);
+	memcpy(d, d0, n * 8);
+	pgt_hal_or(d, s, n);
+	if (memcmp(d, want, n * 8) || dbuf[7 + doff] != OR_GUARD || d[n] != OR_GUARD)
+		fail_msg("or(doff %zu soff %zu n %zu) wrong words", doff, soff, n);
+}
+
+static void test_or(void **state)
+{
+	const struct level *l = *state;
+	const size_t bign = BIG / 8;
+	uint64_t rs = seed ^ 0x2545f4914f6cdd1dull;
+	uint64_t *dbuf, *sbuf, *d0;
+
+	use_level(l, true);
+	if (strcmp(pgt__hal_or_impl(), l->popcount_impl))
+		fail_msg("%s: or-merge is %s", l->name, pgt__hal_or_impl());
+	pgt_hal_or(NULL, NULL, 0);
+	assert_int_equal(pgt_hal_or_new(NULL, NULL, 0), 0);
+	dbuf = xalloc(64, (bign + 32) * 8);
+	sbuf = xalloc(64, (bign + 32) * 8);
+	d0 = xalloc(64, (bign + 32) * 8);
+	or_want = xalloc(64, (bign + 32) * 8);
+	for (size_t i = 0; i < bign + 32; i++)
+		sbuf[i] = ~0ull;
+
+	/* Every pair of word offsets in a line (the 8-byte alignments 0..63). */
+	for (size_t doff = 0; doff < 8; doff++) {
+		for (size_t soff = 0; soff < 8; soff++) {
+			int mode = (int)((doff * 8 + soff) % 5);
+
+			for (size_t i = 0; i < OR_MAX; i++) {
+				d0[i] = fill_word(&rs, (mode + 2) % 5);
+				sbuf[8 + soff + i] = fill_word(&rs, mode);
+			}
+			for (size_t n = 0; n <= OR_MAX; n++)
+				or_check(dbuf, sbuf, d0, doff, soff, n);
+			for (size_t i = 0; i < OR_MAX; i++)
+				sbuf[8 + soff + i] = ~0ull;
+		}
+	}
+
+	/* 2 MiB of words, and one less (a tail after the big loop). */
+	for (int mode = 0; mode < 3; mode++) {
+		for (size_t i = 0; i < bign; i++) {
+			d0[i] = fill_word(&rs, (mode + 2) % 5);
+			sbuf[8 + 3 + i] = fill_word(&rs, mode);
+		}
+		or_check(dbuf, sbuf, d0, 5, 3, bign);
+		or_check(dbuf, sbuf, d0, 5, 3, bign - 1);
+	}
+	free(dbuf);
+	free(sbuf);
+	free(d0);
+	free(or_want);
+}
+
+/* ---- non-zero word mask ------------------------------------------------ */
+
+static void test_nonzero(void **state)
+{
+	const struct level *l = *state;
+	uint64_t rs = seed ^ 0x6a09e667f3bcc909ull, buf[64 + 8 + 72];
+
+	use_level(l, false);
+	assert_int_equal(pgt_hal_nonzero_words(NULL, 0), 0);
+	/* every word offset, every length 0..70 (capped at 64), sparse and dense,
+	 * non-zero words around the range so an over-read shows */
+	for (size_t off = 0; off < 8; off++) {
+		for (int rep = 0; rep < 40; rep++) {
+			uint64_t *w = buf + 8 + off;
+
+			for (size_t i = 0; i < sizeof(buf) / 8; i++)
+				buf[i] = 1;
+			for (size_t i = 0; i < 70; i++) {
+				int r = (int)(pgt_test_rand(&rs) % 4);
+
+				w[i] = r == 0 ? 0 : r == 1 ? 1ull << (pgt_test_rand(&rs) % 64) :
+				       r == 2 ? 0 : pgt_test_rand(&rs);
+				if (rep % 5 == 0)
+					w[i] = rep % 10 ? 0 : w[i] | 1;
+			}
+			for (size_t n = 0; n <= 70; n++) {
+				uint64_t got = pgt_hal_nonzero_words(w, n), want = 0;
+
+				for (size_t i = 0; i < n && i < 64; i++)
+					want |= (uint64_t)(w[i] != 0) << i;
+				if (got != want)
+					fail_msg("nonzero(off %zu, n %zu) = %#llx, want %#llx", off, n,
+						 (unsigned long long)got, (unsigned long long)want);
+				assert_int_equal(pgt__hal_nonzero_words_scalar(w, n), want);
+			}
+		}
+	}
+}
+
 /* ---- informative throughput -------------------------------------------- */
 
 static void test_throughput(void **state)
@@ -567,6 +694,8 @@ int main(void)
 		 */
 		LEVEL_TEST("is_zero/scalar", test_is_zero, L_SCALAR),
 		LEVEL_TEST("popcount/scalar", test_popcount, L_SCALAR),
+		LEVEL_TEST("or/scalar", test_or, L_SCALAR),
+		LEVEL_TEST("nonzero/scalar", test_nonzero, L_SCALAR),
 #if defined(__x86_64__)
 		LEVEL_TEST("is_zero/sse2", test_is_zero, L_SSE2),
 		LEVEL_TEST("is_zero/avx2", test_is_zero, L_AVX2),
@@ -575,9 +704,18 @@ int main(void)
 		LEVEL_TEST("popcount/avx2", test_popcount, L_AVX2),
 		LEVEL_TEST("popcount/avx512bw", test_popcount, L_AVX512BW),
 		LEVEL_TEST("popcount/avx512-vpopcntdq", test_popcount, L_AVX512_VPOPCNTDQ),
+		LEVEL_TEST("or/sse2", test_or, L_SSE2),
+		LEVEL_TEST("or/avx2", test_or, L_AVX2),
+		LEVEL_TEST("or/avx512bw", test_or, L_AVX512BW),
+		LEVEL_TEST("or/avx512-vpopcntdq", test_or, L_AVX512_VPOPCNTDQ),
+		LEVEL_TEST("nonzero/sse2", test_nonzero, L_SSE2),
+		LEVEL_TEST("nonzero/avx2", test_nonzero, L_AVX2),
+		LEVEL_TEST("nonzero/avx512bw", test_nonzero, L_AVX512BW),
 #elif defined(__aarch64__)
 		LEVEL_TEST("is_zero/neon", test_is_zero, L_NEON),
 		LEVEL_TEST("popcount/neon", test_popcount, L_NEON),
+		LEVEL_TEST("or/neon", test_or, L_NEON),
+		LEVEL_TEST("nonzero/neon", test_nonzero, L_NEON),
 #endif
 		cmocka_unit_test_teardown(test_throughput, restore_default),
 	};
