@@ -11,6 +11,7 @@
 #include "pgtrack/pgtrack.h"
 #include "pgtrack/probe.h"
 #include "lib/bitmap.h"
+#include "lib/fpstore.h"
 #include "hal/compat_uapi.h"
 #include "lib/bits.h"
 #include "numa/numa_pvt.h"
@@ -96,6 +97,10 @@ struct pgt_dirty_view {
 	struct pgt_shardmap bm; /* pages written since this view's last harvest,
 	                         * one shard per node (numa/shard.c) */
 	uint64_t epoch;
+	/* refine.c: pieces changed that this view has not reported, and the
+	 * pieces its last harvest reported */
+	uint64_t *sub;
+	uint64_t *unc;
 };
 
 struct pgt_region {
@@ -165,6 +170,8 @@ struct pgt_region {
 	/* offload.c: devices attached here (changed under harvest_lock);
 	 * region_dpdk.c: the memzone of a PGT_BACKING_DPDK region */
 	_Atomic unsigned offload_refs;
+	/* refine.c: sub-page refinement state, NULL when off (harvest_lock) */
+	struct pgt_refine *refine;
 	const void *bpriv;
 };
 
@@ -277,6 +284,20 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
  * (offload.c). Returns the set bits of @words.
  */
 uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n);
+
+/* ---- refine.c (harvest_lock held unless said) ---- */
+struct pgt_refine;
+void pgt__refine_fini(struct pgt_region *r);
+size_t pgt__refine_bytes(const struct pgt_region *r);
+size_t pgt__refine_view_bytes(const struct pgt_region *r);
+int pgt__refine_view_init(struct pgt_region *r, struct pgt_dirty_view *v);
+void pgt__refine_view_fini(struct pgt_dirty_view *v);
+/* Whether @v's harvests are refined (region refines, caller's view). */
+static inline bool pgt__refine_on(const struct pgt_dirty_view *v)
+{
+	return v->r && v->r->refine && !v->internal && v->sub;
+}
+int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize);
 
 /* ---- offload.c ---- */
 struct pgt_ofl_io;
