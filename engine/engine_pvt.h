@@ -101,6 +101,7 @@ struct pgt_dirty_view {
 	 * pieces its last harvest reported */
 	uint64_t *sub;
 	uint64_t *unc;
+	bool norefine;              /* pgt_dirty_view_refine(v, false) */
 };
 
 struct pgt_region {
@@ -295,7 +296,7 @@ void pgt__refine_view_fini(struct pgt_dirty_view *v);
 /* Whether @v's harvests are refined (region refines, caller's view). */
 static inline bool pgt__refine_on(const struct pgt_dirty_view *v)
 {
-	return v->r && v->r->refine && !v->internal && v->sub;
+	return v->r && v->r->refine && !v->internal && v->sub && !v->norefine;
 }
 int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize);
 

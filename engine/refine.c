@@ -159,6 +159,29 @@ int pgt__refine_view_init(struct pgt_region *r, struct pgt_dirty_view *v)
 	return 0;
 }
 
+PGT_EXPORT int pgt_dirty_view_refine(pgt_dirty_view *v, bool on)
+{
+	struct pgt_region *r = v ? v->r : NULL;
+	size_t n;
+
+	if (!r || v->internal)
+		return -EINVAL;
+	pthread_mutex_lock(&r->harvest_lock);
+	if (!r->refine || !v->sub) {
+		pthread_mutex_unlock(&r->harvest_lock);
+		return -EINVAL;
+	}
+	n = r->npages * r->refine->mw;
+	if (on && v->norefine) {
+		/* changes went unrecorded while off: the next look is whole */
+		memset(v->sub, 0xff, n * sizeof(uint64_t));
+		memset(v->unc, 0, n * sizeof(uint64_t));
+	}
+	v->norefine = !on;
+	pthread_mutex_unlock(&r->harvest_lock);
+	return 0;
+}
+
 void pgt__refine_view_fini(struct pgt_dirty_view *v)
 {
 	free(v->sub);

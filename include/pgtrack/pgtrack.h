@@ -491,6 +491,15 @@ PGT_EXPERIMENTAL int pgt_region_refine(pgt_region *r, int mode);
  */
 PGT_EXPERIMENTAL int pgt_region_refine_mode(const pgt_region *r);
 
+/**
+ * pgt_dirty_view_refine() - Turn refinement off (@on false) for one view of
+ * a refining region, so its harvests report whole large pages (a sampler
+ * counting pages), or back on: its next harvest of each page then reports
+ * the page whole (changes while off were not recorded for it).
+ * Returns: 0, or -EINVAL (NULL, a region that does not refine).
+ */
+PGT_EXPERIMENTAL int pgt_dirty_view_refine(pgt_dirty_view *v, bool on);
+
 /* ------------------------------------------------------------------ */
 /* First touch                                                         */
 /* ------------------------------------------------------------------ */

@@ -214,7 +214,7 @@ static void test_one_word(void **state)
 {
 	struct pgt_run runs[16];
 	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
-	pgt_dirty_view *v;
+	pgt_dirty_view *v, *v2;
 	struct fx f;
 	int ret;
 
@@ -257,6 +257,18 @@ static void test_one_word(void **state)
 	assert_int_equal(f.mem[4096], 0);
 	assert_int_equal(pgt_dirty_harvest(v, &h), 1);
 	assert_int_equal(runs[0].gpa, GPA0 + 4096);
+	/* a view with refinement off reports 2 MiB pages */
+	assert_int_equal(pgt_dirty_view_refine(NULL, false), -EINVAL);
+	assert_int_equal(pgt_dirty_view_open(f.r, &v2), 0);
+	assert_int_equal(pgt_dirty_view_refine(v2, false), 0);
+	f.mem[3 * 2 * MiB + 77] = 5;
+	assert_int_equal(pgt_dirty_harvest(v2, &h), 1);
+	assert_int_equal(h.page_size, 2 * MiB);
+	assert_int_equal(runs[0].gpa, GPA0 + 3 * 2 * MiB);
+	assert_int_equal(pgt_dirty_harvest(v, &h), 1);  /* the other view: refined */
+	assert_int_equal(h.page_size, 4096);
+	assert_int_equal(runs[0].gpa, GPA0 + 3 * 2 * MiB);
+	pgt_dirty_view_close(v2);
 	pgt_dirty_view_close(v);
 	pgt_engine_close(f.eng);
 }
