@@ -48,9 +48,15 @@ struct mctx {
 	struct dest dst;
 	uint8_t *vbuf;            /* verify: units read back */
 	double rate;              /* bytes/s */
-	unsigned long *bm;        /* pages to send this round */
+	unsigned long *bm;        /* granules to send this round */
 	unsigned long *resent;    /* pages sent after round 1 started */
 	unsigned long *tmp;
+	unsigned long *seen;      /* pages with a granule sent this round */
+	/* what a harvest reports: pages, or 4 KiB pieces when refining */
+	unsigned gshift;
+	uint64_t gupp;            /* units per granule */
+	uint64_t ngran;
+	size_t gwords;
 	uint64_t link_t0;         /* link schedule: when the link is free again */
 	uint64_t link_bytes;
 };
@@ -224,45 +230,70 @@ static void link_reset(struct mctx *x)
 	x->link_bytes = 0;
 }
 
-/* Send every page set in x->bm; returns pages sent, adds bytes to *bytes. */
+/* Non-released bytes of page @p: what sending it whole would cost. */
+static uint64_t page_bytes(struct sim *s, uint64_t p)
+{
+	uint64_t b = 0;
+
+	for (uint64_t u = p * s->units_per_page; u < (p + 1) * s->units_per_page; u++)
+		b += sim_unit_released(s, u) ? 0 : SIM_UNIT;
+	return b;
+}
+
+/* Copy granule @g's units, pacing the link; returns bytes copied. */
+static uint64_t send_granule(struct mctx *x, uint64_t g, uint64_t *pending)
+{
+	uint64_t bytes = 0, u0 = g * x->gupp;
+
+	for (uint64_t u = u0; u < u0 + x->gupp; u += BATCH_UNITS) {
+		uint64_t n = u0 + x->gupp - u < BATCH_UNITS ? u0 + x->gupp - u : BATCH_UNITS;
+		uint64_t b = copy_units(x, u, n);
+
+		bytes += b;
+		*pending += b;
+		if (*pending >= BATCH_UNITS * SIM_UNIT) {
+			pace(x, *pending);
+			*pending = 0;
+		}
+	}
+	return bytes;
+}
+
+/* Send every granule set in x->bm; returns granules sent, adds bytes to
+ * *bytes and what whole pages would have cost to m->bytes_2m. */
 static uint64_t send_bitmap(struct mctx *x, bool resend, uint64_t *bytes)
 {
 	struct sim *s = x->s;
-	uint64_t pages = 0, pending = 0, upp = s->units_per_page;
+	uint64_t n = 0, pending = 0;
 
-	for (uint64_t w = 0; w < s->words; w++) {
+	memset(x->seen, 0, s->words * sizeof(unsigned long));
+	for (uint64_t w = 0; w < x->gwords; w++) {
 		unsigned long word = x->bm[w];
 
 		while (word) {
-			uint64_t p = w * SIM_BITS + (uint64_t)__builtin_ctzl(word);
+			uint64_t g = w * SIM_BITS + (uint64_t)__builtin_ctzl(word);
+			uint64_t p = (g << x->gshift) >> s->page_shift;
 
 			word &= word - 1;
-			for (uint64_t u = p * upp; u < (p + 1) * upp; u += BATCH_UNITS) {
-				uint64_t n = upp - (u - p * upp) < BATCH_UNITS ? upp - (u - p * upp)
-									       : BATCH_UNITS;
-				uint64_t b = copy_units(x, u, n);
-
-				*bytes += b;
-				pending += b;
-				if (pending >= BATCH_UNITS * SIM_UNIT) {
-					pace(x, pending);
-					pending = 0;
-				}
-			}
+			*bytes += send_granule(x, g, &pending);
 			if (resend)
 				set_bit(x->resent, p);
-			pages++;
+			if (!test_bit(x->seen, p)) {
+				set_bit(x->seen, p);
+				x->m->bytes_2m += page_bytes(s, p);
+			}
+			n++;
 		}
 	}
 	if (pending)
 		pace(x, pending);
-	return pages;
+	return n;
 }
 
 static int64_t harvest_into(struct mctx *x, pgt_dirty_view *v, unsigned long *bm)
 {
 	struct pgt_harvest h = {
-		.size = sizeof(h), .bitmap = bm, .bitmap_words = x->s->words,
+		.size = sizeof(h), .bitmap = bm, .bitmap_words = x->gwords,
 	};
 
 	return pgt_dirty_harvest(v, &h);
@@ -381,13 +412,19 @@ static void *mig_main(void *arg)
 	 * zero at the destination already). */
 	if (s->cfg.touch) {
 		touched = calloc(s->words, sizeof(*touched));
-		if (!touched || pgt_touched_bitmap(s->r, x->bm, s->words) < 0) {
+		if (!touched || pgt_touched_bitmap(s->r, touched, s->words) < 0) {
 			m->error = -ENOMEM;
 			goto out;
 		}
-	} else {
-		for (uint64_t p = 0; p < s->npages; p++)
-			set_bit(x->bm, p);
+	}
+	memset(x->bm, 0, x->gwords * sizeof(unsigned long));
+	for (uint64_t p = 0; p < s->npages; p++) {
+		uint64_t per = s->info.page_size >> x->gshift;
+
+		if (touched && !test_bit(touched, p))
+			continue;
+		for (uint64_t g = p * per; g < (p + 1) * per; g++)
+			set_bit(x->bm, g);
 	}
 	sim_event(s, "migrate @ %g Gbit/s: round 1 (all touched memory), budget %g ms",
 		  m->link_gbit, m->budget_ms);
@@ -411,7 +448,7 @@ static void *mig_main(void *arg)
 			goto out;
 		}
 		m->view_pages += (uint64_t)n;
-		est = (double)((uint64_t)n << s->page_shift) / x->rate * 1000;
+		est = (double)((uint64_t)n << x->gshift) / x->rate * 1000;
 		add_round(m, round, pages, bytes, secs, est);
 		if (round > 1 || !s->quiet)
 			sim_event(s, "migrate @ %g Gbit/s: round %u sent %" PRIu64 " pages in %.2f s; "
@@ -440,7 +477,7 @@ static void *mig_main(void *arg)
 	/* What the loop's last harvest left is still in bm: add the rest. */
 	n = harvest_into(x, v, x->tmp);
 	if (n >= 0)
-		for (size_t w = 0; w < s->words; w++)
+		for (size_t w = 0; w < x->gwords; w++)
 			x->bm[w] |= x->tmp[w];
 	atomic_store(&s->shadow_on, false);
 	if (n < 0) {
@@ -454,7 +491,7 @@ static void *mig_main(void *arg)
 	m->final_pages = send_bitmap(x, true, &bytes);
 	m->pages_sent += m->final_pages;
 	m->bytes_sent += bytes;
-	m->est_downtime_ms = (double)(m->final_pages << s->page_shift) / x->rate * 1000;
+	m->est_downtime_ms = (double)(m->final_pages << x->gshift) / x->rate * 1000;
 	m->downtime_ms = (double)(sim_now_ns() - t) / 1e6;
 	add_round(m, round + 1, m->final_pages, bytes, m->downtime_ms / 1000, m->est_downtime_ms);
 	if (touched && pgt_touched_bitmap(s->r, touched, s->words) < 0) {
@@ -489,11 +526,18 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	x->s = s;
 	x->m = m;
 	x->rate = m->link_gbit * 1e9 / 8;
-	x->bm = calloc(s->words, sizeof(unsigned long));
+	x->gshift = s->refining ? SIM_UNIT_SHIFT : s->page_shift;
+	x->gupp = (uint64_t)1 << (x->gshift - SIM_UNIT_SHIFT);
+	x->ngran = s->info.length >> x->gshift;
+	x->gwords = (x->ngran + SIM_BITS - 1) / SIM_BITS;
+	m->refine = s->refining;
+	m->granule = (uint64_t)1 << x->gshift;
+	x->bm = calloc(x->gwords, sizeof(unsigned long));
 	x->resent = calloc(s->words, sizeof(unsigned long));
-	x->tmp = calloc(s->words, sizeof(unsigned long));
+	x->tmp = calloc(x->gwords, sizeof(unsigned long));
+	x->seen = calloc(s->words, sizeof(unsigned long));
 	x->vbuf = malloc(BATCH_UNITS * SIM_UNIT);
-	if (!x->bm || !x->resent || !x->tmp || !x->vbuf) {
+	if (!x->bm || !x->resent || !x->tmp || !x->seen || !x->vbuf) {
 		ret = -ENOMEM;
 		goto err;
 	}
@@ -514,6 +558,7 @@ err:
 	free(x->bm);
 	free(x->resent);
 	free(x->tmp);
+	free(x->seen);
 	free(x);
 	return ret;
 }
@@ -531,6 +576,7 @@ void sim_migration_join(struct sim *s, struct migration *m)
 	free(x->bm);
 	free(x->resent);
 	free(x->tmp);
+	free(x->seen);
 	free(x);
 	m->priv = NULL;
 }
