@@ -330,6 +330,11 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if ((n = PGT_ARG_IN(h, v1)))
 		return n;
 	has_psize = h->size >= v1 + sizeof(h->page_size);
+	if (h->size >= offsetof(struct pgt_harvest, data_len) + sizeof(h->data_len)) {
+		h->data_len = 0;
+		if (h->data && !pgt__refine_on(v))
+			return -EINVAL;
+	}
 	if (h->flags)
 		return -EINVAL;
 	r = v->r;
@@ -349,7 +354,8 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (n < 0)
 		goto out;
 	if (pgt__refine_on(v)) {
-		n = pgt__refine_harvest(v, h, has_psize);
+		n = pgt__refine_harvest(v, h, has_psize,
+					h->size >= offsetof(struct pgt_harvest, data_len) + 8);
 		if (n >= 0)
 			h->epoch = ++v->epoch;
 		goto out;

@@ -298,7 +298,8 @@ static inline bool pgt__refine_on(const struct pgt_dirty_view *v)
 {
 	return v->r && v->r->refine && !v->internal && v->sub && !v->norefine;
 }
-int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize);
+int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
+			    bool has_data);
 
 /* ---- offload.c ---- */
 struct pgt_ofl_io;

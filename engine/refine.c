@@ -288,7 +288,42 @@ static void untake(struct pgt_region *r, struct pgt_dirty_view *v)
 		}
 }
 
-int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize)
+/*
+ * Copy every reported piece to @data and store its state from the copy: a
+ * piece the guest wrote since it was hashed now has the copy's fingerprint,
+ * and the other views, whose consumers did not get this copy, must look at
+ * it again.
+ */
+static void copy_out(struct pgt_region *r, struct pgt_dirty_view *v, uint8_t *data)
+{
+	struct pgt_refine *f = r->refine;
+
+	for (size_t w = 0; w < f->scratch_words; w++)
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+			const uint8_t *addr = pgt__page_addr(r, p);
+			bool res = resident(addr, r->page_size);
+
+			for (unsigned k = 0; k < f->fp.pieces; k++) {
+				uint64_t i = p * f->fp.pieces + k;
+
+				if (!(f->out[i / 64] & (1ull << (i % 64))))
+					continue;
+				if (res)
+					memcpy(data, addr + (size_t)k * PGT_FP_PIECE, PGT_FP_PIECE);
+				else
+					memset(data, 0, PGT_FP_PIECE);
+				if (pgt__fpstore_settle(&f->fp, p, k, data))
+					for (struct pgt_dirty_view *o = r->views; o; o = o->next)
+						if (o != v && pgt__refine_on(o))
+							o->sub[i / 64] |= 1ull << (i % 64);
+				data += PGT_FP_PIECE;
+			}
+		}
+}
+
+int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
+			    bool has_data)
 {
 	struct pgt_region *r = v->r;
 	struct pgt_refine *f = r->refine;
@@ -316,10 +351,22 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 			return -ENOBUFS;
 		}
 	}
+	if (has_data && h->data) {
+		h->data_len = c * PGT_FP_PIECE;
+		if (h->data_cap < h->data_len) {
+			untake(r, v);
+			return -ENOBUFS;
+		}
+		copy_out(r, v, h->data);
+	}
 	if (h->bitmap)
 		emit_bitmap(r, h->bitmap, h->bitmap_words);
-	/* what this harvest reports is uncertain until the view's next harvest */
-	memcpy(v->unc, f->out, r->npages * f->mw * sizeof(uint64_t));
+	/* what this harvest reports is uncertain until the view's next harvest,
+	 * unless the consumer got the very bytes the fingerprints describe */
+	if (has_data && h->data)
+		memset(v->unc, 0, r->npages * f->mw * sizeof(uint64_t));
+	else
+		memcpy(v->unc, f->out, r->npages * f->mw * sizeof(uint64_t));
 	h->dirty_pages = c;
 	if (has_psize)
 		h->page_size = PGT_FP_PIECE;

@@ -127,3 +127,21 @@ unsigned pgt__fpstore_update(struct pgt_fpstore *s, uint64_t page, const void *m
 	return update_shadow(s, s->shadow + (size_t)page * s->pieces * PGT_FP_PIECE, mem, known,
 			     mask);
 }
+
+bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const void *data)
+{
+	size_t i = (size_t)page * s->pieces + k;
+	uint32_t c;
+
+	if (s->kind == PGT_FP_CRC) {
+		pgt_hal_crc32c_4k(data, 1, &c);
+		if (c == s->fp[i])
+			return false;
+		s->fp[i] = c;
+		return true;
+	}
+	if (!memcmp(s->shadow + i * PGT_FP_PIECE, data, PGT_FP_PIECE))
+		return false;
+	memcpy(s->shadow + i * PGT_FP_PIECE, data, PGT_FP_PIECE);
+	return true;
+}

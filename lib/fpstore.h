@@ -58,6 +58,13 @@ size_t pgt__fpstore_bytes(const struct pgt_fpstore *s);
 unsigned pgt__fpstore_update(struct pgt_fpstore *s, uint64_t page, const void *mem,
 			     uint64_t *mask);
 
+/*
+ * Store piece @k of page @page as the bytes at @data (what a consumer was
+ * given, which may differ from what update() saw if the guest wrote in
+ * between). Returns true when that differs from the stored state.
+ */
+bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const void *data);
+
 /* Forget the stored state of every page (next update reports them whole). */
 void pgt__fpstore_forget(struct pgt_fpstore *s);
 

@@ -405,6 +405,15 @@ struct pgt_run {
  *                @bitmap_words must cover length / 4096 bits. Written only
  *                when @size covers it (a caller built before this field
  *                knows the granularity from its own pgt_region_refine() call).
+ * @data:         optional, refining views only: receives a copy of every
+ *                reported 4 KiB piece, in bitmap/run order, 4 KiB each. The
+ *                fingerprints then describe exactly these bytes, so a
+ *                consumer that sends them (instead of reading guest memory
+ *                after the harvest) gets no piece re-sent for safety; see
+ *                pgt_region_refine(). NULL to skip.
+ * @data_cap:     bytes at @data; -ENOBUFS (nothing consumed, @data_len says
+ *                how many are needed) when too small.
+ * @data_len:     out: bytes written to @data.
  */
 struct pgt_harvest {
 	uint32_t size;
@@ -417,6 +426,9 @@ struct pgt_harvest {
 	uint64_t dirty_pages;
 	uint64_t epoch;
 	uint64_t page_size;
+	void *data;
+	uint64_t data_cap;
+	uint64_t data_len;
 };
 
 /**
@@ -479,7 +491,16 @@ enum pgt_refine_mode {
  * device) are reported when their content differs from what the view saw,
  * as pgt_dirty_harvest() promises; a released piece that already read zero
  * is not. The refinement runs in the harvesting thread; pages that are not
- * resident are not read (they count as zero).
+ * resident are not read (they count as zero). Free pages with pgt_release()
+ * or MADV_REMOVE not concurrently with a harvest of the region: a page freed
+ * while it is hashed is read back in.
+ *
+ * A consumer that copies reported pieces from guest memory after the
+ * harvest may copy a value the guest changes and restores before the next
+ * harvest (a lock word): so pieces a view reported are reported again while
+ * their page keeps being written, and a hot page converges to being sent
+ * whole. A consumer that takes the pieces from struct pgt_harvest.data gets
+ * bytes the fingerprints describe exactly, and only changed pieces.
  *
  * Returns: 0; -EINVAL (bad mode, no dirty tracking, small pages); -EBUSY
  * while dirty views are open (set it before opening them); -ENOMEM.

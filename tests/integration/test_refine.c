@@ -11,6 +11,8 @@
  * refined volume must be a small fraction of what 2 MiB reporting sends.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +35,7 @@ struct consumer {
 	uint64_t reported, over;
 	uint64_t pages_2m;      /* what 2 MiB reporting would send, in pieces */
 	bool dirty[NHP];        /* pages written since this consumer's harvest */
+	uint8_t *data;          /* non-NULL: take the pieces from the harvest */
 	struct pgt_run runs[PIECES];
 	unsigned long bm[PIECES / (8 * sizeof(unsigned long))];
 };
@@ -85,9 +88,14 @@ static void consume(struct fx *f, struct consumer *c, bool use_bitmap)
 		h.runs = c->runs;
 		h.runs_cap = PIECES;
 	}
+	if (c->data) {
+		h.data = c->data;
+		h.data_cap = LEN;
+	}
 	n = pgt_dirty_harvest(c->v, &h);
 	assert_true(n >= 0);
 	assert_int_equal(h.page_size, 4096);
+	assert_int_equal(h.data_len, c->data ? (uint64_t)n * 4096 : 0);
 	for (uint64_t i = 0; i < PIECES; i++) {
 		bool hit = false;
 
@@ -101,10 +109,10 @@ static void consume(struct fx *f, struct consumer *c, bool use_bitmap)
 		}
 		if (!hit)
 			continue;
-		got++;
 		if (!memcmp(c->copy + i * 4096, f->mem + i * 4096, 4096))
 			c->over++;
-		memcpy(c->copy + i * 4096, f->mem + i * 4096, 4096);
+		memcpy(c->copy + i * 4096, c->data ? c->data + got * 4096 : f->mem + i * 4096, 4096);
+		got++;
 	}
 	assert_int_equal(got, (uint64_t)n);
 	assert_int_equal(h.dirty_pages, (uint64_t)n);
@@ -143,7 +151,7 @@ static void random_writes(struct fx *f, struct consumer *c, uint64_t *touched)
 	}
 }
 
-static void run_oracle(int mode)
+static void run_oracle(int mode, bool data)
 {
 	struct consumer *c = calloc(2, sizeof(*c));
 	uint64_t touched = 0, released = 0;
@@ -161,6 +169,10 @@ static void run_oracle(int mode)
 		assert_non_null(c[i].copy);
 		assert_int_equal(pgt_dirty_view_open(f.r, &c[i].v), 0);
 		memset(c[i].dirty, 1, sizeof(c[i].dirty));  /* first harvest: whole */
+	}
+	if (data) {
+		c[0].data = malloc(LEN);
+		assert_non_null(c[0].data);
 	}
 	/* views open: the mode is fixed */
 	assert_int_equal(pgt_region_refine(f.r, PGT_REFINE_OFF), -EBUSY);
@@ -180,16 +192,22 @@ static void run_oracle(int mode)
 	}
 	consume(&f, &c[1], false);
 	for (int i = 0; i < 2; i++)
-		pgt_test_note("%s view %d: %llu pieces reported (2 MiB reporting: %llu) for %llu "
+		pgt_test_note("%s%s view %d: %llu pieces reported (2 MiB reporting: %llu) for %llu "
 			      "touched by writes + %llu released, %llu over-reported (already "
-			      "equal)", mode == PGT_REFINE_COMPARE ? "compare" : "fingerprint", i,
+			      "equal)", mode == PGT_REFINE_COMPARE ? "compare" : "fingerprint",
+			      c[i].data ? " (data)" : "", i,
 			      (unsigned long long)c[i].reported, (unsigned long long)c[i].pages_2m,
 			      (unsigned long long)touched, (unsigned long long)released,
 			      (unsigned long long)c[i].over);
 	/* the first harvest is whole pages, after that changed pieces (and
 	 * pieces re-sent while their page keeps being written) */
 	assert_true(c[0].reported * 2 < c[0].pages_2m);
+	/* taking the bytes from the harvest: the first harvest whole, then
+	 * each changed piece once (a write may change several pieces) */
+	if (data)
+		assert_true(c[0].reported <= PIECES + touched + released);
 	for (int i = 0; i < 2; i++) {
+		free(c[i].data);
 		pgt_dirty_view_close(c[i].v);
 		free(c[i].copy);
 	}
@@ -200,13 +218,19 @@ static void run_oracle(int mode)
 static void test_oracle_fingerprint(void **state)
 {
 	(void)state;
-	run_oracle(PGT_REFINE_FINGERPRINT);
+	run_oracle(PGT_REFINE_FINGERPRINT, false);
+}
+
+static void test_oracle_data(void **state)
+{
+	(void)state;
+	run_oracle(PGT_REFINE_FINGERPRINT, true);
 }
 
 static void test_oracle_compare(void **state)
 {
 	(void)state;
-	run_oracle(PGT_REFINE_COMPARE);
+	run_oracle(PGT_REFINE_COMPARE, false);
 }
 
 /* One 8-byte write in each of two pages: 2 pieces, not 2 x 512. */
@@ -273,6 +297,92 @@ static void test_one_word(void **state)
 	pgt_engine_close(f.eng);
 }
 
+struct locker {
+	volatile uint64_t *words;
+	_Atomic bool stop;
+};
+
+/* Take and release lock words: values that change and change back. */
+static void *locker_main(void *arg)
+{
+	struct locker *l = arg;
+	uint64_t st = 12345;
+
+	while (!atomic_load(&l->stop)) {
+		uint64_t i = pgt_test_rand(&st) % (NHP * 8);
+
+		l->words[i * 2048 + 7] = 1;
+		l->words[i * 2048 + 7] = 0;
+		if (!(i & 7))
+			l->words[i * 2048 + 300] = pgt_test_rand(&st);
+	}
+	return NULL;
+}
+
+/*
+ * A writer thread keeps changing words (and changing lock words back)
+ * while two consumers harvest, one from guest memory after the harvest
+ * and one from the harvest's data copy; after the writer stops, one more
+ * harvest each must leave both copies equal to the source.
+ */
+static void test_lock_words(void **state)
+{
+	struct consumer *c = calloc(2, sizeof(*c));
+	struct locker l = { 0 };
+	pthread_t th;
+	struct fx f;
+	int ret;
+
+	(void)state;
+	assert_non_null(c);
+	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
+	if (ret) {
+		free(c);
+		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
+	}
+	for (int i = 0; i < 2; i++) {
+		c[i].copy = calloc(1, LEN);
+		assert_non_null(c[i].copy);
+		assert_int_equal(pgt_dirty_view_open(f.r, &c[i].v), 0);
+	}
+	c[1].data = malloc(LEN);
+	assert_non_null(c[1].data);
+	l.words = (volatile uint64_t *)f.mem;
+	assert_int_equal(pthread_create(&th, NULL, locker_main, &l), 0);
+	for (int round = 0; round < 30; round++)
+		for (int i = 0; i < 2; i++) {
+			struct pgt_harvest h = { .size = sizeof(h), .bitmap = c[i].bm,
+						 .bitmap_words = PIECES / (8 * sizeof(long)),
+						 .data = c[i].data, .data_cap = c[i].data ? LEN : 0 };
+			int64_t n = pgt_dirty_harvest(c[i].v, &h);
+			uint64_t got = 0;
+
+			assert_true(n >= 0);
+			for (uint64_t k = 0; k < PIECES; k++) {
+				if (!(c[i].bm[k / (8 * sizeof(long))] & (1ul << (k % (8 * sizeof(long))))))
+					continue;
+				memcpy(c[i].copy + k * 4096,
+				       c[i].data ? c[i].data + got * 4096 : f.mem + k * 4096, 4096);
+				got++;
+			}
+			assert_int_equal(got, (uint64_t)n);
+			c[i].reported += got;
+		}
+	atomic_store(&l.stop, true);
+	pthread_join(th, NULL);
+	for (int i = 0; i < 2; i++) {
+		consume(&f, &c[i], true);  /* fails on any stale piece */
+		pgt_test_note("lock words, %s: %llu pieces over 31 harvests",
+			      c[i].data ? "from the harvest's copy" : "from guest memory",
+			      (unsigned long long)c[i].reported);
+		pgt_dirty_view_close(c[i].v);
+		free(c[i].copy);
+		free(c[i].data);
+	}
+	free(c);
+	pgt_engine_close(f.eng);
+}
+
 static void test_bad_input(void **state)
 {
 	struct pgt_region_config rc = {
@@ -303,6 +413,8 @@ int main(void)
 		cmocka_unit_test(test_one_word),
 		cmocka_unit_test(test_oracle_fingerprint),
 		cmocka_unit_test(test_oracle_compare),
+		cmocka_unit_test(test_oracle_data),
+		cmocka_unit_test(test_lock_words),
 		cmocka_unit_test(test_bad_input),
 	};
 
