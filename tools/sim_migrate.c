@@ -57,6 +57,15 @@ struct mctx {
 	uint64_t gupp;            /* units per granule */
 	uint64_t ngran;
 	size_t gwords;
+	/*
+	 * Refining: each harvest hands over a copy of the pieces it reports
+	 * (pgt_harvest.data), scattered here by position; rounds after the
+	 * first send from it, so the fingerprints describe what was sent.
+	 */
+	uint8_t *staging;
+	uint8_t *hdata;
+	unsigned long *staged;    /* 4 KiB pieces whose latest copy is in staging
+				   * (the rest is sent from guest memory) */
 	uint64_t link_t0;         /* link schedule: when the link is free again */
 	uint64_t link_bytes;
 };
@@ -204,7 +213,9 @@ static uint64_t copy_units(struct mctx *x, uint64_t u, uint64_t n)
 	for (uint64_t i = u; i < u + n; i++) {
 		if (sim_unit_released(s, i))
 			continue;
-		loc[k] = (struct iovec){ s->mem + (i << SIM_UNIT_SHIFT), SIM_UNIT };
+		loc[k] = (struct iovec){ (void *)((x->staged && test_bit(x->staged, i) ? x->staging
+										      : s->mem) +
+						  (i << SIM_UNIT_SHIFT)), SIM_UNIT };
 		rem[k] = (struct iovec){ (void *)(uintptr_t)(x->dst.addr + (i << SIM_UNIT_SHIFT)),
 					 SIM_UNIT };
 		k++;
@@ -294,9 +305,24 @@ static int64_t harvest_into(struct mctx *x, pgt_dirty_view *v, unsigned long *bm
 {
 	struct pgt_harvest h = {
 		.size = sizeof(h), .bitmap = bm, .bitmap_words = x->gwords,
+		.data = x->hdata, .data_cap = x->hdata ? x->s->info.length : 0,
 	};
+	const uint8_t *d = x->hdata;
+	int64_t n;
 
-	return pgt_dirty_harvest(v, &h);
+	if (!x->hdata)
+		return pgt_dirty_harvest(v, &h);
+	/* hashing reads guest memory: no page is given away meanwhile */
+	pthread_rwlock_rdlock(&x->s->rel_lock);
+	n = pgt_dirty_harvest(v, &h);
+	pthread_rwlock_unlock(&x->s->rel_lock);
+	for (size_t w = 0; n > 0 && w < x->gwords; w++) {
+		x->staged[w] |= bm[w];
+		for (unsigned long b = bm[w]; b; b &= b - 1, d += SIM_UNIT)
+			memcpy(x->staging + ((w * SIM_BITS + (uint64_t)__builtin_ctzl(b)) << SIM_UNIT_SHIFT),
+			       d, SIM_UNIT);
+	}
+	return n;
 }
 
 static int64_t harvest(struct mctx *x, pgt_dirty_view *v)
@@ -532,6 +558,21 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	x->gwords = (x->ngran + SIM_BITS - 1) / SIM_BITS;
 	m->refine = s->refining;
 	m->granule = (uint64_t)1 << x->gshift;
+	if (s->refining) {
+		x->staged = calloc(x->gwords, sizeof(unsigned long));
+		if (!x->staged) {
+			ret = -ENOMEM;
+			goto err;
+		}
+		x->staging = mmap(NULL, 2 * s->info.length, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (x->staging == MAP_FAILED) {
+			x->staging = NULL;
+			ret = -ENOMEM;
+			goto err;
+		}
+		x->hdata = x->staging + s->info.length;
+	}
 	x->bm = calloc(x->gwords, sizeof(unsigned long));
 	x->resent = calloc(s->words, sizeof(unsigned long));
 	x->tmp = calloc(x->gwords, sizeof(unsigned long));
@@ -559,6 +600,9 @@ err:
 	free(x->resent);
 	free(x->tmp);
 	free(x->seen);
+	if (x->staging)
+		munmap(x->staging, 2 * x->s->info.length);
+	free(x->staged);
 	free(x);
 	return ret;
 }
@@ -577,6 +621,9 @@ void sim_migration_join(struct sim *s, struct migration *m)
 	free(x->resent);
 	free(x->tmp);
 	free(x->seen);
+	if (x->staging)
+		munmap(x->staging, 2 * x->s->info.length);
+	free(x->staged);
 	free(x);
 	m->priv = NULL;
 }
