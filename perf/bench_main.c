@@ -441,6 +441,7 @@ int main(int argc, char **argv)
 				return bench_numa_main(argc, argv);
 			if (!strcmp(argv[i], "offload"))
 				return bench_offload_main(argc, argv);
+			if (!strcmp(argv[i], "refine")) { int bench_refine_main(int, char **); return bench_refine_main(argc, argv); }
 			break;
 		}
 	}
