@@ -27,6 +27,7 @@ static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
 	[PGT_DIRTY_SOFT_DIRTY] = &pgt__dirty_softdirty,
 	[PGT_DIRTY_UFFD_SYNC] = &pgt__dirty_uffd_sync,
 	[PGT_DIRTY_MPROTECT] = &pgt__dirty_mprotect,
+	[PGT_DIRTY_FINGERPRINT] = &pgt__dirty_fingerprint,
 };
 
 void pgt__flight_wait(struct pgt_flight *f)
@@ -109,6 +110,11 @@ int pgt__dirty_resolve(struct pgt_region *r, int method)
 		}
 		pgt__log(r->eng, PGT_LOG_INFO, "region %s: %s not usable (%s), trying next",
 			 r->name, pgt_dirty_method_name(m), strerror(-ret));
+	}
+	/* last resort: needs no kernel support, costs a read of the memory */
+	if (!methods[PGT_DIRTY_FINGERPRINT]->supported(r, p)) {
+		r->dops = methods[PGT_DIRTY_FINGERPRINT];
+		return 0;
 	}
 	return -EOPNOTSUPP;
 }

@@ -89,6 +89,7 @@ extern const struct pgt_dirty_ops pgt__dirty_uffd_async;
 extern const struct pgt_dirty_ops pgt__dirty_softdirty;
 extern const struct pgt_dirty_ops pgt__dirty_uffd_sync;
 extern const struct pgt_dirty_ops pgt__dirty_mprotect;
+extern const struct pgt_dirty_ops pgt__dirty_fingerprint;
 
 struct pgt_dirty_view {
 	struct pgt_region *r;       /* NULL: detached by pgt_engine_close() */

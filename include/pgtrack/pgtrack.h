@@ -99,12 +99,22 @@ enum pgt_dirty_method {
 	 */
 	PGT_DIRTY_MPROTECT,
 	PGT_DIRTY_NONE,
+	/*
+	 * Fingerprints (after NONE, so earlier values keep theirs): each
+	 * harvest hashes every resident 4 KiB piece and reports pages whose
+	 * content changed. No kernel support, no faults, sees device and
+	 * kernel writes; costs a read of all resident memory per harvest and
+	 * 4 bytes per 4 KiB. Reports changed content: a change undone before
+	 * the next harvest is not reported. AUTO picks it only when no other
+	 * method works; select it by name ("fingerprint").
+	 */
+	PGT_DIRTY_FINGERPRINT,
 	PGT_DIRTY__COUNT
 };
 
 /**
  * pgt_dirty_method_name() - Short stable name ("uffd-async", "soft-dirty",
- * "uffd-sync", "mprotect", "none", "auto").
+ * "uffd-sync", "mprotect", "none", "auto", "fingerprint").
  *
  * Returns: a static string, or NULL for an unknown value.
  */

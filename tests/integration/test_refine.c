@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/common/testutil.h"
 #include "pgtrack/pgtrack.h"
@@ -383,6 +384,106 @@ static void test_lock_words(void **state)
 	pgt_engine_close(f.eng);
 }
 
+struct scribbler {
+	uint8_t *mem;
+	uint64_t len;
+	_Atomic bool stop;
+};
+
+static void *scribble_main(void *arg)
+{
+	struct scribbler *s = arg;
+	uint64_t st = 777;
+
+	while (!atomic_load(&s->stop)) {
+		uint64_t off = pgt_test_rand(&st) % (s->len / 8) * 8;
+
+		*(volatile uint64_t *)(s->mem + off) = pgt_test_rand(&st) | 1;
+	}
+	return NULL;
+}
+
+/*
+ * The fingerprint tracker (no kernel support): a writer thread runs while
+ * a consumer harvests and copies the reported pages; after the writer
+ * stops, one more harvest leaves the copy equal to the source (no lost
+ * write). A read(2) into guest memory (a kernel write, which mprotect
+ * tracking turns into EFAULT) is reported. Anonymous 4 KiB memory, and
+ * hugetlb with refinement when the pool has pages.
+ */
+static void run_tracker(int backing, uint64_t len)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = (uint32_t)backing, .length = len, .gpa = GPA0,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_FINGERPRINT, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct scribbler s = { 0 };
+	uint64_t npieces = len / 4096, words = npieces / (8 * sizeof(long));
+	unsigned long *bm = calloc(words, sizeof(long));
+	uint8_t *copy = calloc(1, len), buf[4096];
+	pgt_dirty_view *v;
+	pgt_engine *eng;
+	pgt_region *r;
+	pthread_t th;
+	int pfd[2];
+
+	assert_non_null(bm);
+	assert_non_null(copy);
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	assert_int_equal(pgt_region_create(eng, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_int_equal(info.dirty_method, PGT_DIRTY_FINGERPRINT);
+	if (backing == PGT_BACKING_HUGETLB)
+		assert_int_equal(pgt_region_refine(r, PGT_REFINE_FINGERPRINT), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	s.mem = info.addr;
+	s.len = len;
+	/* a kernel write: read(2) from a pipe into guest memory */
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(write(pfd[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	assert_int_equal(read(pfd[0], s.mem + len / 2, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(pfd[0]);
+	close(pfd[1]);
+	assert_true(pgt_dirty_harvest(v, &(struct pgt_harvest){ .size = sizeof(struct pgt_harvest),
+			.bitmap = bm, .bitmap_words = words }) >= 1);
+	assert_true(bm[(len / 2 / 4096) / (8 * sizeof(long))] &
+		    (1ul << ((len / 2 / 4096) % (8 * sizeof(long)))));
+	memcpy(copy, s.mem, len);  /* the consumer's full copy */
+	assert_int_equal(pthread_create(&th, NULL, scribble_main, &s), 0);
+	for (int round = 0; round <= 20; round++) {
+		struct pgt_harvest h = { .size = sizeof(h), .bitmap = bm, .bitmap_words = words };
+		uint64_t gran;
+
+		if (round == 20) {
+			atomic_store(&s.stop, true);
+			pthread_join(th, NULL);
+		}
+		assert_true(pgt_dirty_harvest(v, &h) >= 0);
+		gran = h.page_size;
+		for (uint64_t i = 0; i < len / gran; i++)
+			if (bm[i / (8 * sizeof(long))] & (1ul << (i % (8 * sizeof(long)))))
+				memcpy(copy + i * gran, s.mem + i * gran, gran);
+	}
+	for (uint64_t i = 0; i < npieces; i++)
+		if (memcmp(copy + i * 4096, s.mem + i * 4096, 4096))
+			fail_msg("piece %llu differs: a write was lost", (unsigned long long)i);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(eng);
+	free(bm);
+	free(copy);
+}
+
+static void test_fingerprint_tracker(void **state)
+{
+	(void)state;
+	run_tracker(PGT_BACKING_ANON, 8 * MiB);
+	if (pgt_test_free_hugepages() < NHP)
+		pgt_skip("anonymous part passed; hugetlb part needs %d free hugepages", NHP);
+	run_tracker(PGT_BACKING_HUGETLB, LEN);
+}
+
 static void test_bad_input(void **state)
 {
 	struct pgt_region_config rc = {
@@ -415,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_oracle_compare),
 		cmocka_unit_test(test_oracle_data),
 		cmocka_unit_test(test_lock_words),
+		cmocka_unit_test(test_fingerprint_tracker),
 		cmocka_unit_test(test_bad_input),
 	};
 
