@@ -16,7 +16,9 @@
  *     bytes of the refined pieces (sum over repetitions); goal >= 8
  *   ratios.refine_gbps_vs_memread = dirty 2 MiB bytes / harvest time over
  *     dirty bytes / read time, medians; goal >= 0.8
- *   results also carry the fingerprint tracker's cost when there is one.
+ * methodology.fingerprint_tracker_*: the PGT_DIRTY_FINGERPRINT tracker on
+ * anonymous memory of the same size, all resident: one harvest (which
+ * hashes everything) against a streaming read of everything (no goal).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -147,6 +149,57 @@ static uint64_t memread(struct rb *b)
 	}
 	sink = a0 + a1 + a2 + a3;
 	return bench_now_ns() - t;
+}
+
+/*
+ * The fingerprint tracker's cost: anonymous 4 KiB memory of @len, all
+ * resident, tracked by PGT_DIRTY_FINGERPRINT; the same write pattern (1 %
+ * of pieces), then one timed harvest, which hashes all of it; against a
+ * streaming read of all of it. Median over @reps.
+ */
+static void tracker_cost(uint64_t len, unsigned reps, struct json_object *info)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = len, .gpa = 1ull << 40,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_FINGERPRINT, .numa_node = -1,
+	};
+	struct pgt_region_info ri = { .size = sizeof(ri) };
+	struct rb b = { .seed = 42, .len = len, .npages = len / HP };
+	double th[MAX_REPS], tr[MAX_REPS];
+	struct pgt_run *runs = calloc(len / 4096, sizeof(*runs));
+	bool ok = runs && !pgt_engine_open(NULL, &b.eng) && !pgt_region_create(b.eng, &rc, &b.r) &&
+		  !pgt_region_info(b.r, &ri) && !pgt_dirty_view_open(b.r, &b.v);
+
+	b.dirty = calloc(b.npages, sizeof(*b.dirty));
+	ok = ok && b.dirty;
+	b.mem = ri.addr;
+	for (uint64_t o = 0; ok && o < len; o += 4096)
+		b.mem[o] = 1;
+	for (unsigned i = 0; ok && i < reps; i++) {
+		struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = len / 4096 };
+		uint64_t t;
+
+		write_round(&b);
+		t = bench_now_ns();
+		ok = pgt_dirty_harvest(b.v, &h) > 0;
+		th[i] = (double)(bench_now_ns() - t);
+		/* the whole region, streaming */
+		b.ndirty = b.npages;
+		for (uint64_t p = 0; p < b.npages; p++)
+			b.dirty[p] = p;
+		tr[i] = (double)memread(&b);
+	}
+	bench_json_dbl(info, "fingerprint_tracker_harvest_ms",
+		       ok ? bench_quantile_dbl(th, reps, 0.5) / 1e6 : 0, ok);
+	bench_json_dbl(info, "fingerprint_tracker_gbps",
+		       ok ? (double)len / bench_quantile_dbl(th, reps, 0.5) : 0, ok);
+	bench_json_dbl(info, "fingerprint_tracker_vs_memread",
+		       ok ? bench_quantile_dbl(tr, reps, 0.5) / bench_quantile_dbl(th, reps, 0.5) : 0,
+		       ok);
+	pgt_dirty_view_close(b.v);
+	pgt_engine_close(b.eng);
+	free(b.dirty);
+	free(runs);
 }
 
 static void usage(FILE *f)
@@ -288,6 +341,8 @@ int bench_refine_main(int argc, char **argv)
 	json_object_object_add(ratios, "refine_gbps_vs_memread",
 			       bench_ratio(tr / th, !ret && th > 0, ">=", 0.8,
 					   "refined harvest throughput / streaming read, same pages"));
+	if (!ret)
+		tracker_cost(len, reps, info);
 	json_object_object_add(root, "methodology", info);
 	json_object_object_add(root, "results", results);
 	json_object_object_add(root, "ratios", ratios);
