@@ -571,6 +571,9 @@ int sim_migration_start(struct sim *s, struct migration *m)
 			ret = -ENOMEM;
 			goto err;
 		}
+		/* populated as harvests fill it: in 2 MiB faults, not 4 KiB ones
+		 * (40,000 faults in a stop-and-copy were most of its downtime) */
+		madvise(x->staging, 2 * s->info.length, MADV_HUGEPAGE);
 		x->hdata = x->staging + s->info.length;
 	}
 	x->bm = calloc(x->gwords, sizeof(unsigned long));
