@@ -501,9 +501,10 @@ enum pgt_refine_mode {
  * device) are reported when their content differs from what the view saw,
  * as pgt_dirty_harvest() promises; a released piece that already read zero
  * is not. The refinement runs in the harvesting thread; pages that are not
- * resident are not read (they count as zero). Free pages with pgt_release()
- * or MADV_REMOVE not concurrently with a harvest of the region: a page freed
- * while it is hashed is read back in.
+ * resident are not read (they count as zero). pgt_release() frees whole
+ * pages under the harvest's lock; memory freed behind pgtrack's back
+ * (MADV_REMOVE, punching the fd) while a harvest hashes it may be read back
+ * in: do not run such frees concurrently with a harvest.
  *
  * A consumer that copies reported pieces from guest memory after the
  * harvest may copy a value the guest changes and restores before the next
