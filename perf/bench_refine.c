@@ -245,6 +245,36 @@ static int run(struct rb *b, unsigned reps, struct rb_figs *f, struct json_objec
 	return 0;
 }
 
+/* The refinement figures and ratios (null where @ret says the run failed). */
+static void figures(struct rb_figs *f, struct json_object *info, struct json_object *ratios,
+		    uint64_t len, uint64_t want, unsigned reps, int ret)
+{
+	uint64_t dirty_bytes;
+	double th, tr;
+
+	th = bench_quantile_dbl(f->t_h, reps, 0.5);
+	tr = bench_quantile_dbl(f->t_r, reps, 0.5);
+	dirty_bytes = (len / HP / 10 ? len / HP / 10 : 1) * HP;
+	bench_json_u64(info, "region_bytes", len, true);
+	bench_json_u64(info, "asked_bytes", want << 20, true);
+	bench_json_str(info, "region_note", len < (want << 20) ?
+		       "hugetlb pool smaller than asked: region shrunk to fit" : "as asked");
+	bench_json_u64(info, "reps", reps, true);
+	bench_json_str(info, "mode", "fingerprint (CRC32C), harvest with runs + data copy");
+	bench_json_str(info, "placement", "one thread pinned to the first allowed CPU");
+	bench_json_dbl(info, "refine_gbps", dirty_bytes / th, !ret && th > 0);
+	bench_json_dbl(info, "memread_gbps", dirty_bytes / tr, !ret && tr > 0);
+	bench_json_u64(info, "bytes_2m", f->bytes_2m, !ret);
+	bench_json_u64(info, "bytes_refined", f->bytes_ref, !ret);
+	json_object_object_add(ratios, "bytes_2m_vs_refined",
+			       bench_ratio((double)f->bytes_2m / (double)f->bytes_ref,
+					   !ret && f->bytes_ref, ">=", 8,
+					   "bytes whole 2 MiB pages / bytes of refined 4 KiB pieces"));
+	json_object_object_add(ratios, "refine_gbps_vs_memread",
+			       bench_ratio(tr / th, !ret && th > 0, ">=", 0.8,
+					   "refined harvest throughput / streaming read, same pages"));
+}
+
 /* declared here, not in bench.h (the harness is being reworked elsewhere) */
 int bench_refine_main(int argc, char **argv);
 
@@ -257,11 +287,10 @@ int bench_refine_main(int argc, char **argv)
 	};
 	struct rb b = { .seed = 0x9e3779b97f4a7c15ull };
 	struct json_object *root, *info, *results, *ratios;
-	uint64_t want = 1024, len, dirty_bytes;
+	uint64_t want = 1024, len;
 	unsigned reps = 0;
 	bool json = false, quick = false;
 	struct rb_figs *f;
-	double th, tr;
 	long freehp;
 	int c, cpus[1], ret;
 
@@ -319,28 +348,8 @@ int bench_refine_main(int argc, char **argv)
 	if (!ret)
 		ret = run(&b, reps, f, results);
 	rb_close(&b);
-	th = bench_quantile_dbl(f->t_h, reps, 0.5);
-	tr = bench_quantile_dbl(f->t_r, reps, 0.5);
-	dirty_bytes = (len / HP / 10 ? len / HP / 10 : 1) * HP;
+	figures(f, info, ratios, len, want, reps, ret);
 	bench_json_str(root, "bench", "refine");
-	bench_json_u64(info, "region_bytes", len, true);
-	bench_json_u64(info, "asked_bytes", want << 20, true);
-	bench_json_str(info, "region_note", len < (want << 20) ?
-		       "hugetlb pool smaller than asked: region shrunk to fit" : "as asked");
-	bench_json_u64(info, "reps", reps, true);
-	bench_json_str(info, "mode", "fingerprint (CRC32C), harvest with runs + data copy");
-	bench_json_str(info, "placement", "one thread pinned to the first allowed CPU");
-	bench_json_dbl(info, "refine_gbps", dirty_bytes / th, !ret && th > 0);
-	bench_json_dbl(info, "memread_gbps", dirty_bytes / tr, !ret && tr > 0);
-	bench_json_u64(info, "bytes_2m", f->bytes_2m, !ret);
-	bench_json_u64(info, "bytes_refined", f->bytes_ref, !ret);
-	json_object_object_add(ratios, "bytes_2m_vs_refined",
-			       bench_ratio((double)f->bytes_2m / (double)f->bytes_ref,
-					   !ret && f->bytes_ref, ">=", 8,
-					   "bytes whole 2 MiB pages / bytes of refined 4 KiB pieces"));
-	json_object_object_add(ratios, "refine_gbps_vs_memread",
-			       bench_ratio(tr / th, !ret && th > 0, ">=", 0.8,
-					   "refined harvest throughput / streaming read, same pages"));
 	if (!ret)
 		tracker_cost(len, reps, info);
 	json_object_object_add(root, "methodology", info);
