@@ -293,6 +293,26 @@ static void test_one_word(void **state)
 	assert_int_equal(pgt_dirty_harvest(v, &h), 1);  /* the other view: refined */
 	assert_int_equal(h.page_size, 4096);
 	assert_int_equal(runs[0].gpa, GPA0 + 3 * 2 * MiB);
+	/* the data copy: too small is -ENOBUFS with the size, nothing taken;
+	 * a view that does not refine has none to give */
+	f.mem[6 * 2 * MiB + 4096 * 7] = 42;
+	f.mem[6 * 2 * MiB + 4096 * 9] = 43;
+	{
+		uint8_t *d = malloc(2 * 4096);
+		struct pgt_harvest hd = { .size = sizeof(hd), .runs = runs, .runs_cap = 16,
+					  .data = d, .data_cap = 4096 };
+
+		assert_non_null(d);
+		assert_int_equal(pgt_dirty_harvest(v, &hd), -ENOBUFS);
+		assert_int_equal(hd.data_len, 2 * 4096);
+		hd.data_cap = 2 * 4096;
+		assert_int_equal(pgt_dirty_harvest(v, &hd), 2);
+		assert_int_equal(hd.data_len, 2 * 4096);
+		assert_memory_equal(d, f.mem + 6 * 2 * MiB + 4096 * 7, 4096);
+		assert_memory_equal(d + 4096, f.mem + 6 * 2 * MiB + 4096 * 9, 4096);
+		assert_int_equal(pgt_dirty_harvest(v2, &hd), -EINVAL);
+		free(d);
+	}
 	pgt_dirty_view_close(v2);
 	pgt_dirty_view_close(v);
 	pgt_engine_close(f.eng);
