@@ -10,6 +10,7 @@
  * (vCPUs) never take it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static const struct pgt_dirty_ops *const methods[PGT_DIRTY__COUNT] = {
 	[PGT_DIRTY_SOFT_DIRTY] = &pgt__dirty_softdirty,
 	[PGT_DIRTY_UFFD_SYNC] = &pgt__dirty_uffd_sync,
 	[PGT_DIRTY_MPROTECT] = &pgt__dirty_mprotect,
+	[PGT_DIRTY_FINGERPRINT] = &pgt__dirty_fingerprint,
 };
 
 void pgt__flight_wait(struct pgt_flight *f)
@@ -109,6 +111,11 @@ int pgt__dirty_resolve(struct pgt_region *r, int method)
 		pgt__log(r->eng, PGT_LOG_INFO, "region %s: %s not usable (%s), trying next",
 			 r->name, pgt_dirty_method_name(m), strerror(-ret));
 	}
+	/* last resort: needs no kernel support, costs a read of the memory */
+	if (!methods[PGT_DIRTY_FINGERPRINT]->supported(r, p)) {
+		r->dops = methods[PGT_DIRTY_FINGERPRINT];
+		return 0;
+	}
 	return -EOPNOTSUPP;
 }
 
@@ -179,8 +186,13 @@ PGT_EXPORT int pgt_dirty_view_open(pgt_region *r, pgt_dirty_view **out)
 		return ret;
 	}
 	v->r = r;
-	ret = pgt__collect_begin(r);
+	pthread_mutex_lock(&r->harvest_lock);
+	ret = pgt__refine_view_init(r, v);
+	pthread_mutex_unlock(&r->harvest_lock);
+	if (!ret)
+		ret = pgt__collect_begin(r);
 	if (ret) {
+		pgt__refine_view_fini(v);
 		pgt__shardmap_fini(&v->bm);
 		free(v);
 		return ret;
@@ -222,6 +234,7 @@ PGT_EXPORT void pgt_dirty_view_close(pgt_dirty_view *v)
 		}
 	}
 	pthread_mutex_unlock(&r->harvest_lock);
+	pgt__refine_view_fini(v);
 	pgt__shardmap_fini(&v->bm);
 	free(v);
 }
@@ -312,14 +325,22 @@ int64_t pgt__dirty_collect(struct pgt_region *r, bool count)
 
 PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 {
+	const size_t v1 = offsetof(struct pgt_harvest, page_size);
 	struct pgt_shard_out o;
 	struct pgt_region *r;
+	bool has_psize;
 	int64_t n;
 
 	if (!v || !h)
 		return -EINVAL;
-	if ((n = PGT_ARG_IN(h, sizeof(*h))))
+	if ((n = PGT_ARG_IN(h, v1)))
 		return n;
+	has_psize = h->size >= v1 + sizeof(h->page_size);
+	if (h->size >= offsetof(struct pgt_harvest, data_len) + sizeof(h->data_len)) {
+		h->data_len = 0;
+		if (h->data && !pgt__refine_on(v))
+			return -EINVAL;
+	}
 	if (h->flags)
 		return -EINVAL;
 	r = v->r;
@@ -340,6 +361,13 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	n = pgt__dirty_collect(r, true);
 	if (n < 0)
 		goto out;
+	if (pgt__refine_on(v)) {
+		n = pgt__refine_harvest(v, h, has_psize,
+					h->size >= offsetof(struct pgt_harvest, data_len) + 8);
+		if (n >= 0)
+			h->epoch = ++v->epoch;
+		goto out;
+	}
 	/*
 	 * Shards are taken on their nodes' workers (large regions) and merged
 	 * without a lock; with -ENOBUFS nothing is consumed, the pages wait in
@@ -355,6 +383,8 @@ PGT_EXPORT int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h)
 	if (n < 0)
 		goto out;
 	h->dirty_pages = (uint64_t)n;
+	if (has_psize)
+		h->page_size = r->page_size;
 	h->epoch = ++v->epoch;
 out:
 	pthread_mutex_unlock(&r->harvest_lock);
@@ -369,6 +399,7 @@ PGT_EXPORT int pgt_dirty_merge(pgt_region *r, const unsigned long *bitmap, uint6
 	pthread_mutex_lock(&r->harvest_lock);
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next)
 		pgt__shardmap_or_kvm(&v->bm, bitmap, nbits);
+
 	pthread_mutex_unlock(&r->harvest_lock);
 	return 0;
 }
@@ -396,9 +427,10 @@ PGT_EXPORT int pgt_region_stats(const pgt_region *r, struct pgt_region_stats *st
 	pthread_mutex_lock(&rw->harvest_lock);
 	meta += pgt__bitmap_bytes(&r->pending) + pgt__bitmap_bytes(&r->external) +
 		pgt__bitmap_bytes(&r->touched) +
-		pgt__touch_bytes(r);
+		pgt__touch_bytes(r) + pgt__refine_bytes(r);
 	for (const struct pgt_dirty_view *v = r->views; v; v = v->next)
-		meta += sizeof(*v) + pgt__shardmap_bytes(&v->bm);
+		meta += sizeof(*v) + pgt__shardmap_bytes(&v->bm) +
+			(v->sub ? pgt__refine_view_bytes(r) : 0);
 	*st = (struct pgt_region_stats){
 		.size = sizeof(*st),
 		.npages = r->npages,

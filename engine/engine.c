@@ -30,6 +30,7 @@ static const char *const method_names[PGT_DIRTY__COUNT] = {
 	[PGT_DIRTY_UFFD_SYNC] = "uffd-sync",
 	[PGT_DIRTY_MPROTECT] = "mprotect",
 	[PGT_DIRTY_NONE] = "none",
+	[PGT_DIRTY_FINGERPRINT] = "fingerprint",
 };
 
 PGT_EXPORT const char *pgt_dirty_method_name(int method)

@@ -11,6 +11,7 @@
 #include "pgtrack/pgtrack.h"
 #include "pgtrack/probe.h"
 #include "lib/bitmap.h"
+#include "lib/fpstore.h"
 #include "hal/compat_uapi.h"
 #include "lib/bits.h"
 #include "numa/numa_pvt.h"
@@ -88,6 +89,7 @@ extern const struct pgt_dirty_ops pgt__dirty_uffd_async;
 extern const struct pgt_dirty_ops pgt__dirty_softdirty;
 extern const struct pgt_dirty_ops pgt__dirty_uffd_sync;
 extern const struct pgt_dirty_ops pgt__dirty_mprotect;
+extern const struct pgt_dirty_ops pgt__dirty_fingerprint;
 
 struct pgt_dirty_view {
 	struct pgt_region *r;       /* NULL: detached by pgt_engine_close() */
@@ -96,6 +98,11 @@ struct pgt_dirty_view {
 	struct pgt_shardmap bm; /* pages written since this view's last harvest,
 	                         * one shard per node (numa/shard.c) */
 	uint64_t epoch;
+	/* refine.c: pieces changed that this view has not reported, and the
+	 * pieces its last harvest reported */
+	uint64_t *sub;
+	uint64_t *unc;
+	bool norefine;              /* pgt_dirty_view_refine(v, false) */
 };
 
 struct pgt_region {
@@ -168,6 +175,8 @@ struct pgt_region {
 	/* offload.c: devices attached here (changed under harvest_lock);
 	 * region_dpdk.c: the memzone of a PGT_BACKING_DPDK region */
 	_Atomic unsigned offload_refs;
+	/* refine.c: sub-page refinement state, NULL when off (harvest_lock) */
+	struct pgt_refine *refine;
 	const void *bpriv;
 };
 
@@ -286,6 +295,21 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
  * (offload.c). Returns the set bits of @words.
  */
 uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n);
+
+/* ---- refine.c (harvest_lock held unless said) ---- */
+struct pgt_refine;
+void pgt__refine_fini(struct pgt_region *r);
+size_t pgt__refine_bytes(const struct pgt_region *r);
+size_t pgt__refine_view_bytes(const struct pgt_region *r);
+int pgt__refine_view_init(struct pgt_region *r, struct pgt_dirty_view *v);
+void pgt__refine_view_fini(struct pgt_dirty_view *v);
+/* Whether @v's harvests are refined (region refines, caller's view). */
+static inline bool pgt__refine_on(const struct pgt_dirty_view *v)
+{
+	return v->r && v->r->refine && !v->internal && v->sub && !v->norefine;
+}
+int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
+			    bool has_data);
 
 /* ---- offload.c ---- */
 struct pgt_ofl_io;

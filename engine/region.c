@@ -442,6 +442,7 @@ static void region_release(struct pgt_region *r)
 		struct pgt_dirty_view *v = r->views;
 
 		r->views = v->next;
+		pgt__refine_view_fini(v);
 		pgt__shardmap_fini(&v->bm);
 		/* a caller's view outlives the region (pgt_engine_close): its
 		 * handle stays valid until pgt_dirty_view_close() frees it */
@@ -452,6 +453,7 @@ static void region_release(struct pgt_region *r)
 			v->next = NULL;
 		}
 	}
+	pgt__refine_fini(r);
 	pgt__bitmap_fini(&r->touched);
 	pgt__bitmap_fini(&r->pending);
 	pgt__bitmap_fini(&r->external);

@@ -110,4 +110,20 @@ const char *pgt__hal_or_impl(void);         /* pgt_hal_or_new()'s; pgt_hal_or() 
 /* pgt_hal_hugepage_sizes() reading @dir instead of /sys/kernel/mm/hugepages. */
 int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
 
+/*
+ * CRC32C (Castagnoli) fingerprints, hal/crc.c: SSE4.2 or ARMv8 CRC when the
+ * CPU has it (chosen once at run time), else a table. Collision probability
+ * of a changed 4 KiB block: 2^-32 (see hal/crc.c).
+ */
+/** pgt_hal_crc32c() - CRC32C of @len bytes continuing @crc (0 to start);
+ * the standard check value of "123456789" is 0xE3069283. */
+uint32_t pgt_hal_crc32c(uint32_t crc, const void *p, size_t len);
+/** pgt_hal_crc32c_4k() - CRC32C of each of @nblocks 4 KiB blocks at @p. */
+void pgt_hal_crc32c_4k(const void *p, size_t nblocks, uint32_t *out);
+/* Scalar references and a test hook (hw false: scalar; -ENOTSUP without hw). */
+uint32_t pgt__hal_crc32c_scalar(uint32_t crc, const void *p, size_t len);
+void pgt__hal_crc32c_4k_scalar(const void *p, size_t nblocks, uint32_t *out);
+int pgt__hal_crc_force(bool hw);
+const char *pgt__hal_crc_impl(void);
+
 #endif /* PGT_HAL_H */

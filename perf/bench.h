@@ -89,5 +89,6 @@ int bench_numa_main(int argc, char **argv);
 /* offload too (bench_offload.c: device logs merged into views) */
 int bench_offload_main(int argc, char **argv);
 int bench_kernels_main(int argc, char **argv); /* bench_kernels.c: HAL kernels, bitmap iteration */
+int bench_refine_main(int argc, char **argv);  /* bench_refine.c: 4 KiB refinement of 2 MiB pages */
 
 #endif /* PGT_BENCH_H */

@@ -442,6 +442,7 @@ int main(int argc, char **argv)
 			if (!strcmp(argv[i], "offload"))
 				return bench_offload_main(argc, argv);
 			if (!strcmp(argv[i], "kernels")) return bench_kernels_main(argc, argv);
+			if (!strcmp(argv[i], "refine")) return bench_refine_main(argc, argv);
 			break;
 		}
 	}

@@ -59,6 +59,7 @@ static void usage(FILE *f, const char *prog)
 		"  -i, --interval SECONDS   live-view / heat-map interval (default 1)\n"
 		"      --no-device          without the simulated offload device\n"
 		"      --no-touch           without first-touch tracking\n"
+		"      --no-refine          migrate whole 2 MiB pages (no 4 KiB refinement)\n"
 		"  -C, --config FILE        read settings from FILE (same keys as --dump-config)\n"
 		"  -o, --set KEY=VALUE      set any configuration key\n"
 		"      --dump-config        print the embedded default configuration and exit\n"
@@ -296,6 +297,8 @@ static int snapshot(struct sim *s)
 		 * between is in both, never in neither. */
 		int ret = pgt_dirty_view_open(s->r, &s->snapview);
 
+		if (!ret && s->refining)
+			ret = pgt_dirty_view_refine(s->snapview, false);
 		if (ret)
 			return ret;
 		n = s->cfg.touch ? pgt_touched_count(s->r) : (int64_t)s->npages;
@@ -457,7 +460,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 /* Options                                                           */
 /* ---------------------------------------------------------------- */
 
-enum { OPT_NO_DEVICE = 256, OPT_NO_TOUCH, OPT_DUMP };
+enum { OPT_NO_DEVICE = 256, OPT_NO_TOUCH, OPT_DUMP, OPT_NO_REFINE };
 
 static const struct option long_opts[] = {
 	{ "duration", required_argument, NULL, 'd' },
@@ -471,6 +474,7 @@ static const struct option long_opts[] = {
 	{ "interval", required_argument, NULL, 'i' },
 	{ "no-device", no_argument, NULL, OPT_NO_DEVICE },
 	{ "no-touch", no_argument, NULL, OPT_NO_TOUCH },
+	{ "no-refine", no_argument, NULL, OPT_NO_REFINE },
 	{ "config", required_argument, NULL, 'C' },
 	{ "set", required_argument, NULL, 'o' },
 	{ "dump-config", no_argument, NULL, OPT_DUMP },
@@ -638,6 +642,9 @@ static int parse_args(struct sim *s, int argc, char **argv, struct outputs *o)
 			break;
 		case OPT_NO_TOUCH:
 			c->touch = false;
+			break;
+		case OPT_NO_REFINE:
+			c->refine = false;
 			break;
 		case 'C':
 			break;

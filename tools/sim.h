@@ -40,6 +40,7 @@ struct sim_config {
 	int backing;                    /* 0 = auto, else enum pgt_backing */
 	int dirty_method;               /* enum pgt_dirty_method */
 	bool touch;                     /* first-touch tracking */
+	bool refine;                    /* large pages: report changed 4 KiB pieces */
 	char workloads[256];            /* "zipf+stream,random+churn" */
 	unsigned nwl[SIM_MAX_VCPUS];    /* parsed from it */
 	uint8_t wl[SIM_MAX_VCPUS][SIM_MAX_WL];
@@ -205,6 +206,8 @@ struct sim {
 	uint64_t nunits;
 	unsigned units_per_page;
 	char backing_why[192];
+	bool refining;            /* pgt_region_refine() is on: migrations
+				   * harvest 4 KiB pieces of 2 MiB pages */
 	uint64_t hp_free_at_start;
 
 	/* guest allocator; rel_lock is write-held around every release and
@@ -357,6 +360,10 @@ struct migration {
 	bool verified;
 	int error;
 	uint64_t view_pages;          /* everything this view harvested */
+	bool refine;                  /* rounds send 4 KiB pieces, not pages */
+	uint64_t granule;             /* bytes per harvested unit ("pages") */
+	uint64_t bytes_2m;            /* what sending whole pages instead of the
+				       * refined pieces would have cost */
 	const char *destination;      /* "process" or "in-process buffer" */
 	void *priv;
 };

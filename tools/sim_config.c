@@ -26,6 +26,7 @@ const char sim_default_config[] =
 	"backing = auto           # auto: hugetlb when the pool has the pages, else thp\n"
 	"dirty_method = auto      # auto, uffd-async, uffd-sync, mprotect, soft-dirty\n"
 	"touch = on               # first-touch tracking (touched set, full snapshot)\n"
+	"refine = on              # 2 MiB pages: migrations send changed 4 KiB pieces\n"
 	"\n"
 	"# One group per vCPU, '+' runs several workloads on one vCPU.\n"
 	"workloads = zipf+stream, random+churn\n"
@@ -92,6 +93,7 @@ static const struct key keys[] = {
 	{ "backing", K_BACKING, O(backing), 0, 0 },
 	{ "dirty_method", K_METHOD, O(dirty_method), 0, 0 },
 	{ "touch", K_BOOL, O(touch), 0, 0 },
+	{ "refine", K_BOOL, O(refine), 0, 0 },
 	{ "workloads", K_WORKLOADS, O(workloads), 0, 0 },
 	{ "random.rate", K_DOUBLE, O(rate[WL_RANDOM]), 0, 1e7 },
 	{ "random.area", K_FRAC, O(area[WL_RANDOM]), 0.001, 0.9 },

@@ -220,6 +220,13 @@ int sim_guest_create(struct sim *s, char *err, size_t n)
 	s->page_shift = (unsigned)__builtin_ctzll(s->info.page_size);
 	s->nunits = s->info.length / SIM_UNIT;
 	s->units_per_page = (unsigned)(s->info.page_size / SIM_UNIT);
+	if (s->cfg.refine && s->info.page_size > SIM_UNIT) {
+		/* before any view opens; views that count pages opt out */
+		ret = pgt_region_refine(s->r, PGT_REFINE_FINGERPRINT);
+		s->refining = !ret;
+		if (ret)
+			sim_event(s, "4 KiB refinement unavailable: %s", strerror(-ret));
+	}
 	s->words = (s->npages + SIM_BITS - 1) / SIM_BITS;
 	s->sbm = calloc(s->words, sizeof(unsigned long));
 	s->shadow = calloc(s->words, sizeof(unsigned long));
@@ -248,6 +255,8 @@ int sim_guest_create(struct sim *s, char *err, size_t n)
 		}
 	}
 	ret = pgt_dirty_view_open(s->r, &s->sampler);
+	if (!ret && s->refining)
+		ret = pgt_dirty_view_refine(s->sampler, false);
 	if (ret) {
 		snprintf(err, n, "opening the sampler view: %s", strerror(-ret));
 		return ret;

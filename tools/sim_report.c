@@ -20,7 +20,9 @@
  *               hugepages_free, mem_available_bytes, balloon_target_bytes
  *   migrations[] link_gbit, budget_ms, rounds[] (round, stop_and_copy,
  *               pages, bytes, seconds, dirty_after_ms), rounds_count
- *               (pre-copy), pages_sent, bytes_sent, first_round_pages,
+ *               (pre-copy), pages_sent, bytes_sent, refine, granule_bytes
+ *               (pages are 4 KiB pieces when refine), bytes_sent_whole_pages,
+ *               first_round_pages,
  *               final_pages, estimated/measured_downtime_ms, guest_stop_ms,
  *               converged, end_reason, dirtied_pages, dirtied_not_sent,
  *               verified, verify_units, verify_mismatch, destination...
@@ -166,6 +168,11 @@ void sim_print_summary(struct sim *s, FILE *f)
 			m->nrounds - 1, m->nrounds == 2 ? "" : "s",
 			m->pages_sent, sim_bytes(m->bytes_sent, b1, sizeof(b1)), m->final_pages,
 			m->est_downtime_ms, m->budget_ms, m->downtime_ms, m->stop_ms);
+		if (m->refine)
+			fprintf(f, "              refined to 4 KiB pieces: %s sent, whole 2 MiB "
+				"pages would have been %s in the same rounds\n",
+				sim_bytes(m->bytes_sent, b1, sizeof(b1)),
+				sim_bytes(m->bytes_2m, b2, sizeof(b2)));
 		fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
 			" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
 			"%" PRIu64 " released ones skipped)\n",
@@ -295,6 +302,7 @@ static json_object *config_json(const struct sim *s)
 	add(o, "backing", js(c->backing ? pgt_backing_name(c->backing) : "auto"));
 	add(o, "dirty_method", js(pgt_dirty_method_name(c->dirty_method)));
 	add(o, "touch", jb(c->touch));
+	add(o, "refine", jb(c->refine));
 	add(o, "workloads", js(c->workloads));
 	add(o, "duration_s", jd(c->duration));
 	add(o, "interval_s", jd(c->interval));
@@ -344,6 +352,12 @@ static json_object *migration_json(const struct sim *s, const struct migration *
 	add(o, "rounds_count", ju(m->nrounds ? m->nrounds - 1 : 0));
 	add(o, "pages_sent", ju(m->pages_sent));
 	add(o, "bytes_sent", ju(m->bytes_sent));
+	/* refine: rounds sent 4 KiB pieces of 2 MiB pages; bytes_sent_whole_pages
+	 * is what sending each touched page whole would have cost in the same
+	 * rounds (a run with refine off needs more rounds, or does not converge) */
+	add(o, "refine", jb(m->refine));
+	add(o, "granule_bytes", ju(m->granule));
+	add(o, "bytes_sent_whole_pages", ju(m->bytes_2m));
 	add(o, "first_round_pages", ju(m->first_round_pages));
 	add(o, "final_pages", ju(m->final_pages));
 	add(o, "estimated_downtime_ms", jd(m->est_downtime_ms));

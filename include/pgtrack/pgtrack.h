@@ -99,12 +99,22 @@ enum pgt_dirty_method {
 	 */
 	PGT_DIRTY_MPROTECT,
 	PGT_DIRTY_NONE,
+	/*
+	 * Fingerprints (after NONE, so earlier values keep theirs): each
+	 * harvest hashes every resident 4 KiB piece and reports pages whose
+	 * content changed. No kernel support, no faults, sees device and
+	 * kernel writes; costs a read of all resident memory per harvest and
+	 * 4 bytes per 4 KiB. Reports changed content: a change undone before
+	 * the next harvest is not reported. AUTO picks it only when no other
+	 * method works; select it by name ("fingerprint").
+	 */
+	PGT_DIRTY_FINGERPRINT,
 	PGT_DIRTY__COUNT
 };
 
 /**
  * pgt_dirty_method_name() - Short stable name ("uffd-async", "soft-dirty",
- * "uffd-sync", "mprotect", "none", "auto").
+ * "uffd-sync", "mprotect", "none", "auto", "fingerprint").
  *
  * Returns: a static string, or NULL for an unknown value.
  */
@@ -403,6 +413,22 @@ struct pgt_run {
  * @nruns:        out: runs written (or needed, with -ENOBUFS).
  * @dirty_pages:  out: pages reported.
  * @epoch:        out: this view's harvest number, 1 for the first.
+ * @page_size:    out: the granularity of @bitmap, @runs and @dirty_pages
+ *                in bytes: the region's page size, or 4096 when the region
+ *                refines (pgt_region_refine()): then bit i of @bitmap is the
+ *                region's 4 KiB piece i, runs count 4 KiB pieces and
+ *                @bitmap_words must cover length / 4096 bits. Written only
+ *                when @size covers it (a caller built before this field
+ *                knows the granularity from its own pgt_region_refine() call).
+ * @data:         optional, refining views only: receives a copy of every
+ *                reported 4 KiB piece, in bitmap/run order, 4 KiB each. The
+ *                fingerprints then describe exactly these bytes, so a
+ *                consumer that sends them (instead of reading guest memory
+ *                after the harvest) gets no piece re-sent for safety; see
+ *                pgt_region_refine(). NULL to skip.
+ * @data_cap:     bytes at @data; -ENOBUFS (nothing consumed, @data_len says
+ *                how many are needed) when too small.
+ * @data_len:     out: bytes written to @data.
  */
 struct pgt_harvest {
 	uint32_t size;
@@ -414,6 +440,10 @@ struct pgt_harvest {
 	size_t nruns;
 	uint64_t dirty_pages;
 	uint64_t epoch;
+	uint64_t page_size;
+	void *data;
+	uint64_t data_cap;
+	uint64_t data_len;
 };
 
 /**
@@ -453,6 +483,67 @@ int64_t pgt_dirty_harvest(pgt_dirty_view *v, struct pgt_harvest *h);
  * Returns: 0 or -EINVAL.
  */
 int pgt_dirty_merge(pgt_region *r, const unsigned long *bitmap, uint64_t nbits);
+
+/** Sub-page refinement modes (pgt_region_refine()). */
+enum pgt_refine_mode {
+	PGT_REFINE_OFF = 0,
+	/*
+	 * One CRC32C per 4 KiB piece (2 KiB per 2 MiB page: 0.1 % of the
+	 * region, populated as pages are first refined, plus 128 bytes per
+	 * 2 MiB page per view). A changed piece is missed only when its CRC
+	 * collides: probability 2^-32 per changed piece.
+	 */
+	PGT_REFINE_FINGERPRINT = 1,
+	/* Byte compare against a shadow copy of the region (100 % more memory,
+	 * populated as pages are first refined): exact. */
+	PGT_REFINE_COMPARE = 2,
+};
+
+/**
+ * pgt_region_refine() - Report dirty 4 KiB pieces of a region backed by
+ * large pages (2 MiB hugetlb) instead of whole large pages.
+ * @r:    a region with dirty tracking and a page size of at least 256 KiB.
+ * @mode: enum pgt_refine_mode.
+ *
+ * From then on pgt_dirty_harvest() on @r's views hashes (or compares) each
+ * large page the tracker reports dirty and returns only the 4 KiB pieces
+ * whose content changed since that view's previous harvest, in the same
+ * outputs at 4 KiB granularity (struct pgt_harvest.page_size says so). A
+ * view's first harvest of a page reports it whole. Pieces whose memory
+ * changed without a CPU write (released, zeroed, freed, written by a
+ * device) are reported when their content differs from what the view saw,
+ * as pgt_dirty_harvest() promises; a released piece that already read zero
+ * is not. The refinement runs in the harvesting thread; pages that are not
+ * resident are not read (they count as zero). pgt_release() frees whole
+ * pages under the harvest's lock; memory freed behind pgtrack's back
+ * (MADV_REMOVE, punching the fd) while a harvest hashes it may be read back
+ * in: do not run such frees concurrently with a harvest.
+ *
+ * A consumer that copies reported pieces from guest memory after the
+ * harvest may copy a value the guest changes and restores before the next
+ * harvest (a lock word): so pieces a view reported are reported again while
+ * their page keeps being written, and a hot page converges to being sent
+ * whole. A consumer that takes the pieces from struct pgt_harvest.data gets
+ * bytes the fingerprints describe exactly, and only changed pieces.
+ *
+ * Returns: 0; -EINVAL (bad mode, no dirty tracking, small pages); -EBUSY
+ * while dirty views are open (set it before opening them); -ENOMEM.
+ */
+PGT_EXPERIMENTAL int pgt_region_refine(pgt_region *r, int mode);
+
+/**
+ * pgt_region_refine_mode() - The region's enum pgt_refine_mode, or -EINVAL.
+ */
+PGT_EXPERIMENTAL int pgt_region_refine_mode(const pgt_region *r);
+
+/**
+ * pgt_dirty_view_refine() - Turn refinement off (@on false) for one view of
+ * a refining region, so its harvests report whole large pages (a sampler
+ * counting pages), or back on: its next harvest of each page then reports
+ * the page whole (changes while off were not recorded for it).
+ * Returns: 0, or -EINVAL (NULL, a region that does not refine).
+ */
+PGT_EXPERIMENTAL int pgt_dirty_view_refine(pgt_dirty_view *v, bool on);
 
 /* ------------------------------------------------------------------ */
 /* First touch                                                         */

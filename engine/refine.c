@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sub-page refinement: a harvest of a region backed by 2 MiB pages reports
+ * the 4 KiB pieces that changed, not whole 2 MiB pages.
+ *
+ * The tracker still works at 2 MiB (the kernel reports hugetlb writes per
+ * huge page). For each page a harvest takes from its view, the page's
+ * pieces are hashed (lib/fpstore.h: CRC32C, or compared with a shadow copy)
+ * against the region's stored state, and only changed pieces are reported.
+ *
+ * Views. Fingerprints are kept once per region, not per view. The view
+ * that refines a page updates them and ORs the changed pieces into every
+ * other view's `sub` mask (128 bytes of per-view state per 2 MiB page with
+ * `unc` below), so each view still reports every piece that changed since
+ * its own last harvest: a piece changed since view W's last harvest either
+ * changed before another view's refinement of the page (then it is in
+ * W's sub) or after the last refinement (then the hash differs now). The
+ * scheme can over-report (a piece changed and changed back between two
+ * refinements is reported to a view that would have seen it unchanged with
+ * its own fingerprints), never under-report. A new view's sub starts full:
+ * its first refinement of each page reports the page whole.
+ *
+ * The consumer's copy window. A consumer copies the reported pieces after
+ * the harvest returns, while the guest keeps writing; a piece rewritten in
+ * that window and restored before the next harvest (a lock word taken and
+ * released) would hash as unchanged though the consumer copied the
+ * transient value. Such a write comes after the tracker was re-armed, so the
+ * page is in the view's next harvest: the pieces a view's last harvest
+ * reported (`unc`) are reported again when their page is in its next
+ * harvest, whatever their hash says. A page not in it was not written since
+ * the re-arm, before which the consumer (by the harvest contract) finished
+ * copying: its copy equals what was hashed, and the uncertainty ends. So a
+ * piece is re-sent while its page is written in every round, and the
+ * stop-and-copy round (writers paused) makes the copy exact.
+ *
+ * Releases and bug-1 semantics (pgt_dirty_harvest): pieces released or
+ * freed read zero now; the release ledger marks their page dirty, the hash
+ * of zeros differs from the stored one, and the piece is reported: memory
+ * changed under the consumer is dirty. A released piece that was zero
+ * already is not reported (the consumer's copy is zero too). Pages that are
+ * not resident are taken as zero without reading them (mincore), so
+ * refining never allocates a freed huge page back.
+ *
+ * Everything runs under r->harvest_lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "engine/engine_pvt.h"
+#include "hal/export.h"
+#include "hal/hal.h"
+#include "lib/shardmap.h"
+
+struct pgt_refine {
+	int mode;
+	struct pgt_fpstore fp;
+	uint64_t npieces;
+	size_t mw;                  /* mask words per page */
+	unsigned long *scratch;     /* pages the view took, KVM layout */
+	size_t scratch_words;
+	uint64_t *out;              /* refined pieces of this harvest */
+};
+
+static void refine_free(struct pgt_refine *f)
+{
+	if (!f)
+		return;
+	pgt__fpstore_fini(&f->fp);
+	free(f->scratch);
+	free(f->out);
+	free(f);
+}
+
+PGT_EXPORT int pgt_region_refine(pgt_region *r, int mode)
+{
+	struct pgt_refine *f;
+	int ret;
+
+	if (!r || mode < PGT_REFINE_OFF || mode > PGT_REFINE_COMPARE)
+		return -EINVAL;
+	if (!r->dops || r->page_size % (64u * PGT_FP_PIECE))
+		return -EINVAL;  /* no dirty tracking, or pages too small to refine */
+	pthread_mutex_lock(&r->harvest_lock);
+	ret = r->nviews ? -EBUSY : 0;
+	if (ret || mode == PGT_REFINE_OFF) {
+		if (!ret) {
+			refine_free(r->refine);
+			r->refine = NULL;
+		}
+		pthread_mutex_unlock(&r->harvest_lock);
+		return ret;
+	}
+	f = calloc(1, sizeof(*f));
+	ret = f ? pgt__fpstore_init(&f->fp, mode == PGT_REFINE_COMPARE ? PGT_FP_SHADOW : PGT_FP_CRC,
+				    r->npages, r->page_size) : -ENOMEM;
+	if (!ret) {
+		f->mode = mode;
+		f->mw = f->fp.mask_words;
+		f->npieces = r->npages * f->fp.pieces;
+		f->scratch_words = PGT_KVM_WORDS(r->npages);
+		f->scratch = calloc(f->scratch_words, sizeof(unsigned long));
+		f->out = calloc(r->npages * f->mw, sizeof(uint64_t));
+		if (!f->scratch || !f->out)
+			ret = -ENOMEM;
+	}
+	if (ret) {
+		if (f && f->fp.known)
+			pgt__fpstore_fini(&f->fp);
+		if (f)
+			f->fp = (struct pgt_fpstore){ 0 };
+		refine_free(f);
+	} else {
+		refine_free(r->refine);
+		r->refine = f;
+	}
+	pthread_mutex_unlock(&r->harvest_lock);
+	return ret;
+}
+
+PGT_EXPORT int pgt_region_refine_mode(const pgt_region *r)
+{
+	if (!r)
+		return -EINVAL;
+	return r->refine ? r->refine->mode : PGT_REFINE_OFF;
+}
+
+void pgt__refine_fini(struct pgt_region *r)
+{
+	refine_free(r->refine);
+	r->refine = NULL;
+}
+
+size_t pgt__refine_bytes(const struct pgt_region *r)
+{
+	const struct pgt_refine *f = r->refine;
+
+	if (!f)
+		return 0;
+	return sizeof(*f) + pgt__fpstore_bytes(&f->fp) +
+	       f->scratch_words * sizeof(unsigned long) + r->npages * f->mw * sizeof(uint64_t);
+}
+
+int pgt__refine_view_init(struct pgt_region *r, struct pgt_dirty_view *v)
+{
+	size_t n;
+
+	if (!r->refine)
+		return 0;
+	n = r->npages * r->refine->mw;
+	v->sub = malloc(n * sizeof(uint64_t));
+	v->unc = calloc(n, sizeof(uint64_t));
+	if (!v->sub || !v->unc) {
+		pgt__refine_view_fini(v);
+		return -ENOMEM;
+	}
+	memset(v->sub, 0xff, n * sizeof(uint64_t));  /* first look: whole pages */
+	return 0;
+}
+
+PGT_EXPORT int pgt_dirty_view_refine(pgt_dirty_view *v, bool on)
+{
+	struct pgt_region *r = v ? v->r : NULL;
+	size_t n;
+
+	if (!r || v->internal)
+		return -EINVAL;
+	pthread_mutex_lock(&r->harvest_lock);
+	if (!r->refine || !v->sub) {
+		pthread_mutex_unlock(&r->harvest_lock);
+		return -EINVAL;
+	}
+	n = r->npages * r->refine->mw;
+	if (on && v->norefine) {
+		/* changes went unrecorded while off: the next look is whole */
+		memset(v->sub, 0xff, n * sizeof(uint64_t));
+		memset(v->unc, 0, n * sizeof(uint64_t));
+	}
+	v->norefine = !on;
+	pthread_mutex_unlock(&r->harvest_lock);
+	return 0;
+}
+
+void pgt__refine_view_fini(struct pgt_dirty_view *v)
+{
+	free(v->sub);
+	free(v->unc);
+	v->sub = v->unc = NULL;
+}
+
+size_t pgt__refine_view_bytes(const struct pgt_region *r)
+{
+	return r->refine ? 2 * r->npages * r->refine->mw * sizeof(uint64_t) : 0;
+}
+
+static bool resident(const uint8_t *addr, uint64_t len)
+{
+	unsigned char vec[1];
+
+	/* the first 4 KiB says for a huge page; on error read it anyway */
+	if (mincore((void *)addr, len < 4096 ? len : 4096, vec))
+		return true;
+	return vec[0] & 1;
+}
+
+/* Refine page @p for view @v into f->out; update the other views' subs. */
+static uint64_t refine_page(struct pgt_region *r, struct pgt_dirty_view *v, uint64_t p)
+{
+	struct pgt_refine *f = r->refine;
+	uint64_t *m = f->out + p * f->mw, *own = v->sub + p * f->mw, c = 0;
+	const uint8_t *addr = pgt__page_addr(r, p);
+
+	pgt__fpstore_update(&f->fp, p, resident(addr, r->page_size) ? addr : NULL, m);
+	for (struct pgt_dirty_view *w = r->views; w; w = w->next) {
+		if (w == v || !pgt__refine_on(w))
+			continue;
+		for (size_t i = 0; i < f->mw; i++)
+			w->sub[p * f->mw + i] |= m[i];
+	}
+	for (size_t i = 0; i < f->mw; i++) {
+		m[i] |= own[i] | v->unc[p * f->mw + i];
+		own[i] = 0;
+		c += (uint64_t)__builtin_popcountll(m[i]);
+	}
+	return c;
+}
+
+/* Runs of set pieces in f->out, over the pages in f->scratch. */
+static size_t emit_runs(struct pgt_region *r, struct pgt_run *runs, size_t cap)
+{
+	struct pgt_refine *f = r->refine;
+	uint64_t start = 0, len = 0;
+	size_t n = 0;
+
+	for (size_t w = 0; w < f->scratch_words; w++)
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+
+			for (uint64_t k = 0; k < f->fp.pieces; k++) {
+				uint64_t i = p * f->fp.pieces + k;
+
+				if (!(f->out[i / 64] & (1ull << (i % 64))))
+					continue;
+				if (len && start + len == i) {
+					len++;
+					continue;
+				}
+				if (len && n < cap)
+					runs[n] = (struct pgt_run){ r->gpa + start * PGT_FP_PIECE, len };
+				n += len ? 1 : 0;
+				start = i;
+				len = 1;
+			}
+		}
+	if (len && n < cap)
+		runs[n] = (struct pgt_run){ r->gpa + start * PGT_FP_PIECE, len };
+	return n + (len ? 1 : 0);
+}
+
+static void emit_bitmap(struct pgt_region *r, unsigned long *bm, size_t words)
+{
+	struct pgt_refine *f = r->refine;
+	size_t need = PGT_KVM_WORDS(f->npieces);
+
+	memset(bm, 0, words * sizeof(unsigned long));
+	for (size_t i = 0; i < need; i++) {
+		uint64_t x = f->out[i * PGT_BITS_PER_LONG / 64];
+
+		if (PGT_BITS_PER_LONG == 32)
+			x >>= 32 * (i & 1);
+		bm[i] = (unsigned long)x;
+	}
+}
+
+/* Undo a take that cannot be returned (-ENOBUFS): everything stays pending. */
+static void untake(struct pgt_region *r, struct pgt_dirty_view *v)
+{
+	struct pgt_refine *f = r->refine;
+
+	for (size_t w = 0; w < f->scratch_words; w++)
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+
+			for (size_t i = 0; i < f->mw; i++)
+				v->sub[p * f->mw + i] |= f->out[p * f->mw + i];
+			pgt__shardmap_set_range(&v->bm, p, 1);
+		}
+}
+
+/*
+ * Copy every reported piece to @data and store its state from the copy: a
+ * piece the guest wrote since it was hashed now has the copy's fingerprint,
+ * and the other views, whose consumers did not get this copy, must look at
+ * it again.
+ */
+static void copy_out(struct pgt_region *r, struct pgt_dirty_view *v, uint8_t *data)
+{
+	struct pgt_refine *f = r->refine;
+
+	for (size_t w = 0; w < f->scratch_words; w++)
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+			const uint8_t *addr = pgt__page_addr(r, p);
+			bool res = resident(addr, r->page_size);
+
+			for (unsigned k = 0; k < f->fp.pieces; k++) {
+				uint64_t i = p * f->fp.pieces + k;
+
+				if (!(f->out[i / 64] & (1ull << (i % 64))))
+					continue;
+				if (res)
+					memcpy(data, addr + (size_t)k * PGT_FP_PIECE, PGT_FP_PIECE);
+				else
+					memset(data, 0, PGT_FP_PIECE);
+				if (pgt__fpstore_settle(&f->fp, p, k, data))
+					for (struct pgt_dirty_view *o = r->views; o; o = o->next)
+						if (o != v && pgt__refine_on(o))
+							o->sub[i / 64] |= 1ull << (i % 64);
+				data += PGT_FP_PIECE;
+			}
+		}
+}
+
+int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
+			    bool has_data)
+{
+	struct pgt_region *r = v->r;
+	struct pgt_refine *f = r->refine;
+	struct pgt_shard_out o = {
+		.bitmap = f->scratch, .bitmap_words = f->scratch_words,
+		.gpa = r->gpa, .page_shift = r->page_shift,
+	};
+	int64_t n;
+	uint64_t c = 0;
+
+	if (h->bitmap && h->bitmap_words < PGT_KVM_WORDS(f->npieces))
+		return -ENOBUFS;
+	n = pgt__shardmap_take(&v->bm, &o);
+	if (n < 0)
+		return n;
+	memset(f->out, 0, r->npages * f->mw * sizeof(uint64_t));
+	for (size_t w = 0; w < f->scratch_words; w++)
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1)
+			c += refine_page(r, v, w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b));
+	h->nruns = 0;
+	if (h->runs) {
+		h->nruns = emit_runs(r, h->runs, h->runs_cap);
+		if (h->nruns > h->runs_cap) {
+			untake(r, v);
+			return -ENOBUFS;
+		}
+	}
+	if (has_data && h->data) {
+		h->data_len = c * PGT_FP_PIECE;
+		if (h->data_cap < h->data_len) {
+			untake(r, v);
+			return -ENOBUFS;
+		}
+		copy_out(r, v, h->data);
+	}
+	if (h->bitmap)
+		emit_bitmap(r, h->bitmap, h->bitmap_words);
+	/* what this harvest reports is uncertain until the view's next harvest,
+	 * unless the consumer got the very bytes the fingerprints describe */
+	if (has_data && h->data)
+		memset(v->unc, 0, r->npages * f->mw * sizeof(uint64_t));
+	else
+		memcpy(v->unc, f->out, r->npages * f->mw * sizeof(uint64_t));
+	h->dirty_pages = c;
+	if (has_psize)
+		h->page_size = PGT_FP_PIECE;
+	return (int64_t)c;
+}
