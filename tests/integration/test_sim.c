@@ -13,7 +13,6 @@
 #include "tests/common/testutil.h"
 
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -32,57 +31,6 @@
 
 #include <json-c/json.h>
 
-/* ---- json-c, resolved with dlopen ---- */
-
-static struct {
-	void *h;
-	__typeof__(json_object_from_file) *from_file;
-	__typeof__(json_tokener_parse) *parse;
-	__typeof__(json_object_object_get_ex) *get_ex;
-	__typeof__(json_object_get_int64) *get_int64;
-	__typeof__(json_object_get_uint64) *get_uint64;
-	__typeof__(json_object_get_double) *get_double;
-	__typeof__(json_object_get_string) *get_string;
-	__typeof__(json_object_get_boolean) *get_boolean;
-	__typeof__(json_object_get_type) *get_type;
-	__typeof__(json_object_array_length) *array_length;
-	__typeof__(json_object_array_get_idx) *array_get_idx;
-	__typeof__(json_object_put) *put;
-} J;
-
-static bool jsonc_load(void)
-{
-	static const char *const names[] = { "libjson-c.so.5", "libjson-c.so" };
-	void **slot[] = {
-		(void **)&J.from_file, (void **)&J.parse, (void **)&J.get_ex,
-		(void **)&J.get_int64, (void **)&J.get_uint64, (void **)&J.get_double,
-		(void **)&J.get_string, (void **)&J.get_boolean, (void **)&J.get_type,
-		(void **)&J.array_length, (void **)&J.array_get_idx, (void **)&J.put,
-	};
-	static const char *const sym[] = {
-		"json_object_from_file", "json_tokener_parse", "json_object_object_get_ex",
-		"json_object_get_int64", "json_object_get_uint64", "json_object_get_double",
-		"json_object_get_string", "json_object_get_boolean", "json_object_get_type",
-		"json_object_array_length", "json_object_array_get_idx", "json_object_put",
-	};
-
-	if (J.h)
-		return true;
-	for (size_t i = 0; i < 2 && !J.h; i++)
-		J.h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-	if (!J.h)
-		return false;
-	for (size_t i = 0; i < sizeof(sym) / sizeof(sym[0]); i++) {
-		*slot[i] = dlsym(J.h, sym[i]);
-		if (!*slot[i]) {
-			dlclose(J.h);
-			J.h = NULL;
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Member by dotted path ("balloon.target_bytes"); fails the test if absent. */
 static json_object *jp(json_object *o, const char *path)
 {
@@ -92,7 +40,7 @@ static json_object *jp(json_object *o, const char *path)
 	for (k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
 		json_object *v = NULL;
 
-		if (!o || !J.get_ex(o, k, &v))
+		if (!o || !json_object_object_get_ex(o, k, &v))
 			fail_msg("report has no \"%s\" (in %s)", k, path);
 		o = v;
 	}
@@ -103,49 +51,49 @@ static uint64_t ju(json_object *o, const char *path)
 {
 	json_object *v = jp(o, path);
 
-	if (J.get_type(v) != json_type_int)
+	if (json_object_get_type(v) != json_type_int)
 		fail_msg("%s is not an integer", path);
-	return J.get_uint64(v);
+	return json_object_get_uint64(v);
 }
 
 static double jd(json_object *o, const char *path)
 {
 	json_object *v = jp(o, path);
 
-	if (J.get_type(v) != json_type_int && J.get_type(v) != json_type_double)
+	if (json_object_get_type(v) != json_type_int && json_object_get_type(v) != json_type_double)
 		fail_msg("%s is not a number", path);
-	return J.get_double(v);
+	return json_object_get_double(v);
 }
 
 static bool jb(json_object *o, const char *path)
 {
 	json_object *v = jp(o, path);
 
-	if (J.get_type(v) != json_type_boolean)
+	if (json_object_get_type(v) != json_type_boolean)
 		fail_msg("%s is not a boolean", path);
-	return J.get_boolean(v);
+	return json_object_get_boolean(v);
 }
 
 static const char *js(json_object *o, const char *path)
 {
 	json_object *v = jp(o, path);
 
-	if (J.get_type(v) != json_type_string)
+	if (json_object_get_type(v) != json_type_string)
 		fail_msg("%s is not a string", path);
-	return J.get_string(v);
+	return json_object_get_string(v);
 }
 
 static json_object *ja(json_object *o, const char *path)
 {
 	json_object *v = jp(o, path);
 
-	if (J.get_type(v) != json_type_array)
+	if (json_object_get_type(v) != json_type_array)
 		fail_msg("%s is not an array", path);
 	return v;
 }
 
-#define jlen(a) J.array_length(a)
-#define jat(a, i) J.array_get_idx((a), (size_t)(i))
+#define jlen(a) json_object_array_length(a)
+#define jat(a, i) json_object_array_get_idx((a), (size_t)(i))
 
 /* ---- running the tool ---- */
 
@@ -252,7 +200,7 @@ static int do_report(struct report *rep, const char *name, const char *backing)
 	snprintf(rep->out, sizeof(rep->out), "%s", r.out);
 	if (getenv("PGT_VM"))
 		pgt_test_note("pgtrack-sim %s:\n%s\nstderr:\n%s", name, r.out, r.err);
-	rep->j = J.from_file(rep->json);
+	rep->j = json_object_from_file(rep->json);
 	if (!rep->j)
 		return 0;
 	rep->hugetlb = !strcmp(js(rep->j, "guest.backing"), "hugetlb");
@@ -292,11 +240,6 @@ static int setup(void **state)
 		skip_why = "pgtrack-sim not built (needs json-c)";
 		return 0;
 	}
-	if (!jsonc_load()) {
-		skip_why = "libjson-c.so.5 not loadable";
-		have_sim = false;
-		return 0;
-	}
 	if (!pgt_test_have_uffd()) {
 		skip_why = "userfaultfd unavailable: no dirty tracking";
 		return 0;
@@ -312,9 +255,9 @@ static int teardown(void **state)
 
 	(void)state;
 	if (A.j)
-		J.put(A.j);
+		json_object_put(A.j);
 	if (B.j)
-		J.put(B.j);
+		json_object_put(B.j);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd))
 		return 0;
@@ -552,7 +495,7 @@ static void test_refine_converges(void **state)
 		run_sim(&r, args);
 		if (r.status)
 			fail_msg("pgtrack-sim exited %d:\n%s", r.status, r.err);
-		j[i] = J.from_file(path[i]);
+		j[i] = json_object_from_file(path[i]);
 		assert_non_null(j[i]);
 		assert_int_equal(jlen(ja(j[i], "migrations")), 1);
 		m[i] = jat(ja(j[i], "migrations"), 0);
@@ -572,7 +515,7 @@ static void test_refine_converges(void **state)
 	assert_true(ju(m[0], "bytes_sent") < ju(m[1], "bytes_sent"));
 	assert_true(ju(m[0], "bytes_sent") < ju(m[0], "bytes_sent_whole_pages"));
 	for (int i = 0; i < 2; i++)
-		J.put(j[i]);
+		json_object_put(j[i]);
 }
 
 static void field_schema(void **state)
@@ -967,8 +910,8 @@ static void field_heatmap(void **state)
 
 			assert_int_equal(jlen(jat(d, k)), rows);
 			for (size_t i = 0; i < rows; i++) {
-				uint64_t v = J.get_uint64(jat(jat(d, k), i));
-				uint64_t w = J.get_uint64(jat(jat(t, k), i));
+				uint64_t v = json_object_get_uint64(jat(jat(d, k), i));
+				uint64_t w = json_object_get_uint64(jat(jat(t, k), i));
 
 				assert_true(v <= ppr && w <= ppr);
 				sum += v;
@@ -994,11 +937,11 @@ static void field_explain(void **state)
 		for (size_t i = 0; i < jlen(e); i++) {
 			json_object *x = jat(e, i);
 
-			(void)J.get_int64(jp(x, "bytes"));
+			(void)json_object_get_int64(jp(x, "bytes"));
 			assert_true(strlen(js(x, "text")) > 0);
 			if (!strcmp(js(x, "key"), "guest")) {
 				guest = true;
-				assert_int_equal(J.get_int64(jp(x, "bytes")), (int64_t)r->memory);
+				assert_int_equal(json_object_get_int64(jp(x, "bytes")), (int64_t)r->memory);
 			}
 		}
 		assert_true(guest);
