@@ -375,11 +375,36 @@ static const char *jstr(struct json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "-";
 }
 
+/* A ratio, its spread, and the primitive costs behind it (ns/page). */
+static void print_ratio(const char *k, struct json_object *v)
+{
+	struct json_object *p;
+
+	printf("ratio %-28s %10s  goal %s %s  met %s  trusted %s", k, jstr(v, "value"),
+	       jstr(v, "goal_op"), jstr(v, "goal"), jstr(v, "met"), jstr(v, "trusted"));
+	if (json_object_object_get_ex(v, "predicted_from_primitives", &p))
+		printf("  predicted %s", jstr(v, "predicted_from_primitives"));
+	printf("\n");
+	if (json_object_object_get_ex(v, "primitives", &p) && p) {
+		printf("      ns/page:");
+		json_object_object_foreach(p, pk, pv)
+			printf(" %s=%s", pk, pv ? json_object_get_string(pv) : "-");
+		printf("\n");
+	}
+}
+
 /* The table for humans: one line per result, then the ratios. */
 static void print_text(struct json_object *root)
 {
-	struct json_object *res, *rat;
+	struct json_object *res, *rat, *prim;
 
+	if (json_object_object_get_ex(root, "primitives", &prim)) {
+		printf("primitives (ns):");
+		json_object_object_foreach(prim, pk, pv)
+			if (strcmp(pk, "units"))
+				printf(" %s=%s", pk, pv ? json_object_get_string(pv) : "-");
+		printf("\n");
+	}
 	if (json_object_object_get_ex(root, "results", &res)) {
 		for (size_t i = 0; i < json_object_array_length(res); i++) {
 			struct json_object *e = json_object_array_get_idx(res, i), *tmp;
@@ -405,8 +430,7 @@ static void print_text(struct json_object *root)
 	}
 	if (json_object_object_get_ex(root, "ratios", &rat)) {
 		json_object_object_foreach(rat, k, v)
-			printf("ratio %-28s %10s  goal %s %s  met %s\n", k, jstr(v, "value"),
-			       jstr(v, "goal_op"), jstr(v, "goal"), jstr(v, "met"));
+			print_ratio(k, v);
 	}
 }
 
@@ -529,6 +553,15 @@ int main(int argc, char **argv)
 
 		if (json_object_object_get_ex(root, "host", &h))
 			bench_json_dbl(h, "load_end", load[0], true);
+	}
+	{
+		struct json_object *prim;
+
+		/* the dirty primitives go to the top: "primitives" */
+		if (json_object_object_get_ex(info, "primitives", &prim)) {
+			json_object_object_add(root, "primitives", json_object_get(prim));
+			json_object_object_del(info, "primitives");
+		}
 	}
 	json_object_object_add(root, "methodology", info);
 	json_object_object_add(root, "results", results);
