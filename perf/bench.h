@@ -84,6 +84,9 @@ int bench_touch(const struct bench_opts *o, struct json_object *results,
 		struct json_object *ratios, struct json_object *info);
 int bench_release(const struct bench_opts *o, struct json_object *results,
 		  struct json_object *ratios, struct json_object *info);
+/* bench_prim.c: per-page costs of the kernel primitives behind the dirty
+ * ratios (object of ns figures; see the file's header comment). */
+struct json_object *bench_dirty_primitives(int cpu_here, int cpu_other, bool hugetlb);
 /* numa has its own options (it drives the internal shard maps directly) */
 int bench_numa_main(int argc, char **argv);
 /* offload too (bench_offload.c: device logs merged into views) */

@@ -77,7 +77,11 @@ struct cell {
 	/* summaries */
 	uint64_t h_med, h_p90, rep_med;
 	double w_med, w_p90;
+	double h_spread, w_spread;      /* IQR / median */
 };
+
+/* A cell whose IQR exceeds this share of its median is not trusted. */
+#define SPREAD_MAX 0.25
 
 struct mem {
 	int backing;
@@ -137,6 +141,7 @@ struct ctx {
 	uint8_t *scratch;       /* VMA prediction, one byte per page */
 	uint32_t *perm;         /* 2 × npages: a random order of the pages, twice */
 	long max_maps;
+	struct json_object *prim;       /* bench_dirty_primitives() */
 };
 
 /* ---------------------------------------------------------------- */
@@ -981,11 +986,15 @@ static void summarize(struct cell *c)
 	memcpy(tmp, c->harvest, c->n * sizeof(*tmp));
 	c->h_med = bench_quantile_u64(tmp, c->n, 0.5);
 	c->h_p90 = bench_quantile_u64(tmp, c->n, 0.9);
+	c->h_spread = c->h_med ? (double)(bench_quantile_u64(tmp, c->n, 0.75) -
+					  bench_quantile_u64(tmp, c->n, 0.25)) / (double)c->h_med : 0;
 	memcpy(tmp, c->reported, c->n * sizeof(*tmp));
 	c->rep_med = bench_quantile_u64(tmp, c->n, 0.5);
 	memcpy(dt, c->wpp, c->n * sizeof(*dt));
 	c->w_med = bench_quantile_dbl(dt, c->n, 0.5);
 	c->w_p90 = bench_quantile_dbl(dt, c->n, 0.9);
+	c->w_spread = c->w_med > 0 ? (bench_quantile_dbl(dt, c->n, 0.75) -
+				      bench_quantile_dbl(dt, c->n, 0.25)) / c->w_med : 0;
 	free(tmp);
 	free(dt);
 }
@@ -1015,7 +1024,9 @@ static struct json_object *cell_json(const struct cell *c)
 	bench_json_u64(e, "region_pages", c->npages, true);
 	bench_json_u64(e, "harvest_median_ns", c->h_med, harv);
 	bench_json_u64(e, "harvest_p90_ns", c->h_p90, harv);
+	bench_json_dbl(e, "harvest_spread", c->h_spread, harv);
 	bench_json_dbl(e, "writer_ns_per_page", c->w_med, has);
+	bench_json_dbl(e, "writer_spread", c->w_spread, has);
 	bench_json_dbl(e, "writer_ns_per_page_p90", c->w_p90, has);
 	bench_json_u64(e, "reported_pages_median", c->rep_med, harv);
 	bench_json_u64(e, "rounds_reporting_other_than_written", c->mismatch, harv);
@@ -1063,12 +1074,54 @@ static void sizes_desc(const struct bench_opts *o, uint64_t *s)
 			}
 }
 
+/*
+ * A ratio is trusted when the cells it divides have a spread (IQR / median
+ * over their interleaved rounds) under SPREAD_MAX: the harvest, and with
+ * @writer the writer cost too. At least 3 rounds are needed for a spread.
+ */
+static bool cell_trusted(const struct cell *c, bool writer)
+{
+	if (!ok(c) || c->n < 3)
+		return false;
+	if (c->method != BM_UNTRACKED && c->h_spread > SPREAD_MAX)
+		return false;
+	return !writer || c->w_spread <= SPREAD_MAX;
+}
+
+static void put_trusted(struct json_object *r, bool has, bool trusted)
+{
+	json_object_object_add(r, "trusted", has ? json_object_new_boolean(trusted) : NULL);
+	bench_json_dbl(r, "spread_max", SPREAD_MAX, true);
+}
+
+/* Copy the named primitive costs (NULL-terminated) into ratio @r. */
+static void prim_attach(struct ctx *x, struct json_object *r, const char *const *keys)
+{
+	struct json_object *o = json_object_new_object(), *v;
+
+	for (; *keys; keys++)
+		if (json_object_object_get_ex(x->prim, *keys, &v))
+			json_object_object_add(o, *keys, json_object_get(v));
+	json_object_object_add(r, "primitives", o);
+}
+
+static double prim_get(struct ctx *x, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(x->prim, key, &v) || !v)
+		return 0;
+	return json_object_get_double(v);
+}
+
 static void ratio_engine_vs_raw(struct ctx *x, struct json_object *ratios)
 {
+	static const char *const pk[] = { "scan_clean_4k", "scan_written_4k", "scan_clean_2m",
+					  "scan_written_2m", NULL };
 	struct json_object *cells = json_object_new_array(), *r;
 	double *v = calloc(x->ncells, sizeof(*v)), worst = 0;
 	const struct cell *worst_c = NULL;
-	size_t n = 0;
+	size_t n = 0, untrusted = 0;
 
 	for (size_t i = 0; v && i < x->ncells; i++) {
 		const struct cell *e = &x->cells[i], *raw;
@@ -1084,6 +1137,9 @@ static void ratio_engine_vs_raw(struct ctx *x, struct json_object *ratios)
 		bench_json_u64(j, "engine_ns", e->h_med, true);
 		bench_json_u64(j, "raw_ns", raw->h_med, true);
 		bench_json_dbl(j, "ratio", v[n], true);
+		json_object_object_add(j, "trusted", json_object_new_boolean(
+			cell_trusted(e, false) && cell_trusted(raw, false)));
+		untrusted += !(cell_trusted(e, false) && cell_trusted(raw, false));
 		json_object_array_add(cells, j);
 		if (v[n] > worst) {
 			worst = v[n];
@@ -1100,8 +1156,77 @@ static void ratio_engine_vs_raw(struct ctx *x, struct json_object *ratios)
 	if (worst_c)
 		json_object_object_add(r, "met_all_cells", json_object_new_boolean(worst <= 1.10));
 	json_object_object_add(r, "cells", cells);
+	/* the median over cells holds when most cells are tight */
+	put_trusted(r, n > 0, untrusted * 2 < n);
+	bench_json_u64(r, "untrusted_cells", untrusted, true);
+	prim_attach(x, r, pk);
 	json_object_object_add(ratios, "engine_vs_raw_ioctl", r);
 	free(v);
+}
+
+/*
+ * What the primitives predict for a pagemap ratio at 1 % dirty: pagemap read
+ * per page over the walk per page. 4 KiB: every page table holds a written
+ * page at 1 % (1 - 0.99^512 ~ 1), so one sparse-flush cost per 512 pages,
+ * plus the written-page surcharge for the rest.
+ */
+static void pagemap_model(struct ctx *x, struct json_object *r, int backing)
+{
+	static const char *const k4[] = { "pagemap_read_4k", "scan_clean_4k", "scan_written_4k",
+					  "scan_sparse_flush_4k_peer_parked", NULL };
+	static const char *const k2[] = { "pagemap_read_2m_per_4k_entry", "scan_clean_2m",
+					  "scan_written_2m", NULL };
+	const double f = fracs[1];
+	double num, den;
+
+	if (backing == PGT_BACKING_HUGETLB) {
+		prim_attach(x, r, k2);
+		num = 512 * prim_get(x, "pagemap_read_2m_per_4k_entry");
+		den = prim_get(x, "scan_clean_2m") +
+		      f * (prim_get(x, "scan_written_2m") - prim_get(x, "scan_clean_2m"));
+		bench_json_str(r, "model", "512 x pagemap_read_2m_per_4k_entry / (scan_clean_2m "
+			       "+ 0.01 x (scan_written_2m - scan_clean_2m))");
+	} else {
+		double extra = prim_get(x, "scan_written_4k") - prim_get(x, "scan_clean_4k");
+
+		prim_attach(x, r, k4);
+		num = prim_get(x, "pagemap_read_4k");
+		den = prim_get(x, "scan_clean_4k") +
+		      prim_get(x, "scan_sparse_flush_4k_peer_parked") / 512 +
+		      (f - 1.0 / 512) * (extra > 0 ? extra : 0);
+		bench_json_str(r, "model", "pagemap_read_4k / (scan_clean_4k + "
+			       "scan_sparse_flush_4k_peer_parked / 512 + (0.01 - 1/512) x "
+			       "(scan_written_4k - scan_clean_4k))");
+	}
+	bench_json_dbl(r, "predicted_from_primitives", num / den, num > 0 && den > 0);
+}
+
+/*
+ * Tracking-cost ratios are fault-bound: (method fault) / (WP-async fault),
+ * harvests left out. uffd-sync's cell has one writer on the handler's CPU
+ * and one across: the mean of both fault costs.
+ */
+static void cost_model(struct ctx *x, struct json_object *r, int method)
+{
+	static const char *const km[] = { "mprotect_fault_4k", "wp_async_fault_4k",
+					  "write_plain_4k", "scan_written_4k", NULL };
+	static const char *const ks[] = { "uffd_sync_fault_cross_cpu",
+					  "uffd_sync_fault_same_cpu", "wp_async_fault_4k",
+					  "write_plain_4k", "scan_written_4k", NULL };
+	double a = prim_get(x, "wp_async_fault_4k"), m;
+
+	if (method == BM_MPROTECT) {
+		prim_attach(x, r, km);
+		m = prim_get(x, "mprotect_fault_4k");
+		bench_json_str(r, "model", "mprotect_fault_4k / wp_async_fault_4k");
+	} else {
+		prim_attach(x, r, ks);
+		m = (prim_get(x, "uffd_sync_fault_cross_cpu") +
+		     prim_get(x, "uffd_sync_fault_same_cpu")) / 2 - prim_get(x, "write_plain_4k");
+		bench_json_str(r, "model", "(mean of uffd_sync_fault_cross_cpu and _same_cpu - "
+			       "write_plain_4k) / wp_async_fault_4k");
+	}
+	bench_json_dbl(r, "predicted_from_primitives", m / a, m > 0 && a > 0);
 }
 
 static void ratio_pagemap(struct ctx *x, struct json_object *ratios, int backing,
@@ -1111,6 +1236,7 @@ static void ratio_pagemap(struct ctx *x, struct json_object *ratios, int backing
 	struct json_object *per = json_object_new_array(), *r;
 	double head = 0;
 	const struct cell *hc = NULL;
+	bool trusted = false;
 	char what[256];
 
 	sizes_desc(x->o, sz);
@@ -1131,6 +1257,7 @@ static void ratio_pagemap(struct ctx *x, struct json_object *ratios, int backing
 		if (!hc) {
 			hc = e;
 			head = v;
+			trusted = cell_trusted(e, false) && cell_trusted(p, false);
 		}
 	}
 	snprintf(what, sizeof(what), "pagemap pread+parse median / uffd-async engine harvest "
@@ -1139,6 +1266,8 @@ static void ratio_pagemap(struct ctx *x, struct json_object *ratios, int backing
 	r = bench_ratio(head, hc != NULL, goal ? ">=" : NULL, 20, what);
 	json_object_object_add(r, "cell", hc ? cell_ref(hc) : NULL);
 	json_object_object_add(r, "sizes", per);
+	put_trusted(r, hc != NULL, trusted);
+	pagemap_model(x, r, backing);
 	json_object_object_add(ratios, key, r);
 }
 
@@ -1149,6 +1278,7 @@ static void ratio_cost(struct ctx *x, struct json_object *ratios, int method, co
 	static const int backings[] = { PGT_BACKING_ANON, PGT_BACKING_HUGETLB };
 	double head = 0;
 	const struct cell *hc = NULL;
+	bool trusted = false;
 	char what[320];
 
 	sizes_desc(x->o, sz);
@@ -1169,6 +1299,9 @@ static void ratio_cost(struct ctx *x, struct json_object *ratios, int method, co
 			if (!hc && backings[b] == PGT_BACKING_ANON) {
 				hc = e;
 				head = cm / ce;
+				trusted = cell_trusted(m, true) && cell_trusted(e, true) &&
+					  cell_trusted(find(x, BM_UNTRACKED, e->backing, e->size,
+							    e->fi, e->writers), true);
 			}
 		}
 	}
@@ -1179,6 +1312,8 @@ static void ratio_cost(struct ctx *x, struct json_object *ratios, int method, co
 	r = bench_ratio(head, hc != NULL, ">=", 5, what);
 	json_object_object_add(r, "cell", hc ? cell_ref(hc) : NULL);
 	json_object_object_add(r, "cells", per);
+	put_trusted(r, hc != NULL, trusted);
+	cost_model(x, r, method);
 	json_object_object_add(ratios, key, r);
 }
 
@@ -1320,6 +1455,9 @@ int bench_dirty(const struct bench_opts *o, struct json_object *results,
 	bench_pin_self(x.handler_cpu);
 	x.eng_err = pgt_engine_open(&ec, &x.eng);
 	bench_pin_self(x.harvester_cpu);
+	bench_note("dirty: primitive costs\n");
+	x.prim = bench_dirty_primitives(x.harvester_cpu, x.wcpu[0], !o->no_hugetlb);
+	bench_pin_self(x.harvester_cpu);
 
 	for (int b = 0; b < 2; b++)
 		for (unsigned i = 0; i < o->nsizes; i++)
@@ -1340,6 +1478,7 @@ int bench_dirty(const struct bench_opts *o, struct json_object *results,
 	ratio_cost(&x, ratios, BM_UFFD_SYNC, "uffd_sync_vs_engine");
 	ratio_ns_per_page(&x, ratios);
 	methodology(&x, info);
+	json_object_object_add(info, "primitives", x.prim);
 
 	for (size_t i = 0; i < x.ncells; i++) {
 		free(x.cells[i].harvest);

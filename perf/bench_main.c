@@ -8,6 +8,7 @@
  *
  * Prints one JSON object (--json) or a table. Methodology: perf/README.md.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -326,6 +327,139 @@ static void usage(FILE *f)
 	      "  --verbose         progress on stderr also with --json\n", f);
 }
 
+/* First line of @path (trailing newline dropped) into @buf; false if unreadable. */
+static bool read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	bool ok = f && fgets(buf, (int)len, f);
+
+	if (f)
+		fclose(f);
+	if (ok)
+		buf[strcspn(buf, "\n")] = 0;
+	return ok;
+}
+
+/* /sys/devices/system/cpu/vulnerabilities/<name>: state */
+static struct json_object *host_mitigations(void)
+{
+	const char *dir = "/sys/devices/system/cpu/vulnerabilities";
+	struct json_object *o = json_object_new_object();
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[512], line[256];
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (read_line(path, line, sizeof(line)))
+			bench_json_str(o, e->d_name, line);
+	}
+	if (d)
+		closedir(d);
+	return o;
+}
+
+/* The kernel options that move fault and TLB-flush costs (/proc/config.gz or /boot). */
+static struct json_object *host_kconfig(const char *release)
+{
+	static const char *const keys[] = {
+		"CONFIG_MITIGATION_PAGE_TABLE_ISOLATION=", "CONFIG_PREEMPT_NONE=",
+		"CONFIG_PREEMPT_VOLUNTARY=", "CONFIG_PREEMPT=", "CONFIG_PREEMPT_DYNAMIC=",
+		"CONFIG_HZ=", "CONFIG_PARAVIRT=", "CONFIG_PVM_GUEST=", "CONFIG_KVM_GUEST=",
+		"CONFIG_BROADCAST_TLB_FLUSH=", "CONFIG_TRANSPARENT_HUGEPAGE=",
+		"CONFIG_PTE_MARKER_UFFD_WP=", "CONFIG_MEM_SOFT_DIRTY=", "CONFIG_USERFAULTFD=",
+		"CONFIG_MITIGATION_RETPOLINE=", "CONFIG_MITIGATION_RETHUNK=",
+	};
+	struct json_object *o = json_object_new_object();
+	char cmd[320], line[256];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "{ gzip -dc /proc/config.gz || cat /boot/config-%s; } "
+		 "2>/dev/null", release);
+	f = popen(cmd, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (!strncmp(line, keys[i], strlen(keys[i]))) {
+				char *eq = strchr(line, '=');
+
+				*eq = 0;
+				bench_json_str(o, line, eq + 1);
+			}
+	}
+	if (f)
+		pclose(f);
+	return o;
+}
+
+/* Jiffies of the "cpu" line of /proc/stat: [0] total, [1] steal, [2] idle+iowait. */
+static bool read_stat(uint64_t *t)
+{
+	unsigned long long v[10] = { 0 };
+	FILE *f = fopen("/proc/stat", "re");
+	int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+			   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]) : 0;
+
+	if (f)
+		fclose(f);
+	if (n < 8)
+		return false;
+	/* guest time (8, 9) is already counted in user */
+	t[0] = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+	t[1] = v[7];
+	t[2] = v[3] + v[4];
+	return true;
+}
+
+/* The load seen during the run: steal and busy share of all CPUs, from /proc/stat. */
+static void add_run_load(struct json_object *h, const uint64_t *s0)
+{
+	uint64_t s1[3];
+	double load[3];
+
+	if (getloadavg(load, 3) == 3)
+		bench_json_dbl(h, "load_end", load[0], true);
+	if (!read_stat(s1) || s1[0] <= s0[0])
+		return;
+	bench_json_dbl(h, "steal_percent", 100.0 * (double)(s1[1] - s0[1]) /
+		       (double)(s1[0] - s0[0]), true);
+	bench_json_dbl(h, "busy_percent", 100.0 * (1.0 - (double)(s1[2] - s0[2]) /
+		       (double)(s1[0] - s0[0])), true);
+}
+
+/* cmdline, mitigations, kernel config, THP, hypervisor: what two runs must share. */
+static void add_host_kernel(struct json_object *h, const char *release)
+{
+	char line[4096];
+	FILE *f;
+
+	if (read_line("/proc/cmdline", line, sizeof(line)))
+		bench_json_str(h, "cmdline", line);
+	json_object_object_add(h, "mitigations", host_mitigations());
+	json_object_object_add(h, "kernel_config", host_kconfig(release));
+	if (read_line("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof(line)))
+		bench_json_str(h, "thp_enabled", line);
+	f = fopen("/proc/cpuinfo", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "model name", 10)) {
+			line[strcspn(line, "\n")] = 0;
+			bench_json_str(h, "cpu_model", strchr(line, ':') ? strchr(line, ':') + 2 : line);
+			break;
+		}
+	if (f)
+		fclose(f);
+	f = popen("dmesg 2>/dev/null | grep -m1 'Hypervisor detected'", "r");
+	if (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		bench_json_str(h, "hypervisor", strstr(line, "detected: ") ?
+			       strstr(line, "detected: ") + 10 : line);
+	}
+	if (f)
+		pclose(f);
+}
+
 static void add_host(struct json_object *root, const struct bench_opts *o, const char *which)
 {
 	struct json_object *h = json_object_new_object(), *op = json_object_new_object();
@@ -338,8 +472,11 @@ static void add_host(struct json_object *root, const struct bench_opts *o, const
 	json_object_object_add(root, "benchmark", json_object_new_string(which));
 	bench_json_str(root, "pgtrack_version", pgt_version());
 	bench_json_str(root, "build_type", PGT_BENCH_BUILDTYPE);
-	if (!uname(&u))
+	if (!uname(&u)) {
 		bench_json_str(h, "kernel", u.release);
+		bench_json_str(h, "kernel_version", u.version);
+		add_host_kernel(h, u.release);
+	}
 	for (int i = 0; i < n; i++)
 		json_object_array_add(cpus, json_object_new_int(cpu[i]));
 	json_object_object_add(h, "cpus", cpus);
@@ -375,11 +512,36 @@ static const char *jstr(struct json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "-";
 }
 
+/* A ratio, its spread, and the primitive costs behind it (ns/page). */
+static void print_ratio(const char *k, struct json_object *v)
+{
+	struct json_object *p;
+
+	printf("ratio %-28s %10s  goal %s %s  met %s  trusted %s", k, jstr(v, "value"),
+	       jstr(v, "goal_op"), jstr(v, "goal"), jstr(v, "met"), jstr(v, "trusted"));
+	if (json_object_object_get_ex(v, "predicted_from_primitives", &p))
+		printf("  predicted %s", jstr(v, "predicted_from_primitives"));
+	printf("\n");
+	if (json_object_object_get_ex(v, "primitives", &p) && p) {
+		printf("      ns/page:");
+		json_object_object_foreach(p, pk, pv)
+			printf(" %s=%s", pk, pv ? json_object_get_string(pv) : "-");
+		printf("\n");
+	}
+}
+
 /* The table for humans: one line per result, then the ratios. */
 static void print_text(struct json_object *root)
 {
-	struct json_object *res, *rat;
+	struct json_object *res, *rat, *prim;
 
+	if (json_object_object_get_ex(root, "primitives", &prim)) {
+		printf("primitives (ns):");
+		json_object_object_foreach(prim, pk, pv)
+			if (strcmp(pk, "units"))
+				printf(" %s=%s", pk, pv ? json_object_get_string(pv) : "-");
+		printf("\n");
+	}
 	if (json_object_object_get_ex(root, "results", &res)) {
 		for (size_t i = 0; i < json_object_array_length(res); i++) {
 			struct json_object *e = json_object_array_get_idx(res, i), *tmp;
@@ -405,8 +567,7 @@ static void print_text(struct json_object *root)
 	}
 	if (json_object_object_get_ex(root, "ratios", &rat)) {
 		json_object_object_foreach(rat, k, v)
-			printf("ratio %-28s %10s  goal %s %s  met %s\n", k, jstr(v, "value"),
-			       jstr(v, "goal_op"), jstr(v, "goal"), jstr(v, "met"));
+			print_ratio(k, v);
 	}
 }
 
@@ -431,7 +592,7 @@ int main(int argc, char **argv)
 	struct json_object *root, *results, *ratios, *info;
 	const char *which = "all";
 	bool reps_set = false, budget_set = false;
-	double load[3];
+	uint64_t stat0[3];
 	int c, ret = 0;
 
 	/* "numa" takes its own options: hand it the command line as it is */
@@ -518,6 +679,8 @@ int main(int argc, char **argv)
 	ratios = json_object_new_object();
 	info = json_object_new_object();
 	add_host(root, &o, which);
+	if (!read_stat(stat0))
+		stat0[0] = UINT64_MAX;
 
 	if (!strcmp(which, "dirty") || !strcmp(which, "all"))
 		ret = bench_dirty(&o, results, ratios, info);
@@ -526,11 +689,20 @@ int main(int argc, char **argv)
 	if (!ret && (!strcmp(which, "release") || !strcmp(which, "all")))
 		ret = bench_release(&o, results, ratios, info);
 
-	if (getloadavg(load, 3) == 3) {
+	{
 		struct json_object *h;
 
 		if (json_object_object_get_ex(root, "host", &h))
-			bench_json_dbl(h, "load_end", load[0], true);
+			add_run_load(h, stat0);
+	}
+	{
+		struct json_object *prim;
+
+		/* the dirty primitives go to the top: "primitives" */
+		if (json_object_object_get_ex(info, "primitives", &prim)) {
+			json_object_object_add(root, "primitives", json_object_get(prim));
+			json_object_object_del(info, "primitives");
+		}
 	}
 	json_object_object_add(root, "methodology", info);
 	json_object_object_add(root, "results", results);

@@ -29,6 +29,33 @@ def fail(msg):
     sys.exit(1)
 
 
+DIRTY_RATIOS = ("engine_vs_raw_ioctl", "pagemap_read_vs_engine_2m",
+                "pagemap_read_vs_engine_4k", "mprotect_vs_engine", "uffd_sync_vs_engine")
+PRIMITIVES = ("write_plain_4k", "wp_async_fault_4k", "scan_clean_4k", "scan_written_4k",
+              "pagemap_read_4k", "mprotect_fault_4k", "uffd_sync_fault_same_cpu")
+
+
+def check_dirty_extras(doc, ratios):
+    """Primitive costs next to the ratios, trust flags, the run's load."""
+    prim = doc.get("primitives")
+    if not isinstance(prim, dict):
+        fail("no primitives object")
+    for k in PRIMITIVES:
+        if k not in prim:
+            fail("primitive %s missing" % k)
+    for k in DIRTY_RATIOS:
+        r = ratios[k]
+        if "trusted" not in r or not isinstance(r.get("primitives"), dict):
+            fail("ratio %s without trusted/primitives" % k)
+    for e in doc["results"]:
+        if e.get("bench") == "dirty" and e["status"] == "ok" and "writer_spread" not in e:
+            fail("dirty result without writer_spread: %r" % e)
+    host = doc.get("host", {})
+    for k in ("steal_percent", "busy_percent", "mitigations", "kernel_config"):
+        if k not in host:
+            fail("host without %s" % k)
+
+
 def check(cmd, ratio_keys, result_keys):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=280)
@@ -66,6 +93,8 @@ def check(cmd, ratio_keys, result_keys):
             fail("ratio %s has no goal" % k)
         if r["value"] is not None and r["met"] is None and has_goal:
             fail("ratio %s has a value but no met" % k)
+    if any(e.get("bench") == "dirty" for e in res):
+        check_dirty_extras(doc, ratios)
     ok = sum(1 for e in res if e["status"] == "ok")
     print("# %d results (%d ok), ratios: %s" % (
         len(res), ok, ", ".join("%s=%s" % (k, ratios[k]["value"]) for k in ratio_keys)))
