@@ -80,6 +80,41 @@ int64_t pgt__pending_collect(struct pgt_region *r, pgt_protect_fn protect,
 	return (int64_t)n;
 }
 
+/*
+ * AUTO: the methods that work for this region, then the cheapest for its
+ * size by this host's measured costs (calib_engine.c), or the first in
+ * feature order when calibration is off or failed.
+ */
+static int resolve_auto(struct pgt_region *r)
+{
+	const struct pgt_probe *p = &r->eng->probe;
+	uint32_t avail = 0;
+	int m;
+
+	for (m = PGT_DIRTY_UFFD_ASYNC; m < PGT_DIRTY_NONE; m++) {
+		int ret = methods[m]->supported(r, p);
+
+		if (!ret)
+			avail |= 1u << m;
+		else
+			pgt__log(r->eng, PGT_LOG_INFO, "region %s: %s not usable (%s)",
+				 r->name, pgt_dirty_method_name(m), strerror(-ret));
+	}
+	if (!avail) {
+		/* last resort: needs no kernel support, costs a read of the memory */
+		if (!methods[PGT_DIRTY_FINGERPRINT]->supported(r, p)) {
+			r->dops = methods[PGT_DIRTY_FINGERPRINT];
+			return 0;
+		}
+		return -EOPNOTSUPP;
+	}
+	m = pgt__calib_pick(pgt__calib_get(r->eng), avail, r->npages);
+	if (m < 0)
+		return m;
+	r->dops = methods[m];
+	return 0;
+}
+
 int pgt__dirty_resolve(struct pgt_region *r, int method)
 {
 	const struct pgt_probe *p = &r->eng->probe;
@@ -100,23 +135,7 @@ int pgt__dirty_resolve(struct pgt_region *r, int method)
 		r->dops = ops;
 		return 0;
 	}
-	/* AUTO: best first, as the probe measured it. */
-	for (int m = PGT_DIRTY_UFFD_ASYNC; m < PGT_DIRTY_NONE; m++) {
-		int ret = methods[m]->supported(r, p);
-
-		if (!ret) {
-			r->dops = methods[m];
-			return 0;
-		}
-		pgt__log(r->eng, PGT_LOG_INFO, "region %s: %s not usable (%s), trying next",
-			 r->name, pgt_dirty_method_name(m), strerror(-ret));
-	}
-	/* last resort: needs no kernel support, costs a read of the memory */
-	if (!methods[PGT_DIRTY_FINGERPRINT]->supported(r, p)) {
-		r->dops = methods[PGT_DIRTY_FINGERPRINT];
-		return 0;
-	}
-	return -EOPNOTSUPP;
+	return resolve_auto(r);
 }
 
 int pgt__dirty_init(struct pgt_region *r)

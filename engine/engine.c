@@ -231,9 +231,9 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	*out = NULL;
 	if (!cfg)
 		cfg = &def;
-	if ((ret = PGT_ARG_IN(cfg, sizeof(*cfg))))
+	if ((ret = pgt__arg_in(cfg, cfg->size, PGT_ENGINE_CONFIG_SIZE_VER0, sizeof(*cfg))))
 		return ret;
-	if (cfg->flags)
+	if (cfg->flags || (cfg->calibrate & ~(PGT_CALIBRATE_OFF | PGT_CALIBRATE_FRESH)))
 		return -EINVAL;
 	nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	if (nthreads > 64)
@@ -253,6 +253,8 @@ PGT_EXPORT int pgt_engine_open(const struct pgt_engine_config *cfg, pgt_engine *
 	pthread_rwlockattr_destroy(&ra);
 	pthread_rwlock_init(&e->regions_lock, NULL);
 	pthread_mutex_init(&e->offload_lock, NULL);
+	pthread_mutex_init(&e->calib_lock, NULL);
+	e->calib_flags = cfg->calibrate;
 
 	e->probe.size = sizeof(e->probe);
 	ret = pgt_probe(&e->probe);
@@ -316,5 +318,6 @@ PGT_EXPORT void pgt_engine_close(pgt_engine *e)
 	pthread_rwlock_destroy(&e->fault_lock);
 	pthread_rwlock_destroy(&e->regions_lock);
 	pthread_mutex_destroy(&e->offload_lock);
+	pthread_mutex_destroy(&e->calib_lock);
 	free(e);
 }

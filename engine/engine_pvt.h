@@ -15,6 +15,7 @@
 #include "hal/compat_uapi.h"
 #include "lib/bits.h"
 #include "numa/numa_pvt.h"
+#include "engine/calibrate_pvt.h"
 
 struct pgt_region;
 
@@ -200,6 +201,11 @@ struct pgt_engine {
 	/* offload.c: open offload devices */
 	pthread_mutex_t offload_lock;
 	struct pgt_offload *offload;
+	/* calib_engine.c: AUTO's costs, filled once under calib_lock */
+	pthread_mutex_t calib_lock;
+	uint32_t calib_flags;
+	bool calib_done;
+	struct pgt__calib_result calib;
 };
 
 /* ---- engine.c ---- */

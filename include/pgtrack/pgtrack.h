@@ -141,6 +141,14 @@ int pgt_dirty_method_parse(const char *name);
  *                 nodes this host does not have.
  * @numa_workers:  harvest workers per NUMA node (0: one per node with CPUs
  *                 on a multi-node host, none on a single node).
+ * @calibrate:     PGT_CALIBRATE_* flags (0: default). Regions created with
+ *                 PGT_DIRTY_AUTO get the tracker a short measurement of this
+ *                 host's kernel primitives says is cheapest (pgt_calibration()
+ *                 in pgtrack/probe.h), measured once per engine on the first
+ *                 such region and cached per boot. A forced method is never
+ *                 changed. Added after pgtrack 0.1; it sits in what was the
+ *                 struct's tail padding, so PGT_ENGINE_CONFIG_SIZE_VER0 is
+ *                 still the smallest size taken.
  */
 struct pgt_engine_config {
 	uint32_t size;
@@ -151,7 +159,19 @@ struct pgt_engine_config {
 	unsigned fault_threads;
 	const char *numa_topology;
 	unsigned numa_workers;
+	uint32_t calibrate;
 };
+
+/** struct pgt_engine_config.calibrate: AUTO follows feature order (no
+ * measurement). */
+#define PGT_CALIBRATE_OFF (1u << 0)
+/** ... measure even when this boot's cache file has costs (and rewrite it). */
+#define PGT_CALIBRATE_FRESH (1u << 1)
+
+/** sizeof(struct pgt_engine_config) in pgtrack 0.1: the smallest size
+ * pgt_engine_open() takes. */
+#define PGT_ENGINE_CONFIG_SIZE_VER0 \
+	((offsetof(struct pgt_engine_config, numa_workers) + sizeof(unsigned) + 7) & ~(size_t)7)
 
 /**
  * pgt_engine_open() - Probe the host and create an engine.

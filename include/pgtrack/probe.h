@@ -184,6 +184,75 @@ const char *pgt_uffd_feature_name(unsigned bit);
  */
 const char *pgt_uffd_ioctl_name(unsigned nr);
 
+/** Where struct pgt_calibration's costs come from. */
+enum pgt_calib_source {
+	PGT_CALIB_NONE = 0,     /* no costs: AUTO follows feature order */
+	PGT_CALIB_MEASURED,     /* measured by this engine */
+	PGT_CALIB_CACHED,       /* read from this boot's cache file */
+};
+
+/** struct pgt_calibration.measured bits: costs measured (not estimated). */
+#define PGT_CALIB_M_ASYNC (1u << 0)     /* wp_async_fault, scan_clean, reprotect */
+#define PGT_CALIB_M_MPROTECT (1u << 1)  /* the mprotect syscall in mprotect_fault */
+
+/**
+ * struct pgt_calibration - Per-page costs (ns, 4 KiB pages) the engine's
+ * PGT_DIRTY_AUTO choice uses.
+ * @size:            sizeof(*out), set by the caller.
+ * @source:          enum pgt_calib_source.
+ * @error:           0, or why there are no costs (-ETIME: the measuring
+ *                   deadline passed; -ECANCELED: PGT_CALIBRATE_OFF).
+ * @cache_error:     0 when the cache file was read or written, else why not
+ *                   (the costs then live in this engine only).
+ * @measured:        PGT_CALIB_M_* bits (0 when cached). Never measured, and
+ *                   estimated: the signal round trip in @mprotect_fault_ns
+ *                   (the WP-async fault stands for it) and @sync_fault_ns
+ *                   (1.1 x @mprotect_fault_ns).
+ * @measure_ns:      wall time of the measurement (0 when cached).
+ * @iterations:      page operations it did.
+ * @wp_async_fault_ns: a writer's first store under uffd WP-async.
+ * @mprotect_fault_ns: SIGSEGV + mprotect(RW) round trip (see @measured).
+ * @sync_fault_ns:   sync uffd-WP fault (estimated).
+ * @scan_clean_ns:   PAGEMAP_SCAN walk per unwritten entry.
+ * @reprotect_ns:    re-protect of one written page by the walk.
+ * @pagemap_read_ns: pread of one /proc/self/pagemap entry.
+ * @method_1g_4k:    enum pgt_dirty_method AUTO picks for 1 GiB of 4 KiB
+ *                   anonymous memory, @method_1g_2m for 1 GiB of 2 MiB
+ *                   hugetlb (methods the probe says work; 1 % written).
+ */
+struct pgt_calibration {
+	uint32_t size;
+	uint32_t source;
+	int error;
+	int cache_error;
+	uint32_t measured;
+	uint32_t reserved;
+	uint64_t measure_ns;
+	uint64_t iterations;
+	double wp_async_fault_ns;
+	double mprotect_fault_ns;
+	double sync_fault_ns;
+	double scan_clean_ns;
+	double reprotect_ns;
+	double pagemap_read_ns;
+	int method_1g_4k;
+	int method_1g_2m;
+};
+
+/**
+ * pgt_calibration() - The engine's calibration, measured now (bounded: at
+ * most ~50 ms, a few thousand page operations on a private scratch
+ * mapping) if no AUTO region has needed it yet, unless the engine was
+ * opened with PGT_CALIBRATE_OFF. Thread safe.
+ * @e:   engine.
+ * @out: result; @out->size as for pgt_probe().
+ *
+ * Returns: 0 (also when the costs could not be had: see @out->error),
+ * -EINVAL, -E2BIG.
+ */
+PGT_EXPERIMENTAL
+int pgt_calibration(pgt_engine *e, struct pgt_calibration *out);
+
 /** pgt_memtype_name() - "anon", "shmem", "hugetlb", or NULL. */
 const char *pgt_memtype_name(int memtype);
 
