@@ -571,6 +571,70 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 	}
 }
 
+/*
+ * The engine's calibration (pgt_calibration()): the per-page costs this boot
+ * measured (or cached) and what PGT_DIRTY_AUTO picks from them. Live only.
+ */
+static int calibration(struct pgt_calibration *c)
+{
+	pgt_engine *e;
+	int ret = pgt_engine_open(NULL, &e);
+
+	if (ret)
+		return ret;
+	c->size = sizeof(*c);
+	ret = pgt_calibration(e, c);
+	pgt_engine_close(e);
+	return ret;
+}
+
+static const char *const calib_sources[] = { "none", "measured", "cached" };
+
+static json_object *calibration_json(const struct pgt_calibration *c, int ret)
+{
+	json_object *o = json_object_new_object();
+
+	if (ret || c->error) {
+		add(o, "source", json_object_new_string("none"));
+		add(o, "error", jerr(ret ? ret : c->error));
+		return o;
+	}
+	add(o, "source", json_object_new_string(calib_sources[c->source < 3 ? c->source : 0]));
+	add(o, "error", NULL);
+	add(o, "cache_error", jerr(c->cache_error));
+	add(o, "measure_ns", json_object_new_int64((int64_t)c->measure_ns));
+	add(o, "iterations", json_object_new_int64((int64_t)c->iterations));
+	add(o, "wp_async_fault_ns", json_object_new_double(c->wp_async_fault_ns));
+	add(o, "mprotect_fault_ns", json_object_new_double(c->mprotect_fault_ns));
+	add(o, "sync_fault_ns", json_object_new_double(c->sync_fault_ns));
+	add(o, "scan_clean_ns", json_object_new_double(c->scan_clean_ns));
+	add(o, "reprotect_ns", json_object_new_double(c->reprotect_ns));
+	add(o, "pagemap_read_ns", json_object_new_double(c->pagemap_read_ns));
+	add(o, "method_1g_4k", json_object_new_string(method_name(c->method_1g_4k)));
+	add(o, "method_1g_2m", json_object_new_string(method_name(c->method_1g_2m)));
+	return o;
+}
+
+static void print_calibration(const struct pgt_calibration *c, int ret)
+{
+	if (ret || c->error) {
+		printf("\n  calibration: none (%s): AUTO follows feature order\n",
+		       strerror(-(ret ? ret : c->error)));
+		return;
+	}
+	printf("\n  calibration (%s, %.1f ms, %llu page operations; ns per 4 KiB page):\n",
+	       calib_sources[c->source < 3 ? c->source : 0], (double)c->measure_ns / 1e6,
+	       (unsigned long long)c->iterations);
+	printf("    WP-async fault %.0f, mprotect fault %.0f%s, sync uffd-WP fault %.0f (estimated)\n",
+	       c->wp_async_fault_ns, c->mprotect_fault_ns,
+	       c->measured & PGT_CALIB_M_MPROTECT ? " (partly estimated)" : " (estimated)",
+	       c->sync_fault_ns);
+	printf("    PAGEMAP_SCAN walk %.1f, re-protect %.1f, pagemap read %.1f\n",
+	       c->scan_clean_ns, c->reprotect_ns, c->pagemap_read_ns);
+	printf("    AUTO picks: %s for 1 GiB of 4 KiB pages, %s for 1 GiB of 2 MiB pages\n",
+	       method_name(c->method_1g_4k), method_name(c->method_1g_2m));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -580,9 +644,10 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pgt_probe p = { .size = sizeof(p) };
+	struct pgt_calibration cal = { .size = sizeof(cal) };
 	const char *root = NULL;
 	bool json = false;
-	int c, ret;
+	int c, ret, cret = 0;
 
 	while ((c = getopt_long(argc, argv, "jr:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -614,15 +679,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: probe failed: %s\n", argv[0], strerror(-ret));
 		return 1;
 	}
+	if (!root)
+		cret = calibration(&cal);
 	if (json) {
 		json_object *o = to_json(&p, !root);
 
+		if (!root)
+			add(o, "calibration", calibration_json(&cal, cret));
 		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 						    JSON_C_TO_STRING_SPACED |
 						    JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
 	} else {
 		print_table(&p, !root, root);
+		if (!root)
+			print_calibration(&cal, cret);
 	}
 	return ferror(stdout) ? 1 : 0;
 }

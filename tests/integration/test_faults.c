@@ -89,12 +89,14 @@ static int ntasks_base(void)
 }
 
 /* The engine's own threads may take a moment to be reaped by the kernel
- * after pthread_join; wait (bounded) for the count to come back. */
+ * after pthread_join; wait (bounded) for the count to come back to the
+ * baseline. "No thread left" is "not more than before": under TCG a thread
+ * joined just before the baseline was read can still be listed in it. */
 static int ntasks_settled(int want)
 {
 	int n = ntasks();
 
-	for (int i = 0; i < 100 && n != want; i++) {
+	for (int i = 0; i < 100 && n > want; i++) {
 		usleep(10000);
 		n = ntasks();
 	}
@@ -288,7 +290,7 @@ static int child_pool(void *arg)
 	if (pgt_region_destroy(r))
 		return 34;
 	pgt_engine_close(e);
-	if (ntasks_settled(tasks0) != tasks0)
+	if (ntasks_settled(tasks0) > tasks0)
 		return 35;
 	munmap(filler, filler_len);
 	munmap(mem, len);
@@ -415,7 +417,7 @@ static int child_uffd_refused(void *arg)
 	if (dirty_works(e, PGT_DIRTY_MPROTECT, &method))
 		return 30;
 	pgt_engine_close(e);
-	if (ntasks_settled(tasks0) != tasks0)
+	if (ntasks_settled(tasks0) > tasks0)
 		return 31;
 	return 0;
 }
@@ -478,7 +480,7 @@ static int child_sysctl_off(void *arg)
 	if (p.pagemap_scan && method != PGT_DIRTY_UFFD_ASYNC)
 		return 24;
 	pgt_engine_close(e);
-	if (ntasks_settled(tasks0) != tasks0)
+	if (ntasks_settled(tasks0) > tasks0)
 		return 31;
 	return 0;
 }
@@ -625,7 +627,7 @@ static void remapped(enum remap how)
 		pgt_dirty_view_close(v);
 		assert_int_equal(pgt_region_destroy(r), 0);
 		pgt_engine_close(e);
-		assert_int_equal(ntasks_settled(tasks0), tasks0);
+		assert_in_range(ntasks_settled(tasks0), 1, tasks0);
 		munmap(moved ? moved : mem, len);
 		ran++;
 	}
@@ -728,7 +730,7 @@ static void test_fork(void **state)
 		pgt_dirty_view_close(v);
 		assert_int_equal(pgt_region_destroy(r), 0);
 		pgt_engine_close(e);
-		assert_int_equal(ntasks_settled(tasks0), tasks0);
+		assert_in_range(ntasks_settled(tasks0), 1, tasks0);
 		munmap(mem, len);
 		ran++;
 	}
@@ -875,7 +877,7 @@ static int child_provider(void *arg)
 	if (pgt_region_destroy(r))
 		return 33;
 	pgt_engine_close(e);
-	if (ntasks_settled(tasks0) != tasks0)
+	if (ntasks_settled(tasks0) > tasks0)
 		return 34;
 	return 0;
 }
@@ -935,7 +937,7 @@ static void test_harvest_enobufs(void **state)
 	pgt_dirty_view_close(v);
 	assert_int_equal(pgt_region_destroy(r), 0);
 	pgt_engine_close(e);
-	assert_int_equal(ntasks_settled(tasks0), tasks0);
+	assert_in_range(ntasks_settled(tasks0), 1, tasks0);
 	munmap(mem, len);
 }
 

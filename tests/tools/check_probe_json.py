@@ -18,7 +18,7 @@ def ok(cond, what):
     return cond
 
 
-print("1..7")
+print("1..8")
 p = subprocess.run([exe, "--json"], capture_output=True, text=True, timeout=60)
 doc = None
 try:
@@ -38,6 +38,16 @@ ok(isinstance(feats, list) and all(isinstance(f, str) for f in feats),
    "userfaultfd.features is a list of names")
 ok(isinstance(doc.get("simd"), list) and isinstance(doc.get("hugepages"), list),
    "simd and hugepages are lists")
+cal = doc.get("calibration", {})
+if cal.get("source") in ("measured", "cached"):
+    costs = [cal.get(k) for k in ("wp_async_fault_ns", "mprotect_fault_ns", "scan_clean_ns",
+                                  "pagemap_read_ns")]
+    good = all(isinstance(c, (int, float)) and c >= 0 for c in costs) and \
+        isinstance(cal.get("method_1g_4k"), str) and isinstance(cal.get("method_1g_2m"), str)
+else:
+    # no costs: the reason must be given
+    good = cal.get("source") == "none" and cal.get("error") is not None
+ok(good, "calibration: costs and the AUTO choice, or why there are none")
 ob = doc.get("offload_backends")
 ok(isinstance(ob, list) and {b.get("name") for b in ob} >=
    {"sim", "kvm-ring", "vhost-log", "vfio", "iommufd", "chmu"} and
