@@ -46,6 +46,7 @@
 
 struct slot {
 	pthread_mutex_t lock;     /* writers vs release/reclaim of this slot */
+	bool main_holds;          /* the main thread holds @lock (main only) */
 	_Atomic bool live;
 	pgt_region *r;
 	struct pgt_region_info info;
@@ -183,6 +184,20 @@ static void oracle_check(struct slot *s, int vi)
 	}
 }
 
+/* The main thread's hold of a slot lock: quiesce() must not take it again
+ * (a soft-dirty harvest or a release under it calls the callback). */
+static void main_lock(struct slot *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->main_holds = true;
+}
+
+static void main_unlock(struct slot *s)
+{
+	s->main_holds = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- invariants (DESIGN §2) ---- */
 
 /* PFN of the page mapped at @addr (root only; 0 when not present or hidden). */
@@ -282,9 +297,9 @@ static void check_all(struct soak *k)
 			continue;
 		/* writers of the slot are out (they write under the lock, and
 		 * a first touch has been counted once the access completed) */
-		pthread_mutex_lock(&s->lock);
+		main_lock(s);
 		check_slot(k, s);
-		pthread_mutex_unlock(&s->lock);
+		main_unlock(s);
 		configured += s->info.length;
 		released += s->nreleased * UNIT;
 	}
@@ -306,7 +321,7 @@ static void do_release(struct soak *k, struct slot *s, uint64_t u, uint64_t n)
 {
 	int64_t ret;
 
-	pthread_mutex_lock(&s->lock);
+	main_lock(s);
 	ret = pgt_release(k->eng, s->info.gpa + u * UNIT, n * UNIT,
 			  PGT_RELEASE_REPEAT_OK | PGT_RELEASE_TRUSTED, NULL);
 	if (ret < 0)
@@ -317,7 +332,7 @@ static void do_release(struct soak *k, struct slot *s, uint64_t u, uint64_t n)
 			s->released[i] = 1;
 			s->nreleased++;
 		}
-	pthread_mutex_unlock(&s->lock);
+	main_unlock(s);
 	k->releases++;
 }
 
@@ -325,7 +340,7 @@ static void do_reclaim(struct soak *k, struct slot *s, uint64_t u, uint64_t n)
 {
 	int64_t ret;
 
-	pthread_mutex_lock(&s->lock);
+	main_lock(s);
 	ret = pgt_reclaim(k->eng, s->info.gpa + u * UNIT, n * UNIT);
 	if (ret < 0)
 		fail_msg("%s: reclaim: %lld", s->info.name, (long long)ret);
@@ -334,7 +349,7 @@ static void do_reclaim(struct soak *k, struct slot *s, uint64_t u, uint64_t n)
 			s->released[i] = 0;
 			s->nreleased--;
 		}
-	pthread_mutex_unlock(&s->lock);
+	main_unlock(s);
 	k->reclaims++;
 }
 
@@ -396,11 +411,18 @@ static int quiesce(void *arg, bool pause)
 
 	if (pause ? k->quiesce_depth++ > 0 : --k->quiesce_depth > 0)
 		return 0;
+	/* slots the main thread holds are paused already; their hold does
+	 * not change between pause and resume (both run inside one call of
+	 * pgtrack made under it) */
 	for (int i = 0; i < SLOTS; i++) {
+		struct slot *s = &k->s[pause ? i : SLOTS - 1 - i];
+
+		if (s->main_holds)
+			continue;
 		if (pause)
-			pthread_mutex_lock(&k->s[i].lock);
+			pthread_mutex_lock(&s->lock);
 		else
-			pthread_mutex_unlock(&k->s[SLOTS - 1 - i].lock);
+			pthread_mutex_unlock(&s->lock);
 	}
 	return 0;
 }
@@ -472,12 +494,12 @@ static void slot_remove(struct soak *k, int i)
 {
 	struct slot *s = &k->s[i];
 
-	pthread_mutex_lock(&s->lock);
+	main_lock(s);
 	for (int v = 0; v < VIEWS; v++) {
 		harvest_view(s, v);
 		oracle_check(s, v);
 	}
-	pthread_mutex_unlock(&s->lock);
+	main_unlock(s);
 	pthread_rwlock_wrlock(&k->slots_lock);
 	atomic_store(&s->live, false);
 	pthread_rwlock_unlock(&k->slots_lock);
