@@ -830,6 +830,9 @@ static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords)
 
 uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords)
 {
+	/* (NULL, 0) is valid; the kernels' tail would offset NULL (UBSan) */
+	if (!nwords)
+		return 0;
 	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
 }
 
