@@ -493,7 +493,7 @@ static uint64_t nonzero_sse2(const uint64_t *w, size_t n)
 		z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
 		m |= (uint64_t)(~_mm_movemask_pd(_mm_castsi128_pd(z)) & 3) << i;
 	}
-	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
 }
 
 TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
@@ -507,7 +507,7 @@ TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
 					       _mm256_setzero_si256());
 		m |= (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15) << i;
 	}
-	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
 }
 
 TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
@@ -672,7 +672,7 @@ static uint64_t nonzero_neon(const uint64_t *w, size_t n)
 
 		m |= ((vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2)) << i;
 	}
-	return m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i);
+	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
 }
 
 /* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
