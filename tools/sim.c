@@ -444,7 +444,11 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 		if (ret && ret != -ENOSPC)
 			sim_event(s, "balloon: %s", strerror(-ret));
 	}
-	if (s->bal && sc->inflated && !sc->deflated && sc->bal_deflate > 0 && t >= sc->bal_deflate) {
+	/* deflate once the inflate target is reached (as an operator waits
+	 * for a target), at the latest half way to the end: on a slow host
+	 * (TCG guests) inflating takes longer than the scenario planned */
+	if (s->bal && sc->inflated && !sc->deflated && sc->bal_deflate > 0 && t >= sc->bal_deflate &&
+	    (sim_balloon_reached(s) || t >= sc->bal_deflate + 0.5 * (sc->end - sc->bal_deflate))) {
 		uint64_t back = (c->memory - c->balloon_target) / 2;
 
 		sc->deflated = true;

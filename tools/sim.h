@@ -418,6 +418,7 @@ void sim_balloon_sample(struct sim *s, const struct sample *now);
  * a balloon. */
 const struct balloon_report *sim_balloon_report(struct sim *s);
 /* The target currently set (0: none). */
+bool sim_balloon_reached(struct sim *s);
 uint64_t sim_balloon_target(struct sim *s);
 void sim_balloon_free(struct sim *s);
 /* Free page reporting from the churn workload (vCPU thread). */

@@ -653,6 +653,19 @@ const struct balloon_report *sim_balloon_report(struct sim *s)
 	return &b->rep;
 }
 
+/* Whether the inflate target was reached (the deflate waits for it). */
+bool sim_balloon_reached(struct sim *s)
+{
+	bool r;
+
+	if (!s->bal)
+		return false;
+	pthread_mutex_lock(&s->bal->lock);
+	r = s->bal->rep.reached;
+	pthread_mutex_unlock(&s->bal->lock);
+	return r;
+}
+
 uint64_t sim_balloon_target(struct sim *s)
 {
 	struct balloon *b = s->bal;

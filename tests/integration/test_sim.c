@@ -681,7 +681,12 @@ static void check_migration(struct report *r, json_object *m)
 
 	assert_int_equal(gran, jb(m, "refine") ? 4096 : r->page_size);
 	assert_int_equal(jb(m, "refine"), r->hugetlb);  /* on by default for 2 MiB pages */
-	assert_true(ju(m, "bytes_sent_whole_pages") >= ju(m, "bytes_sent"));
+	/* whole pages cost at least the refined pieces, but the estimate is
+	 * taken after the copy: pieces the balloon or free page reporting took
+	 * meanwhile are in bytes_sent and no longer in the estimate (seen once
+	 * under TCG in the x86 6.1 guest) */
+	assert_true(ju(m, "bytes_sent_whole_pages") + ju(r->j, "balloon.ballooned_bytes") +
+		    ju(r->j, "balloon.reported_bytes") >= ju(m, "bytes_sent"));
 
 	assert_true(n >= 1);
 	assert_int_equal(jlen(rounds), n + 1);
