@@ -579,14 +579,11 @@ static int parse_port(const char *v, int *port)
 	return 0;
 }
 
-/* Returns 0 to run, 1 when done (help, version, dump), -1 on a usage error. */
-static int parse_args(struct sim *s, int argc, char **argv, struct outputs *o)
+/* Pass 1: --help, --version, --dump-config, wherever they are. 1 when done. */
+static int early_opts(int argc, char **argv)
 {
-	struct sim_config *c = &s->cfg;
-	char err[512];
 	int opt;
 
-	/* Pass 1: --config, --help, --version, --dump-config (order-independent). */
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
@@ -606,105 +603,148 @@ static int parse_args(struct sim *s, int argc, char **argv, struct outputs *o)
 			return 1;
 		}
 	}
+	return 0;
+}
+
+/* The embedded default, then every --config FILE in order. */
+static int load_configs(struct sim_config *c, int argc, char **argv)
+{
+	char err[512];
+	int opt;
+
 	if (sim_config_parse(c, sim_default_config, "default", err, sizeof(err))) {
 		fprintf(stderr, "pgtrack-sim: internal: %s\n", err);
 		return -1;
 	}
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
-		if (opt == 'C') {
-			char *text = read_file(optarg, err, sizeof(err));
+		char *text;
+		int ret;
 
-			if (!text) {
-				fprintf(stderr, "pgtrack-sim: --config: %s\n", err);
-				return -1;
-			}
-			if (sim_config_parse(c, text, optarg, err, sizeof(err))) {
-				fprintf(stderr, "pgtrack-sim: %s\n", err);
-				free(text);
-				return -1;
-			}
-			free(text);
+		if (opt != 'C')
+			continue;
+		text = read_file(optarg, err, sizeof(err));
+		if (!text) {
+			fprintf(stderr, "pgtrack-sim: --config: %s\n", err);
+			return -1;
+		}
+		ret = sim_config_parse(c, text, optarg, err, sizeof(err));
+		free(text);
+		if (ret) {
+			fprintf(stderr, "pgtrack-sim: %s\n", err);
+			return -1;
 		}
 	}
+	return 0;
+}
+
+static int set_key(struct sim_config *c, const char *key, const char *value)
+{
+	char err[512];
+
+	if (sim_config_set(c, key, value, err, sizeof(err))) {
+		fprintf(stderr, "pgtrack-sim: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* --set KEY=VALUE */
+static int set_pair(struct sim_config *c, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char k[128];
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(k)) {
+		fprintf(stderr, "pgtrack-sim: --set wants KEY=VALUE, got '%s'\n", arg);
+		return -1;
+	}
+	snprintf(k, sizeof(k), "%.*s", (int)(eq - arg), arg);
+	return set_key(c, k, eq + 1);
+}
+
+/* One option of pass 2 that is not a configuration key. */
+static int apply_opt(struct sim *s, int opt, const char *prog, struct outputs *o)
+{
+	struct sim_config *c = &s->cfg;
+
+	switch (opt) {
+	case OPT_NO_DEVICE:
+		c->device = false;
+		return 0;
+	case OPT_NO_TOUCH:
+		c->touch = false;
+		return 0;
+	case OPT_NO_REFINE:
+		c->refine = false;
+		return 0;
+	case 'C':
+		return 0;
+	case 'o':
+		return set_pair(c, optarg);
+	case 'j':
+		o->json = optarg;
+		return 0;
+	case 'g':
+		o->svg = optarg;
+		return 0;
+	case 'p':
+		if (parse_port(optarg, &o->port)) {
+			fprintf(stderr, "pgtrack-sim: --prometheus: bad port '%s' (0-65535)\n", optarg);
+			return -1;
+		}
+		return 0;
+	case 'q':
+		s->quiet = true;
+		return 0;
+	default:
+		/* getopt printed what was wrong */
+		fprintf(stderr, "Try '%s --help'.\n", prog);
+		return -1;
+	}
+}
+
+/* Scenario names after the options: the "scenarios" key. */
+static int set_scenarios(struct sim_config *c, int first, int argc, char **argv)
+{
+	char list[256] = "";
+	size_t len = 0;
+
+	for (int i = first; i < argc; i++) {
+		int n = snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "", argv[i]);
+
+		if (n < 0 || (size_t)n >= sizeof(list) - len) {
+			fprintf(stderr, "pgtrack-sim: too many scenario arguments\n");
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	return set_key(c, "scenarios", list);
+}
+
+/* Returns 0 to run, 1 when done (help, version, dump), -1 on a usage error. */
+static int parse_args(struct sim *s, int argc, char **argv, struct outputs *o)
+{
+	struct sim_config *c = &s->cfg;
+	char err[512];
+	int opt, ret;
+
+	ret = early_opts(argc, argv);
+	if (ret)
+		return ret;
+	if (load_configs(c, argc, argv))
+		return -1;
 	/* Pass 2: everything else, in order. */
 	opterr = 1;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
 		const char *key = opt_key(opt);
 
-		if (key) {
-			if (sim_config_set(c, key, optarg, err, sizeof(err))) {
-				fprintf(stderr, "pgtrack-sim: %s\n", err);
-				return -1;
-			}
-			continue;
-		}
-		switch (opt) {
-		case OPT_NO_DEVICE:
-			c->device = false;
-			break;
-		case OPT_NO_TOUCH:
-			c->touch = false;
-			break;
-		case OPT_NO_REFINE:
-			c->refine = false;
-			break;
-		case 'C':
-			break;
-		case 'o': {
-			char *eq = strchr(optarg, '='), k[128];
-
-			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(k)) {
-				fprintf(stderr, "pgtrack-sim: --set wants KEY=VALUE, got '%s'\n", optarg);
-				return -1;
-			}
-			snprintf(k, sizeof(k), "%.*s", (int)(eq - optarg), optarg);
-			if (sim_config_set(c, k, eq + 1, err, sizeof(err))) {
-				fprintf(stderr, "pgtrack-sim: %s\n", err);
-				return -1;
-			}
-			break;
-		}
-		case 'j':
-			o->json = optarg;
-			break;
-		case 'g':
-			o->svg = optarg;
-			break;
-		case 'p':
-			if (parse_port(optarg, &o->port)) {
-				fprintf(stderr, "pgtrack-sim: --prometheus: bad port '%s' (0-65535)\n",
-					optarg);
-				return -1;
-			}
-			break;
-		case 'q':
-			s->quiet = true;
-			break;
-		default:
-			/* getopt printed what was wrong */
-			fprintf(stderr, "Try '%s --help'.\n", argv[0]);
+		if (key ? set_key(c, key, optarg) : apply_opt(s, opt, argv[0], o))
 			return -1;
-		}
 	}
-	if (optind < argc) {
-		char list[256] = "";
-
-		for (int i = optind; i < argc; i++) {
-			if (strlen(list) + strlen(argv[i]) + 2 >= sizeof(list)) {
-				fprintf(stderr, "pgtrack-sim: too many scenario arguments\n");
-				return -1;
-			}
-			if (*list)
-				strcat(list, ",");
-			strcat(list, argv[i]);
-		}
-		if (sim_config_set(c, "scenarios", list, err, sizeof(err))) {
-			fprintf(stderr, "pgtrack-sim: %s\n", err);
-			return -1;
-		}
-	}
+	if (optind < argc && set_scenarios(c, optind, argc, argv))
+		return -1;
 	if (sim_config_check(c, err, sizeof(err))) {
 		fprintf(stderr, "pgtrack-sim: %s\n", err);
 		return -1;
@@ -759,16 +799,215 @@ static void header(struct sim *s)
 					  "them too)");
 }
 
+static int setup_migrations(struct sim *s)
+{
+	if (!(s->cfg.scenarios & SC_MIGRATE))
+		return 0;
+	s->migs = calloc(s->cfg.nlinks, sizeof(*s->migs));
+	if (!s->migs)
+		return -ENOMEM;
+	s->nmigs = s->cfg.nlinks;
+	for (unsigned i = 0; i < s->nmigs; i++) {
+		s->migs[i].link_gbit = s->cfg.link[i];
+		s->migs[i].budget_ms = s->cfg.downtime_ms;
+		s->migs[i].max_rounds = s->cfg.max_rounds;
+		s->migs[i].end_reason = "not run";
+	}
+	return 0;
+}
+
+/* When the scenarios start, as fractions of the run after boot. */
+static void plan(const struct sim_config *c, struct schedule *sc)
+{
+	bool mig = c->scenarios & SC_MIGRATE, bal = c->scenarios & SC_BALLOON;
+
+	sc->snap_every = c->snapshot_every > 0 ? c->snapshot_every : c->duration / 6;
+	sc->next_mig_at = mig ? 0.15 * c->duration : 1e30;
+	sc->bal_inflate = bal ? (mig ? 0.5 : 0.2) * c->duration : 1e30;
+	sc->bal_deflate = bal ? 0.9 * c->duration : 0;
+	if (sc->bal_deflate - sc->bal_inflate < 2 * c->interval)
+		sc->bal_deflate = 0;
+}
+
+/* One row of the live view and the report: @dt seconds since the last. */
+static int sample_now(struct sim *s, double dt)
+{
+	struct sample x;
+	int ret = take_sample(s, dt, &x);
+
+	if (ret) {
+		sim_event(s, "sampling failed: %s", strerror(-ret));
+		return ret;
+	}
+	x.phase = NULL;
+	x.balloon_target = sim_balloon_target(s);
+	s->samples[s->nsamples] = x;
+	s->samples[s->nsamples].phase = strdup(s->phase);
+	sim_balloon_sample(s, &x);
+	pthread_mutex_lock(&s->mlock);
+	s->last = x;
+	pthread_mutex_unlock(&s->mlock);
+	row(s, &s->samples[s->nsamples]);
+	s->nsamples++;
+	return 0;
+}
+
+/* Sleep towards the next sample, a live-view step at a time. */
+static void idle_until(struct sim *s, double next_sample)
+{
+	double step = s->tty ? 0.1 : 0.05, until = next_sample - sim_elapsed(s);
+
+	sim_sleep_ns((uint64_t)((until > 0 && until < step ? until : step) * 1e9));
+	if (s->tty && !s->quiet) {
+		pthread_mutex_lock(&s->outlock);
+		bar_clear(s);
+		bar_draw(s);
+		pthread_mutex_unlock(&s->outlock);
+	}
+}
+
+/* The scenarios and the samples until the end. Returns the exit status. */
+static int run(struct sim *s, struct schedule *sc)
+{
+	double next_sample = s->cfg.interval, last_sample_t = 0;
+
+	for (;;) {
+		double t = sim_elapsed(s);
+		bool ending;
+		int ret;
+
+		if (interrupted) {
+			sim_event(s, "interrupted: finishing early");
+			sc->end = t;
+		}
+		ret = run_events(s, sc, t);
+		sim_balloon_tick(s);
+		if (ret) {
+			sim_event(s, "scenario error: %s", strerror(-ret));
+			return 1;
+		}
+		/* past the end a migration may still be finishing: keep to the
+		 * interval until it has, then take the last sample */
+		ending = t >= sc->end && sc->running_mig < 0;
+		if (t >= next_sample || ending) {
+			if (sample_now(s, t - last_sample_t))
+				return 1;
+			last_sample_t = t;
+			next_sample += s->cfg.interval;
+			/* late (a slow machine, a long stall): no burst of catch-up rows */
+			if (next_sample <= t)
+				next_sample = t + s->cfg.interval;
+		}
+		if (ending)
+			return 0;
+		idle_until(s, next_sample);
+	}
+}
+
+/* Summary on stdout, then the report files. Returns the exit status. */
+static int report(struct sim *s, struct outputs *o)
+{
+	char err[512];
+	int status = 0;
+
+	sim_print_summary(s, stdout);
+	if (o->jf && sim_write_json(s, o->jf, err, sizeof(err))) {
+		fprintf(stderr, "pgtrack-sim: --json %s: %s\n", o->json, err);
+		status = 1;
+	}
+	if (o->sf && sim_write_svg(s, o->sf, err, sizeof(err))) {
+		fprintf(stderr, "pgtrack-sim: --svg %s: %s\n", o->svg, err);
+		status = 1;
+	}
+	return status;
+}
+
+static int close_outputs(struct outputs *o, int status)
+{
+	if (o->jf && fclose(o->jf) && !status) {
+		fprintf(stderr, "pgtrack-sim: --json %s: %s\n", o->json, strerror(errno));
+		status = 1;
+	}
+	if (o->sf && fclose(o->sf) && !status) {
+		fprintf(stderr, "pgtrack-sim: --svg %s: %s\n", o->svg, strerror(errno));
+		status = 1;
+	}
+	return status;
+}
+
+static void sim_free(struct sim *s)
+{
+	for (size_t i = 0; i < s->nsamples; i++)
+		free((char *)s->samples[i].phase);
+	free(s->samples);
+	free(s->heat_dirty);
+	free(s->heat_touch);
+	free(s->snaps);
+	for (unsigned i = 0; i < s->nmigs; i++)
+		free(s->migs[i].rounds);
+	free(s->migs);
+	sim_balloon_free(s);
+}
+
+/* Threads, scenarios, samples, reports: the guest exists. */
+static int run_guest(struct sim *s, struct outputs *o)
+{
+	struct schedule sc = { .running_mig = -1, .end = INFINITY };
+	char err[512];
+	int ret, status = 0;
+
+	s->rows = s->cfg.heat_rows < s->npages ? s->cfg.heat_rows : (unsigned)s->npages;
+	s->pages_per_row = (s->npages + s->rows - 1) / s->rows;
+	if (setup_migrations(s)) {
+		fprintf(stderr, "pgtrack-sim: out of memory\n");
+		return 1;
+	}
+	if ((s->cfg.scenarios & SC_BALLOON) && sim_balloon_init(s, err, sizeof(err))) {
+		fprintf(stderr, "pgtrack-sim: %s\n", err);
+		return 1;
+	}
+	atomic_store(&s->ready, true);
+	header(s);
+	row_header(s);
+	s->t0 = sim_now_ns();
+	ret = sim_vcpus_start(s);
+	if (!ret && s->cfg.device)
+		ret = sim_device_start(s);
+	if (ret) {
+		fprintf(stderr, "pgtrack-sim: starting threads: %s\n", strerror(-ret));
+		status = 1;
+	} else {
+		plan(&s->cfg, &sc);
+		status = run(s, &sc);
+		if (sc.running_mig >= 0) {
+			atomic_store(&s->migs[sc.running_mig].force_stop, true);
+			sim_migration_join(s, &s->migs[sc.running_mig]);
+		}
+		if (sc.boot_done && (s->cfg.scenarios & SC_SNAPSHOT) && s->snapview)
+			snapshot(s);
+	}
+	sim_vcpus_stop(s);
+	sim_device_stop(s);
+	sim_balloon_fini(s);
+	pthread_mutex_lock(&s->outlock);
+	bar_clear(s);
+	pthread_mutex_unlock(&s->outlock);
+	s->tty = false;
+	if (!status)
+		status = report(s, o);
+	atomic_store(&s->stop, true);
+	sim_balloon_fini(s);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static struct sim sim;
 	struct sim *s = &sim;
 	struct outputs o = { .port = -1 };
 	struct sim_http *http = NULL;
-	struct schedule sc = { .running_mig = -1, .end = INFINITY };
 	char err[512];
-	double next_sample, last_sample_t = 0;
-	int ret, status = 0;
+	int ret, status = 1;
 
 	/* internal: re-executed as a migration's destination host */
 	if (argc == 3 && !strcmp(argv[1], "--destination-host"))
@@ -782,7 +1021,7 @@ int main(int argc, char **argv)
 	if (ret)
 		return ret > 0 ? 0 : EXIT_USAGE;
 	if (open_outputs(&o))
-		return 1;
+		return close_outputs(&o, 1);
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
@@ -794,164 +1033,18 @@ int main(int argc, char **argv)
 
 		if (sim_http_start(s, o.port, &http, &bound, err, sizeof(err))) {
 			fprintf(stderr, "pgtrack-sim: --prometheus: %s\n", err);
-			return 1;
+			return close_outputs(&o, 1);
 		}
 		fprintf(stderr, "serving http://127.0.0.1:%d/metrics\n", bound);
 	}
-	if (sim_guest_create(s, err, sizeof(err))) {
+	if (sim_guest_create(s, err, sizeof(err)))
 		fprintf(stderr, "pgtrack-sim: %s\n", err);
-		sim_http_stop(http);
-		sim_guest_destroy(s);
-		return 1;
-	}
-	s->rows = s->cfg.heat_rows < s->npages ? s->cfg.heat_rows : (unsigned)s->npages;
-	s->pages_per_row = (s->npages + s->rows - 1) / s->rows;
-	if (s->cfg.scenarios & SC_MIGRATE) {
-		s->nmigs = s->cfg.nlinks;
-		s->migs = calloc(s->nmigs, sizeof(*s->migs));
-		for (unsigned i = 0; s->migs && i < s->nmigs; i++) {
-			s->migs[i].link_gbit = s->cfg.link[i];
-			s->migs[i].budget_ms = s->cfg.downtime_ms;
-			s->migs[i].max_rounds = s->cfg.max_rounds;
-			s->migs[i].end_reason = "not run";
-		}
-	}
-	if ((s->cfg.scenarios & SC_BALLOON) && sim_balloon_init(s, err, sizeof(err))) {
-		fprintf(stderr, "pgtrack-sim: %s\n", err);
-		status = 1;
-		goto out_guest;
-	}
-	atomic_store(&s->ready, true);
-	header(s);
-	row_header(s);
-
-	s->t0 = sim_now_ns();
-	ret = sim_vcpus_start(s);
-	if (!ret && s->cfg.device)
-		ret = sim_device_start(s);
-	if (ret) {
-		fprintf(stderr, "pgtrack-sim: starting threads: %s\n", strerror(-ret));
-		status = 1;
-		goto out_threads;
-	}
-
-	{
-		const struct sim_config *c = &s->cfg;
-		bool mig = c->scenarios & SC_MIGRATE, bal = c->scenarios & SC_BALLOON;
-
-		sc.snap_every = c->snapshot_every > 0 ? c->snapshot_every : c->duration / 6;
-		sc.next_mig_at = mig ? 0.15 * c->duration : 1e30;
-		sc.bal_inflate = bal ? (mig ? 0.5 : 0.2) * c->duration : 1e30;
-		sc.bal_deflate = bal ? 0.9 * c->duration : 0;
-		if (sc.bal_deflate - sc.bal_inflate < 2 * c->interval)
-			sc.bal_deflate = 0;
-	}
-	next_sample = s->cfg.interval;
-	for (;;) {
-		double t = sim_elapsed(s);
-		bool ending;
-
-		if (interrupted) {
-			sim_event(s, "interrupted: finishing early");
-			sc.end = t;
-		}
-		ret = run_events(s, &sc, t);
-		sim_balloon_tick(s);
-		if (ret) {
-			sim_event(s, "scenario error: %s", strerror(-ret));
-			status = 1;
-			break;
-		}
-		/* past the end a migration may still be finishing: keep to the
-		 * interval until it has, then take the last sample */
-		ending = t >= sc.end && sc.running_mig < 0;
-		if (t >= next_sample || ending) {
-			struct sample x;
-
-			ret = take_sample(s, t - last_sample_t, &x);
-			if (ret) {
-				sim_event(s, "sampling failed: %s", strerror(-ret));
-				status = 1;
-				break;
-			}
-			last_sample_t = t;
-			x.phase = NULL;
-			x.balloon_target = sim_balloon_target(s);
-			s->samples[s->nsamples] = x;
-			s->samples[s->nsamples].phase = strdup(s->phase);
-			sim_balloon_sample(s, &x);
-			pthread_mutex_lock(&s->mlock);
-			s->last = x;
-			pthread_mutex_unlock(&s->mlock);
-			row(s, &s->samples[s->nsamples]);
-			s->nsamples++;
-			next_sample += s->cfg.interval;
-			/* late (a slow machine, a long stall): no burst of catch-up rows */
-			if (next_sample <= t)
-				next_sample = t + s->cfg.interval;
-		}
-		if (ending)
-			break;
-		{
-			double step = s->tty ? 0.1 : 0.05, until = next_sample - sim_elapsed(s);
-
-			sim_sleep_ns((uint64_t)((until > 0 && until < step ? until : step) * 1e9));
-		}
-		if (s->tty && !s->quiet) {
-			pthread_mutex_lock(&s->outlock);
-			bar_clear(s);
-			bar_draw(s);
-			pthread_mutex_unlock(&s->outlock);
-		}
-	}
-	if (sc.running_mig >= 0) {
-		atomic_store(&s->migs[sc.running_mig].force_stop, true);
-		sim_migration_join(s, &s->migs[sc.running_mig]);
-	}
-	if (sc.boot_done && (s->cfg.scenarios & SC_SNAPSHOT) && s->snapview)
-		snapshot(s);
-out_threads:
-	sim_vcpus_stop(s);
-	sim_device_stop(s);
-	sim_balloon_fini(s);
-	pthread_mutex_lock(&s->outlock);
-	bar_clear(s);
-	pthread_mutex_unlock(&s->outlock);
-	s->tty = false;
-	if (!status) {
-		sim_print_summary(s, stdout);
-		if (o.jf && sim_write_json(s, o.jf, err, sizeof(err))) {
-			fprintf(stderr, "pgtrack-sim: --json %s: %s\n", o.json, err);
-			status = 1;
-		}
-		if (o.sf && sim_write_svg(s, o.sf, err, sizeof(err))) {
-			fprintf(stderr, "pgtrack-sim: --svg %s: %s\n", o.svg, err);
-			status = 1;
-		}
-	}
-	atomic_store(&s->stop, true);
-	sim_balloon_fini(s);
-out_guest:
+	else
+		status = run_guest(s, &o);
 	sim_http_stop(http);
 	atomic_store(&s->ready, false);
-	if (o.jf && fclose(o.jf) && !status) {
-		fprintf(stderr, "pgtrack-sim: --json %s: %s\n", o.json, strerror(errno));
-		status = 1;
-	}
-	if (o.sf && fclose(o.sf) && !status) {
-		fprintf(stderr, "pgtrack-sim: --svg %s: %s\n", o.svg, strerror(errno));
-		status = 1;
-	}
+	status = close_outputs(&o, status);
 	sim_guest_destroy(s);
-	for (size_t i = 0; i < s->nsamples; i++)
-		free((char *)s->samples[i].phase);
-	free(s->samples);
-	free(s->heat_dirty);
-	free(s->heat_touch);
-	free(s->snaps);
-	for (unsigned i = 0; i < s->nmigs; i++)
-		free(s->migs[i].rounds);
-	free(s->migs);
-	sim_balloon_free(s);
+	sim_free(s);
 	return status;
 }
