@@ -314,13 +314,177 @@ static int parse_links(struct sim_config *c, const char *v, const struct key *k,
 	return 0;
 }
 
+/* The field a key sets, and the setters by key type. */
+#define FIELD(T, c, k) ((T *)((char *)(c) + (k)->off))
+
+static int set_size(struct sim_config *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	uint64_t u;
+
+	if (sim_parse_size(v, &u) || (double)u < k->min || (double)u > k->max)
+		return errf(err, n, "%s: bad size '%s' (e.g. 512M, 2G; %.0f MiB .. %.0f GiB)",
+			    k->name, v, k->min / 1048576, k->max / 1073741824);
+	*FIELD(uint64_t, c, k) = u;
+	return 0;
+}
+
+static int set_size_pct(struct sim_config *c, const struct key *k, const char *v, char *err,
+			size_t n)
+{
+	size_t l = strlen(v);
+	uint64_t u;
+
+	if (l && v[l - 1] == '%') {
+		char tmp[32];
+		double d;
+
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)(l - 1), v);
+		if (parse_double(tmp, &d) || d <= 0 || d > 100)
+			return errf(err, n, "%s: bad percentage '%s'", k->name, v);
+		/* resolved against memory in sim_config_check() */
+		*FIELD(uint64_t, c, k) = (1ULL << 63) | (uint64_t)(d * 1000);
+		return 0;
+	}
+	if (sim_parse_size(v, &u) || u >= 1ULL << 62)
+		return errf(err, n, "%s: bad size '%s' (e.g. 320M, or 60%%)", k->name, v);
+	*FIELD(uint64_t, c, k) = u;
+	return 0;
+}
+
+static int set_frac(struct sim_config *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	size_t l = strlen(v);
+	bool pct = l && v[l - 1] == '%';
+	char tmp[32];
+	double d;
+
+	snprintf(tmp, sizeof(tmp), "%.*s", (int)(pct ? l - 1 : l), v);
+	if (parse_double(tmp, &d))
+		return errf(err, n, "%s: bad fraction '%s' (e.g. 15%% or 0.15)", k->name, v);
+	if (pct)
+		d /= 100;
+	if (d < 0 || d > k->max || (d < k->min && d != 0))
+		return errf(err, n, "%s: %s out of range (%g%% .. %g%%)", k->name, v, k->min * 100,
+			    k->max * 100);
+	*FIELD(double, c, k) = d;
+	return 0;
+}
+
+static int set_uint(struct sim_config *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	char *end;
+	uint64_t u;
+
+	errno = 0;
+	u = strtoull(v, &end, 0);
+	if (end == v || *end || errno || v[0] == '-' || (double)u < k->min || (double)u > k->max)
+		return errf(err, n, "%s: bad integer '%s' (%.0f .. %.0f)", k->name, v, k->min,
+			    k->max);
+	if (k->off == O(seed))
+		c->seed = u;
+	else
+		*FIELD(unsigned, c, k) = (unsigned)u;
+	return 0;
+}
+
+/* K_DOUBLE, K_SECONDS and K_MS: a double, stored in the unit the key wants. */
+static int set_double(struct sim_config *c, const struct key *k, const char *v, char *err,
+		      size_t n)
+{
+	double d;
+
+	switch (k->type) {
+	case K_DOUBLE:
+		if (parse_double(v, &d) || d < k->min || d > k->max)
+			return errf(err, n, "%s: bad number '%s' (%g .. %g)", k->name, v, k->min,
+				    k->max);
+		break;
+	case K_SECONDS:
+		if (parse_seconds(v, &d) || d < k->min || d > k->max)
+			return errf(err, n, "%s: bad duration '%s' (e.g. 30, 30s, 500ms; %g s .. %g s)",
+				    k->name, v, k->min, k->max);
+		break;
+	default: /* K_MS */
+		if (parse_seconds(v, &d))
+			return errf(err, n, "%s: bad duration '%s' (e.g. 30ms, 0.3s)", k->name, v);
+		/* a bare number is milliseconds here */
+		if (!strpbrk(v, "sm"))
+			d *= 1000;
+		d *= 1000;
+		if (d < k->min || d > k->max)
+			return errf(err, n, "%s: '%s' out of range", k->name, v);
+		break;
+	}
+	*FIELD(double, c, k) = d;
+	return 0;
+}
+
+static int set_byterate(struct sim_config *c, const struct key *k, const char *v, char *err,
+			size_t n)
+{
+	size_t l = strlen(v);
+	char tmp[64];
+	uint64_t u;
+
+	if (l >= sizeof(tmp))
+		return errf(err, n, "%s: too long", k->name);
+	snprintf(tmp, sizeof(tmp), "%s", v);
+	if (l > 2 && !strcmp(tmp + l - 2, "/s"))
+		tmp[l - 2] = '\0';
+	if (sim_parse_size(tmp, &u) || (double)u < k->min || (double)u > k->max)
+		return errf(err, n, "%s: bad rate '%s' (bytes per second, e.g. 64M)", k->name, v);
+	*FIELD(double, c, k) = (double)u;
+	return 0;
+}
+
+static int set_backing(struct sim_config *c, const char *v, char *err, size_t n)
+{
+	if (!strcmp(v, "auto")) {
+		c->backing = 0;
+		return 0;
+	}
+	for (int b = PGT_BACKING_ANON; b < PGT_BACKING_EXTERNAL; b++) {
+		if (!strcmp(v, pgt_backing_name(b))) {
+			c->backing = b;
+			return 0;
+		}
+	}
+	return errf(err, n, "backing: unknown '%s' (auto, hugetlb, thp, anon, memfd)", v);
+}
+
+static int set_method(struct sim_config *c, const char *v, char *err, size_t n)
+{
+	int m = pgt_dirty_method_parse(v);
+
+	if (m < 0 || m == PGT_DIRTY_NONE)
+		return errf(err, n, "dirty_method: unknown '%s' (auto, uffd-async, uffd-sync, "
+			    "mprotect, soft-dirty, fingerprint)", v);
+	c->dirty_method = m;
+	return 0;
+}
+
+/* The list keys: their parser's message, prefixed with the key. */
+static int set_list(struct sim_config *c, const struct key *k, const char *v, char *err, size_t n)
+{
+	char tmp[256];
+	int ret;
+
+	if (k->type == K_WORKLOADS)
+		ret = parse_workloads(c, v, err, n);
+	else if (k->type == K_SCENARIOS)
+		ret = parse_scenarios(c, v, err, n);
+	else
+		ret = parse_links(c, v, k, err, n);
+	if (!ret)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s", err);
+	return errf(err, n, "%s: %s", k->name, tmp);
+}
+
 int sim_config_set(struct sim_config *c, const char *key, const char *value,
 		   char *err, size_t n)
 {
 	const struct key *k = NULL;
-	char *base = (char *)c;
-	double d;
-	uint64_t u;
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (!strcmp(keys[i].name, key))
@@ -333,148 +497,31 @@ int sim_config_set(struct sim_config *c, const char *key, const char *value,
 
 	switch (k->type) {
 	case K_SIZE:
-		if (sim_parse_size(value, &u) || (double)u < k->min || (double)u > k->max)
-			return errf(err, n, "%s: bad size '%s' (e.g. 512M, 2G; %.0f MiB .. %.0f GiB)",
-				    key, value, k->min / 1048576, k->max / 1073741824);
-		*(uint64_t *)(base + k->off) = u;
-		return 0;
-	case K_SIZE_PCT: {
-		size_t l = strlen(value);
-
-		if (l && value[l - 1] == '%') {
-			char tmp[32];
-
-			snprintf(tmp, sizeof(tmp), "%.*s", (int)(l - 1), value);
-			if (parse_double(tmp, &d) || d <= 0 || d > 100)
-				return errf(err, n, "%s: bad percentage '%s'", key, value);
-			/* resolved against memory in sim_config_check() */
-			*(uint64_t *)(base + k->off) = (1ULL << 63) | (uint64_t)(d * 1000);
-			return 0;
-		}
-		if (sim_parse_size(value, &u) || u >= 1ULL << 62)
-			return errf(err, n, "%s: bad size '%s' (e.g. 320M, or 60%%)", key, value);
-		*(uint64_t *)(base + k->off) = u;
-		return 0;
-	}
-	case K_FRAC: {
-		size_t l = strlen(value);
-		char tmp[32];
-
-		snprintf(tmp, sizeof(tmp), "%.*s", (int)(l && value[l - 1] == '%' ? l - 1 : l),
-			 value);
-		if (parse_double(tmp, &d))
-			return errf(err, n, "%s: bad fraction '%s' (e.g. 15%% or 0.15)", key, value);
-		if (l && value[l - 1] == '%')
-			d /= 100;
-		if (d < 0 || d > k->max || (d < k->min && d != 0))
-			return errf(err, n, "%s: %s out of range (%g%% .. %g%%)", key, value,
-				    k->min * 100, k->max * 100);
-		*(double *)(base + k->off) = d;
-		return 0;
-	}
+		return set_size(c, k, value, err, n);
+	case K_SIZE_PCT:
+		return set_size_pct(c, k, value, err, n);
+	case K_FRAC:
+		return set_frac(c, k, value, err, n);
 	case K_DOUBLE:
-		if (parse_double(value, &d) || d < k->min || d > k->max)
-			return errf(err, n, "%s: bad number '%s' (%g .. %g)", key, value, k->min,
-				    k->max);
-		*(double *)(base + k->off) = d;
-		return 0;
-	case K_UINT: {
-		char *end;
-
-		errno = 0;
-		u = strtoull(value, &end, 0);
-		if (end == value || *end || errno || value[0] == '-' || (double)u < k->min ||
-		    (double)u > k->max)
-			return errf(err, n, "%s: bad integer '%s' (%.0f .. %.0f)", key, value,
-				    k->min, k->max);
-		if (k->off == O(seed))
-			c->seed = u;
-		else
-			*(unsigned *)(base + k->off) = (unsigned)u;
-		return 0;
-	}
+	case K_SECONDS:
+	case K_MS:
+		return set_double(c, k, value, err, n);
+	case K_UINT:
+		return set_uint(c, k, value, err, n);
 	case K_BOOL:
-		if (parse_bool(value, (bool *)(base + k->off)))
+		if (parse_bool(value, FIELD(bool, c, k)))
 			return errf(err, n, "%s: bad boolean '%s' (on/off)", key, value);
 		return 0;
-	case K_SECONDS:
-		if (parse_seconds(value, &d) || d < k->min || d > k->max)
-			return errf(err, n, "%s: bad duration '%s' (e.g. 30, 30s, 500ms; %g s .. %g s)",
-				    key, value, k->min, k->max);
-		*(double *)(base + k->off) = d;
-		return 0;
-	case K_MS:
-		if (parse_seconds(value, &d))
-			return errf(err, n, "%s: bad duration '%s' (e.g. 30ms, 0.3s)", key, value);
-		/* a bare number is milliseconds here */
-		if (!strpbrk(value, "sm"))
-			d *= 1000;
-		d *= 1000;
-		if (d < k->min || d > k->max)
-			return errf(err, n, "%s: '%s' out of range", key, value);
-		*(double *)(base + k->off) = d;
-		return 0;
-	case K_BYTERATE: {
-		char tmp[64];
-		size_t l = strlen(value);
-
-		if (l >= sizeof(tmp))
-			return errf(err, n, "%s: too long", key);
-		snprintf(tmp, sizeof(tmp), "%s", value);
-		if (l > 2 && !strcmp(tmp + l - 2, "/s"))
-			tmp[l - 2] = '\0';
-		if (sim_parse_size(tmp, &u) || (double)u < k->min || (double)u > k->max)
-			return errf(err, n, "%s: bad rate '%s' (bytes per second, e.g. 64M)", key,
-				    value);
-		*(double *)(base + k->off) = (double)u;
-		return 0;
-	}
+	case K_BYTERATE:
+		return set_byterate(c, k, value, err, n);
 	case K_WORKLOADS:
-		if (parse_workloads(c, value, err, n)) {
-			char tmp[256];
-
-			snprintf(tmp, sizeof(tmp), "%s", err);
-			return errf(err, n, "workloads: %s", tmp);
-		}
-		return 0;
-	case K_BACKING:
-		if (!strcmp(value, "auto")) {
-			c->backing = 0;
-			return 0;
-		}
-		for (int b = PGT_BACKING_ANON; b < PGT_BACKING_EXTERNAL; b++) {
-			if (!strcmp(value, pgt_backing_name(b))) {
-				c->backing = b;
-				return 0;
-			}
-		}
-		return errf(err, n, "backing: unknown '%s' (auto, hugetlb, thp, anon, memfd)",
-			    value);
-	case K_METHOD: {
-		int m = pgt_dirty_method_parse(value);
-
-		if (m < 0 || m == PGT_DIRTY_NONE)
-			return errf(err, n, "dirty_method: unknown '%s' (auto, uffd-async, "
-				    "uffd-sync, mprotect, soft-dirty)", value);
-		c->dirty_method = m;
-		return 0;
-	}
 	case K_SCENARIOS:
-		if (parse_scenarios(c, value, err, n)) {
-			char tmp[256];
-
-			snprintf(tmp, sizeof(tmp), "%s", err);
-			return errf(err, n, "scenarios: %s", tmp);
-		}
-		return 0;
 	case K_LINKS:
-		if (parse_links(c, value, k, err, n)) {
-			char tmp[256];
-
-			snprintf(tmp, sizeof(tmp), "%s", err);
-			return errf(err, n, "link: %s", tmp);
-		}
-		return 0;
+		return set_list(c, k, value, err, n);
+	case K_BACKING:
+		return set_backing(c, value, err, n);
+	case K_METHOD:
+		return set_method(c, value, err, n);
 	}
 	return errf(err, n, "%s: internal error", key);
 }
