@@ -358,10 +358,9 @@ static void ioctls_str(uint64_t io, char *buf, size_t n)
 	}
 }
 
-static void print_table(const struct pgt_probe *p, bool live, const char *root)
+/* The CPU, NUMA and memlock lines above the feature table. */
+static void print_host(const struct pgt_probe *p, bool live, const char *root)
 {
-	const char *best = method_name(p->best_dirty_method);
-	bool uffd = p->uffd_syscall || p->uffd_dev;
 	char s1[32], s2[32], buf[512];
 
 	printf("pgtrack-probe: kernel %s (%s)%s%s\n\n", p->kernel_release,
@@ -386,10 +385,14 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		       size_str(p->memlock_cur, s1, sizeof(s1)),
 		       p->memlock_max == UINT64_MAX ? "unlimited" :
 		       size_str(p->memlock_max, s2, sizeof(s2)));
+}
 
-	printf("  %-22s %-8s %s\n", "feature", "status", "detail");
+static void print_uffd(const struct pgt_probe *p, bool live)
+{
+	const char *best = method_name(p->best_dirty_method);
+	bool uffd = p->uffd_syscall || p->uffd_dev;
+	char buf[512];
 
-	/* userfaultfd */
 	if (uffd) {
 		snprintf(buf, sizeof(buf), "%s%s%s%s; vm.unprivileged_userfaultfd=%d",
 			 p->uffd_syscall ? "syscall" : "", p->uffd_user_only ? " (user mode only)" : "",
@@ -445,8 +448,12 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 			cost("uffd MINOR on %s: absent → first touch of shared %s pages populated "
 			     "elsewhere is not seen", pgt_memtype_name(t), pgt_memtype_name(t));
 	}
+}
 
-	/* PAGEMAP_SCAN */
+static void print_pagemap_scan(const struct pgt_probe *p, bool live)
+{
+	const char *best = method_name(p->best_dirty_method);
+
 	if (p->pagemap_scan) {
 		row("PAGEMAP_SCAN", "yes", "WP-async get-and-clear verified on a written page");
 	} else if (!live) {
@@ -467,8 +474,12 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		     ", a handler wake-up per first write" :
 		     ", pagemap read + clear_refs of the whole process");
 	}
+}
 
-	/* soft-dirty */
+static void print_soft_dirty(const struct pgt_probe *p, bool live)
+{
+	const char *best = method_name(p->best_dirty_method);
+
 	if (p->soft_dirty) {
 		row("soft-dirty", "yes", "clear_refs 4 + pagemap bit 55 verified");
 	} else if (!live) {
@@ -482,8 +493,12 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		cost("soft-dirty: %s → dirty tracking uses %s%s", why, best,
 		     p->best_dirty_method < PGT_DIRTY_SOFT_DIRTY ? " (no loss: it is better)" : "");
 	}
+}
 
-	/* THP */
+static void print_thp(const struct pgt_probe *p)
+{
+	char s1[32], s2[32], buf[512];
+
 	if (p->thp_error) {
 		row("THP", "NO", "%s", errname(p->thp_error));
 		cost("THP: %s → thp regions get 4 KiB pages (more TLB misses)", errname(p->thp_error));
@@ -499,40 +514,45 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 		if (!strcmp(p->thp_enabled, "never"))
 			cost("THP: enabled=never → thp regions get 4 KiB pages");
 	}
+}
 
-	/* hugetlb pools */
-	{
-		uint64_t total = 0;
+static void print_pools(const struct pgt_probe *p)
+{
+	uint64_t total = 0;
+	char s1[32];
 
-		for (unsigned i = 0; i < p->n_pools; i++) {
-			const struct pgt_hugepage_pool *hp = &p->pools[i];
-			char name[64];
+	for (unsigned i = 0; i < p->n_pools; i++) {
+		const struct pgt_hugepage_pool *hp = &p->pools[i];
+		char name[64];
 
-			if (hp->node < 0)
-				total += hp->total;
-			if (hp->node < 0)
-				snprintf(name, sizeof(name), "hugetlb %s",
-					 size_str(hp->page_size, s1, sizeof(s1)));
-			else
-				snprintf(name, sizeof(name), "  node %d %s", hp->node,
-					 size_str(hp->page_size, s1, sizeof(s1)));
-			if (hp->node < 0)
-				row(name, hp->total ? "yes" : "empty",
-				    "%" PRIu64 " pages, %" PRIu64 " free, %" PRIu64 " reserved, %"
-				    PRIu64 " surplus", hp->total, hp->free, hp->reserved, hp->surplus);
-			else
-				row(name, "", "%" PRIu64 " pages, %" PRIu64 " free", hp->total, hp->free);
-		}
-		if (!p->n_pools) {
-			row("hugetlb", "NO", "%s", p->pools_error ? errname(p->pools_error) : "no pools");
-			cost("hugetlb: no pools → hugetlb regions unavailable");
-		} else if (!total) {
-			cost("hugetlb: no pages reserved → hugetlb regions fail until pages are "
-			     "reserved (echo N > /proc/sys/vm/nr_hugepages)");
-		}
+		if (hp->node < 0)
+			total += hp->total;
+		if (hp->node < 0)
+			snprintf(name, sizeof(name), "hugetlb %s",
+				 size_str(hp->page_size, s1, sizeof(s1)));
+		else
+			snprintf(name, sizeof(name), "  node %d %s", hp->node,
+				 size_str(hp->page_size, s1, sizeof(s1)));
+		if (hp->node < 0)
+			row(name, hp->total ? "yes" : "empty",
+			    "%" PRIu64 " pages, %" PRIu64 " free, %" PRIu64 " reserved, %"
+			    PRIu64 " surplus", hp->total, hp->free, hp->reserved, hp->surplus);
+		else
+			row(name, "", "%" PRIu64 " pages, %" PRIu64 " free", hp->total, hp->free);
 	}
+	if (!p->n_pools) {
+		row("hugetlb", "NO", "%s", p->pools_error ? errname(p->pools_error) : "no pools");
+		cost("hugetlb: no pools → hugetlb regions unavailable");
+	} else if (!total) {
+		cost("hugetlb: no pages reserved → hugetlb regions fail until pages are "
+		     "reserved (echo N > /proc/sys/vm/nr_hugepages)");
+	}
+}
 
-	/* IOMMU / VFIO */
+static void print_devices(const struct pgt_probe *p, bool live)
+{
+	char s1[32];
+
 	row("iommufd", p->iommufd ? "yes" : "NO", "/dev/iommu %s", p->iommufd ? "present" : "absent");
 	if (!p->iommufd)
 		cost("iommufd: /dev/iommu absent → no IOMMU dirty tracking for offload devices");
@@ -560,8 +580,20 @@ static void print_table(const struct pgt_probe *p, bool live, const char *root)
 	if (!p->memlock_error && p->memlock_cur != UINT64_MAX && p->memlock_cur < (1ULL << 30))
 		cost("memlock: %s → at most that much guest memory can be pinned for DMA "
 		     "(raise ulimit -l for VFIO/offload)", size_str(p->memlock_cur, s1, sizeof(s1)));
+}
 
-	printf("\n  dirty tracking: %s%s\n", best, live ? "" : " (nothing live tested)");
+static void print_table(const struct pgt_probe *p, bool live, const char *root)
+{
+	print_host(p, live, root);
+	printf("  %-22s %-8s %s\n", "feature", "status", "detail");
+	print_uffd(p, live);
+	print_pagemap_scan(p, live);
+	print_soft_dirty(p, live);
+	print_thp(p);
+	print_pools(p);
+	print_devices(p, live);
+	printf("\n  dirty tracking: %s%s\n", method_name(p->best_dirty_method),
+	       live ? "" : " (nothing live tested)");
 	printf("  touch tracking: %s\n", p->touch_tracking ? "yes (uffd MISSING on anonymous memory)" :
 	       "no");
 	if (ncosts) {
