@@ -104,10 +104,137 @@ static const char *shape_name(uint32_t shape)
 		: shape == PGT_OFFLOAD_HOTLIST ? "hot list" : "?";
 }
 
+static json_object *memtype_json(const struct pgt_probe *p, int t)
+{
+	json_object *mt = json_object_new_object(), *modes = json_object_new_array();
+	json_object *io = json_object_new_array();
+
+	for (unsigned b = 0; b < 3; b++)
+		if (p->uffd_modes[t] & (1u << b))
+			json_object_array_add(modes, json_object_new_string(mode_names[b]));
+	for (unsigned b = 0; b < 64; b++) {
+		if (p->uffd_ioctls[t] & (1ULL << b)) {
+			const char *n = pgt_uffd_ioctl_name(b);
+			char tmp[16];
+
+			snprintf(tmp, sizeof(tmp), "nr%u", b);
+			json_object_array_add(io, json_object_new_string(n ? n : tmp));
+		}
+	}
+	add(mt, "registered", json_object_new_boolean(!p->uffd_register_error[t]));
+	add(mt, "modes", modes);
+	add(mt, "ioctls", io);
+	add(mt, "error", jerr(p->uffd_register_error[t]));
+	return mt;
+}
+
+static json_object *uffd_json(const struct pgt_probe *p)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	json_object *m = json_object_new_object();
+
+	add(o, "syscall", json_object_new_boolean(p->uffd_syscall));
+	add(o, "user_mode_only", json_object_new_boolean(p->uffd_user_only));
+	add(o, "dev", json_object_new_boolean(p->uffd_dev));
+	add(o, "error", jerr(p->uffd_error));
+	add(o, "unprivileged_userfaultfd",
+	    p->unprivileged_uffd < 0 ? NULL : json_object_new_int(p->unprivileged_uffd));
+	add(o, "features_mask", json_object_new_uint64(p->uffd_features));
+	for (unsigned b = 0; b < 64; b++) {
+		if (p->uffd_features & (1ULL << b)) {
+			const char *n = pgt_uffd_feature_name(b);
+			char tmp[16];
+
+			snprintf(tmp, sizeof(tmp), "bit%u", b);
+			json_object_array_add(a, json_object_new_string(n ? n : tmp));
+		}
+	}
+	add(o, "features", a);
+	for (int t = 0; t < PGT_MEM__COUNT; t++)
+		add(m, pgt_memtype_name(t), memtype_json(p, t));
+	add(o, "memtypes", m);
+	return o;
+}
+
+/* {"available": ok, "error": err}: the shape of the verified features. */
+static json_object *feature_json(bool ok, int err)
+{
+	json_object *o = json_object_new_object();
+
+	add(o, "available", json_object_new_boolean(ok));
+	add(o, "error", jerr(err));
+	return o;
+}
+
+static json_object *thp_json(const struct pgt_probe *p)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+	add(o, "enabled", json_object_new_string(p->thp_enabled));
+	add(o, "defrag", json_object_new_string(p->thp_defrag));
+	add(o, "pmd_size", json_object_new_uint64(p->thp_pmd_size));
+	for (unsigned b = 0; b < 64; b++)
+		if (p->mthp_sizes & (1ULL << b))
+			json_object_array_add(a, json_object_new_uint64(1ULL << b));
+	add(o, "mthp_sizes", a);
+	add(o, "error", jerr(p->thp_error));
+	return o;
+}
+
+static json_object *pools_json(const struct pgt_probe *p)
+{
+	json_object *a = json_object_new_array();
+
+	for (unsigned i = 0; i < p->n_pools; i++) {
+		const struct pgt_hugepage_pool *hp = &p->pools[i];
+		json_object *e = json_object_new_object();
+
+		add(e, "page_size", json_object_new_uint64(hp->page_size));
+		add(e, "node", hp->node < 0 ? NULL : json_object_new_int(hp->node));
+		add(e, "total", json_object_new_uint64(hp->total));
+		add(e, "free", json_object_new_uint64(hp->free));
+		add(e, "reserved", json_object_new_uint64(hp->reserved));
+		add(e, "surplus", json_object_new_uint64(hp->surplus));
+		json_object_array_add(a, e);
+	}
+	return a;
+}
+
+static json_object *offload_json(void)
+{
+	struct pgt_offload_backend_info bi[16];
+	json_object *ob = json_object_new_array();
+	int n = offload_list(bi, 16);
+
+	for (int i = 0; i < n; i++) {
+		json_object *o = json_object_new_object();
+
+		add(o, "name", json_object_new_string(bi[i].name));
+		add(o, "available", json_object_new_boolean(!bi[i].status));
+		add(o, "error", jerr(bi[i].status));
+		add(o, "shape", json_object_new_string(shape_name(bi[i].caps.shape)));
+		add(o, "granularity", json_object_new_uint64(bi[i].caps.granularity));
+		add(o, "needs_hardware", json_object_new_boolean(bi[i].caps.flags & PGT_OFFLOAD_CAP_HW));
+		add(o, "reason", json_object_new_string(bi[i].reason));
+		json_object_array_add(ob, o);
+	}
+	return ob;
+}
+
+static json_object *vfio_json(const struct pgt_probe *p)
+{
+	json_object *o = json_object_new_object();
+
+	add(o, "container", json_object_new_boolean(p->vfio_container));
+	add(o, "groups", json_object_new_int((int)p->vfio_groups));
+	add(o, "devices", json_object_new_int((int)p->vfio_devices));
+	return o;
+}
+
 static json_object *to_json(const struct pgt_probe *p, bool live)
 {
 	json_object *root = json_object_new_object();
-	json_object *o, *a, *m;
+	json_object *o, *a;
 
 	o = json_object_new_object();
 	add(o, "release", json_object_new_string(p->kernel_release));
@@ -125,128 +252,26 @@ static json_object *to_json(const struct pgt_probe *p, bool live)
 			json_object_array_add(a, json_object_new_string(simd_names[i]));
 	add(root, "simd", a);
 	add(root, "cycles_per_sec", json_object_new_uint64(p->cycles_per_sec));
-
-	o = json_object_new_object();
-	add(o, "syscall", json_object_new_boolean(p->uffd_syscall));
-	add(o, "user_mode_only", json_object_new_boolean(p->uffd_user_only));
-	add(o, "dev", json_object_new_boolean(p->uffd_dev));
-	add(o, "error", jerr(p->uffd_error));
-	add(o, "unprivileged_userfaultfd",
-	    p->unprivileged_uffd < 0 ? NULL : json_object_new_int(p->unprivileged_uffd));
-	add(o, "features_mask", json_object_new_uint64(p->uffd_features));
-	a = json_object_new_array();
-	for (unsigned b = 0; b < 64; b++) {
-		if (p->uffd_features & (1ULL << b)) {
-			const char *n = pgt_uffd_feature_name(b);
-			char tmp[16];
-
-			snprintf(tmp, sizeof(tmp), "bit%u", b);
-			json_object_array_add(a, json_object_new_string(n ? n : tmp));
-		}
-	}
-	add(o, "features", a);
-	m = json_object_new_object();
-	for (int t = 0; t < PGT_MEM__COUNT; t++) {
-		json_object *mt = json_object_new_object(), *modes = json_object_new_array();
-		json_object *io = json_object_new_array();
-
-		for (unsigned b = 0; b < 3; b++)
-			if (p->uffd_modes[t] & (1u << b))
-				json_object_array_add(modes, json_object_new_string(mode_names[b]));
-		for (unsigned b = 0; b < 64; b++) {
-			if (p->uffd_ioctls[t] & (1ULL << b)) {
-				const char *n = pgt_uffd_ioctl_name(b);
-				char tmp[16];
-
-				snprintf(tmp, sizeof(tmp), "nr%u", b);
-				json_object_array_add(io, json_object_new_string(n ? n : tmp));
-			}
-		}
-		add(mt, "registered", json_object_new_boolean(!p->uffd_register_error[t]));
-		add(mt, "modes", modes);
-		add(mt, "ioctls", io);
-		add(mt, "error", jerr(p->uffd_register_error[t]));
-		add(m, pgt_memtype_name(t), mt);
-	}
-	add(o, "memtypes", m);
-	add(root, "userfaultfd", o);
-
-	o = json_object_new_object();
-	add(o, "available", json_object_new_boolean(p->pagemap_scan));
-	add(o, "error", jerr(p->pagemap_scan_error));
-	add(root, "pagemap_scan", o);
-	o = json_object_new_object();
-	add(o, "available", json_object_new_boolean(p->soft_dirty));
-	add(o, "error", jerr(p->soft_dirty_error));
-	add(root, "soft_dirty", o);
-
-	o = json_object_new_object();
-	add(o, "enabled", json_object_new_string(p->thp_enabled));
-	add(o, "defrag", json_object_new_string(p->thp_defrag));
-	add(o, "pmd_size", json_object_new_uint64(p->thp_pmd_size));
-	a = json_object_new_array();
-	for (unsigned b = 0; b < 64; b++)
-		if (p->mthp_sizes & (1ULL << b))
-			json_object_array_add(a, json_object_new_uint64(1ULL << b));
-	add(o, "mthp_sizes", a);
-	add(o, "error", jerr(p->thp_error));
-	add(root, "thp", o);
-
-	a = json_object_new_array();
-	for (unsigned i = 0; i < p->n_pools; i++) {
-		const struct pgt_hugepage_pool *hp = &p->pools[i];
-		json_object *e = json_object_new_object();
-
-		add(e, "page_size", json_object_new_uint64(hp->page_size));
-		add(e, "node", hp->node < 0 ? NULL : json_object_new_int(hp->node));
-		add(e, "total", json_object_new_uint64(hp->total));
-		add(e, "free", json_object_new_uint64(hp->free));
-		add(e, "reserved", json_object_new_uint64(hp->reserved));
-		add(e, "surplus", json_object_new_uint64(hp->surplus));
-		json_object_array_add(a, e);
-	}
-	add(root, "hugepages", a);
+	add(root, "userfaultfd", uffd_json(p));
+	add(root, "pagemap_scan", feature_json(p->pagemap_scan, p->pagemap_scan_error));
+	add(root, "soft_dirty", feature_json(p->soft_dirty, p->soft_dirty_error));
+	add(root, "thp", thp_json(p));
+	add(root, "hugepages", pools_json(p));
 	add(root, "hugepages_error", jerr(p->pools_error));
-
 	add(root, "numa_nodes", json_object_new_int(p->numa_nodes));
 	add(root, "numa_max_node", json_object_new_int(p->numa_max_node));
 	add(root, "numa_error", jerr(p->numa_error));
-
 	o = json_object_new_object();
 	add(o, "iommufd", json_object_new_boolean(p->iommufd));
 	add(root, "iommu", o);
-	o = json_object_new_object();
-	add(o, "container", json_object_new_boolean(p->vfio_container));
-	add(o, "groups", json_object_new_int((int)p->vfio_groups));
-	add(o, "devices", json_object_new_int((int)p->vfio_devices));
-	add(root, "vfio", o);
-
-	if (live) {
-		struct pgt_offload_backend_info bi[16];
-		json_object *ob = json_object_new_array();
-		int n = offload_list(bi, 16);
-
-		for (int i = 0; i < n; i++) {
-			o = json_object_new_object();
-			add(o, "name", json_object_new_string(bi[i].name));
-			add(o, "available", json_object_new_boolean(!bi[i].status));
-			add(o, "error", jerr(bi[i].status));
-			add(o, "shape", json_object_new_string(shape_name(bi[i].caps.shape)));
-			add(o, "granularity", json_object_new_uint64(bi[i].caps.granularity));
-			add(o, "needs_hardware",
-			    json_object_new_boolean(bi[i].caps.flags & PGT_OFFLOAD_CAP_HW));
-			add(o, "reason", json_object_new_string(bi[i].reason));
-			json_object_array_add(ob, o);
-		}
-		add(root, "offload_backends", ob);
-	}
-
+	add(root, "vfio", vfio_json(p));
+	if (live)
+		add(root, "offload_backends", offload_json());
 	o = json_object_new_object();
 	add(o, "soft", jlimit(p->memlock_cur));
 	add(o, "hard", jlimit(p->memlock_max));
 	add(o, "error", jerr(p->memlock_error));
 	add(root, "memlock", o);
-
 	add(root, "best_dirty_method", json_object_new_string(method_name(p->best_dirty_method)));
 	add(root, "touch_tracking", json_object_new_boolean(p->touch_tracking));
 	o = json_object_new_object();
