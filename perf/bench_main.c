@@ -571,7 +571,74 @@ static void print_text(struct json_object *root)
 	}
 }
 
-int main(int argc, char **argv)
+/* The commands that take their own options: the command line as it is. */
+static int other_command(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int argc, char **argv);
+	} cmds[] = {
+		{ "numa", bench_numa_main },
+		{ "offload", bench_offload_main },
+		{ "kernels", bench_kernels_main },
+		{ "refine", bench_refine_main },
+	};
+
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] == '-')
+			continue;
+		for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
+			if (!strcmp(argv[i], cmds[k].name))
+				return cmds[k].fn(argc, argv);
+		break;
+	}
+	return -1;
+}
+
+/* One option of dirty/touch/release/all; 0, or the exit status. */
+static int one_opt(int c, struct bench_opts *o, bool *reps_set, bool *budget_set)
+{
+	switch (c) {
+	case 'j': o->json = true; return 0;
+	case 'q': o->quick = true; return 0;
+	case 'H': o->no_hugetlb = true; return 0;
+	case 'A': o->no_anon = true; return 0;
+	case 'v': o->verbose = true; return 0;
+	case 's':
+		if (!parse_list(optarg, one_size, o))
+			return 0;
+		fprintf(stderr, "bad --sizes '%s' (multiples of 2M, e.g. 256M,1G)\n", optarg);
+		return 2;
+	case 'r':
+		o->reps = (unsigned)strtoul(optarg, NULL, 0);
+		*reps_set = true;
+		if (o->reps && o->reps <= 1000)
+			return 0;
+		fprintf(stderr, "bad --reps '%s'\n", optarg);
+		return 2;
+	case 'm':
+		if (!parse_list(optarg, one_method, o))
+			return 0;
+		fprintf(stderr, "bad --methods '%s'\n", optarg);
+		usage(stderr);
+		return 2;
+	case 'a':
+		if (!parse_list(optarg, one_access, o))
+			return 0;
+		fprintf(stderr, "bad --access '%s'\n", optarg);
+		return 2;
+	case 'b':
+		o->cell_budget_s = strtod(optarg, NULL);
+		*budget_set = o->cell_budget_s > 0;
+		return 0;
+	case 'S': o->seed = strtoull(optarg, NULL, 0) | 1; return 0;
+	case 'h': usage(stdout); return 1;
+	default: usage(stderr); return 2;
+	}
+}
+
+/* Options and the command; 0 to run, else 1 + the exit status. */
+static int parse_opts(int argc, char **argv, struct bench_opts *o, const char **which)
 {
 	static const struct option lopts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -588,89 +655,74 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool reps_set = false, budget_set = false;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "js:qr:m:HAa:b:S:vh", lopts, NULL)) != -1)
+		if ((ret = one_opt(c, o, &reps_set, &budget_set)))
+			return 1 + (ret == 1 ? 0 : ret);
+	if (optind < argc)
+		*which = argv[optind++];
+	if (optind < argc || (strcmp(*which, "dirty") && strcmp(*which, "touch") &&
+			      strcmp(*which, "release") && strcmp(*which, "all"))) {
+		usage(stderr);
+		return 1 + 2;
+	}
+	if (!o->nsizes) {
+		o->nsizes = o->quick ? 1 : 2;
+		o->sizes[0] = o->quick ? 16ull << 20 : 256ull << 20;
+		o->sizes[1] = 1ull << 30;
+	}
+	if (!reps_set)
+		o->reps = o->quick ? 2 : 6;
+	if (!budget_set)
+		o->cell_budget_s = o->quick ? 2 : 25;
+	if (!o->methods)
+		o->methods = (1u << BM__COUNT) - 1;
+	if (!o->touch_access)
+		o->touch_access = 1;
+	return 0;
+}
+
+/* The finished document: host load, primitives at the top, then printed. */
+static void finish(struct json_object *root, const struct bench_opts *o, const uint64_t *stat0,
+		   struct json_object *results, struct json_object *ratios,
+		   struct json_object *info)
+{
+	struct json_object *h, *prim;
+
+	if (json_object_object_get_ex(root, "host", &h))
+		add_run_load(h, stat0);
+	/* the dirty primitives go to the top: "primitives" */
+	if (json_object_object_get_ex(info, "primitives", &prim)) {
+		json_object_object_add(root, "primitives", json_object_get(prim));
+		json_object_object_del(info, "primitives");
+	}
+	json_object_object_add(root, "methodology", info);
+	json_object_object_add(root, "results", results);
+	json_object_object_add(root, "ratios", ratios);
+	if (o->json)
+		puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+						    JSON_C_TO_STRING_SPACED |
+						    JSON_C_TO_STRING_NOSLASHESCAPE));
+	else
+		print_text(root);
+}
+
+int main(int argc, char **argv)
+{
 	struct bench_opts o = { .seed = 0x9e3779b97f4a7c15ull };
 	struct json_object *root, *results, *ratios, *info;
 	const char *which = "all";
-	bool reps_set = false, budget_set = false;
 	uint64_t stat0[3];
-	int c, ret = 0;
+	int ret;
 
-	/* "numa" takes its own options: hand it the command line as it is */
-	for (int i = 1; i < argc; i++) {
-		if (argv[i][0] != '-') {
-			if (!strcmp(argv[i], "numa"))
-				return bench_numa_main(argc, argv);
-			if (!strcmp(argv[i], "offload"))
-				return bench_offload_main(argc, argv);
-			if (!strcmp(argv[i], "kernels")) return bench_kernels_main(argc, argv);
-			if (!strcmp(argv[i], "refine")) return bench_refine_main(argc, argv);
-			break;
-		}
-	}
-	while ((c = getopt_long(argc, argv, "js:qr:m:HAa:b:S:vh", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'j': o.json = true; break;
-		case 'q': o.quick = true; break;
-		case 'H': o.no_hugetlb = true; break;
-		case 'A': o.no_anon = true; break;
-		case 'v': o.verbose = true; break;
-		case 's':
-			if (parse_list(optarg, one_size, &o)) {
-				fprintf(stderr, "bad --sizes '%s' (multiples of 2M, e.g. 256M,1G)\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'r':
-			o.reps = (unsigned)strtoul(optarg, NULL, 0);
-			reps_set = true;
-			if (!o.reps || o.reps > 1000) {
-				fprintf(stderr, "bad --reps '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'm':
-			if (parse_list(optarg, one_method, &o)) {
-				fprintf(stderr, "bad --methods '%s'\n", optarg);
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'a':
-			if (parse_list(optarg, one_access, &o)) {
-				fprintf(stderr, "bad --access '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'b':
-			o.cell_budget_s = strtod(optarg, NULL);
-			budget_set = o.cell_budget_s > 0;
-			break;
-		case 'S': o.seed = strtoull(optarg, NULL, 0) | 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc)
-		which = argv[optind++];
-	if (optind < argc || (strcmp(which, "dirty") && strcmp(which, "touch") &&
-			      strcmp(which, "release") && strcmp(which, "all"))) {
-		usage(stderr);
-		return 2;
-	}
-	if (!o.nsizes) {
-		o.nsizes = o.quick ? 1 : 2;
-		o.sizes[0] = o.quick ? 16ull << 20 : 256ull << 20;
-		o.sizes[1] = 1ull << 30;
-	}
-	if (!reps_set)
-		o.reps = o.quick ? 2 : 6;
-	if (!budget_set)
-		o.cell_budget_s = o.quick ? 2 : 25;
-	if (!o.methods)
-		o.methods = (1u << BM__COUNT) - 1;
-	if (!o.touch_access)
-		o.touch_access = 1;
+	ret = other_command(argc, argv);
+	if (ret >= 0)
+		return ret;
+	ret = parse_opts(argc, argv, &o, &which);
+	if (ret)
+		return ret - 1;
 	bench_set_quiet(o.json && !o.verbose);
 	json_c_set_serialization_double_format("%.6g", JSON_C_OPTION_GLOBAL);
 
@@ -681,39 +733,13 @@ int main(int argc, char **argv)
 	add_host(root, &o, which);
 	if (!read_stat(stat0))
 		stat0[0] = UINT64_MAX;
-
 	if (!strcmp(which, "dirty") || !strcmp(which, "all"))
 		ret = bench_dirty(&o, results, ratios, info);
 	if (!ret && (!strcmp(which, "touch") || !strcmp(which, "all")))
 		ret = bench_touch(&o, results, ratios, info);
 	if (!ret && (!strcmp(which, "release") || !strcmp(which, "all")))
 		ret = bench_release(&o, results, ratios, info);
-
-	{
-		struct json_object *h;
-
-		if (json_object_object_get_ex(root, "host", &h))
-			add_run_load(h, stat0);
-	}
-	{
-		struct json_object *prim;
-
-		/* the dirty primitives go to the top: "primitives" */
-		if (json_object_object_get_ex(info, "primitives", &prim)) {
-			json_object_object_add(root, "primitives", json_object_get(prim));
-			json_object_object_del(info, "primitives");
-		}
-	}
-	json_object_object_add(root, "methodology", info);
-	json_object_object_add(root, "results", results);
-	json_object_object_add(root, "ratios", ratios);
-	if (o.json) {
-		puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-						    JSON_C_TO_STRING_SPACED |
-						    JSON_C_TO_STRING_NOSLASHESCAPE));
-	} else {
-		print_text(root);
-	}
+	finish(root, &o, stat0, results, ratios, info);
 	json_object_put(root);
 	if (ret)
 		fprintf(stderr, "pgtrack-bench: %s\n", strerror(-ret));
