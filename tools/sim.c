@@ -367,6 +367,12 @@ static void update_phase(struct sim *s, struct schedule *sc)
 	pthread_mutex_unlock(&s->outlock);
 }
 
+/* The balloon inflated and waits for its target before it deflates. */
+static bool deflate_pending(const struct sim *s, const struct schedule *sc)
+{
+	return s->bal && sc->inflated && !sc->deflated && sc->bal_deflate > 0;
+}
+
 static int run_events(struct sim *s, struct schedule *sc, double t)
 {
 	const struct sim_config *c = &s->cfg;
@@ -445,15 +451,16 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 			sim_event(s, "balloon: %s", strerror(-ret));
 	}
 	/* deflate once the inflate target is reached (as an operator waits
-	 * for a target), at the latest half way to the end: on a slow host
-	 * (TCG guests) inflating takes longer than the scenario planned */
-	if (s->bal && sc->inflated && !sc->deflated && sc->bal_deflate > 0 && t >= sc->bal_deflate &&
-	    (sim_balloon_reached(s) || t >= sc->bal_deflate + 0.5 * (sc->end - sc->bal_deflate))) {
+	 * for a target): on a slow host (TCG guests) inflating takes longer
+	 * than the scenario planned, and the run waits past its end for it,
+	 * at most half its duration (deflate_pending()) */
+	if (deflate_pending(s, sc) && t >= sc->bal_deflate &&
+	    (sim_balloon_reached(s) || t >= sc->end + 0.5 * c->duration)) {
 		uint64_t back = (c->memory - c->balloon_target) / 2;
 
 		sc->deflated = true;
 		s->marks[sc->bal_mark].t1 = t;
-		mark(s, t, sc->end, "deflate");
+		mark(s, t, t > sc->end ? t : sc->end, "deflate");
 		sim_balloon_deflate(s, (c->balloon_target + back) & ~(SIM_UNIT - 1));
 	}
 	update_phase(s, sc);
@@ -886,9 +893,11 @@ static int run(struct sim *s, struct schedule *sc)
 			sim_event(s, "scenario error: %s", strerror(-ret));
 			return 1;
 		}
-		/* past the end a migration may still be finishing: keep to the
-		 * interval until it has, then take the last sample */
-		ending = t >= sc->end && sc->running_mig < 0;
+		/* past the end a migration may still be finishing, or the
+		 * balloon waiting to deflate: keep to the interval until they
+		 * have, then take the last sample */
+		ending = t >= sc->end && sc->running_mig < 0 &&
+			 (interrupted || !deflate_pending(s, sc));
 		if (t >= next_sample || ending) {
 			if (sample_now(s, t - last_sample_t))
 				return 1;
