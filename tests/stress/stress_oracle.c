@@ -127,6 +127,100 @@ static int64_t harvest_into(pgt_dirty_view *v, uint64_t *bm, size_t words)
 	return pgt_dirty_harvest(v, &h);
 }
 
+struct tally {
+	uint64_t violations, over, reported, written, full_scans;
+};
+
+static void lost(struct tally *t, const char *name, long k, const char *how, uint64_t p)
+{
+	if (t->violations < 10)
+		pgt_test_note("%s round %ld: %spage %llu %s", name, k, how, (unsigned long long)p,
+			      *how ? "lost" : "written, not reported");
+	t->violations++;
+}
+
+/* Round @k's harvests (@h1): every logged write reported, and every
+ * reported page holding this generation (else it is over-reported). */
+static void check_round(struct oracle *o, const uint64_t *h1, size_t words, long k,
+			const char *name, struct tally *t)
+{
+	for (int i = 0; i < WRITERS; i++) {
+		for (size_t j = 0; j < o->w[i].nlog; j++) {
+			uint64_t p = o->w[i].log[j];
+
+			if (!(h1[p / 64] >> (p % 64) & 1))
+				lost(t, name, k, "", p);
+		}
+		t->written += o->w[i].nlog;
+	}
+	for (size_t i = 0; i < words; i++) {
+		for (uint64_t m = h1[i]; m; m &= m - 1) {
+			uint64_t p = i * 64 + (uint64_t)__builtin_ctzll(m);
+
+			t->reported++;
+			if (atomic_load_explicit(slot(o, p), memory_order_relaxed) != (uint64_t)k)
+				t->over++;
+		}
+	}
+}
+
+/* Every page of the region: one holding generation @k must be reported. */
+static void full_scan(struct oracle *o, const uint64_t *h1, long k, const char *name,
+		      struct tally *t)
+{
+	t->full_scans++;
+	for (uint64_t p = 0; p < o->npages; p++) {
+		uint64_t val = atomic_load_explicit(slot(o, p), memory_order_relaxed);
+
+		if (val == (uint64_t)k && !(h1[p / 64] >> (p % 64) & 1))
+			lost(t, name, k, "full scan: ", p);
+		assert_true(val <= (uint64_t)k);
+	}
+}
+
+static void start_writers(struct oracle *o, uint64_t rng)
+{
+	pthread_barrier_init(&o->start, NULL, WRITERS + 1);
+	pthread_barrier_init(&o->stopped, NULL, WRITERS + 1);
+	for (int i = 0; i < WRITERS; i++) {
+		o->w[i].o = o;
+		o->w[i].rng = rng + (uint64_t)i * 0x9e3779b97f4a7c15ULL + 1;
+		o->w[i].log = malloc(LOG_CAP * sizeof(uint64_t));
+		assert_non_null(o->w[i].log);
+		assert_int_equal(pthread_create(&o->w[i].tid, NULL, writer_main, &o->w[i]), 0);
+	}
+}
+
+static void stop_writers(struct oracle *o)
+{
+	atomic_store(&o->quit, 1);
+	pthread_barrier_wait(&o->start);
+	for (int i = 0; i < WRITERS; i++) {
+		pthread_join(o->w[i].tid, NULL);
+		free(o->w[i].log);
+	}
+	pthread_barrier_destroy(&o->start);
+	pthread_barrier_destroy(&o->stopped);
+}
+
+/* One round: writers run while the view is harvested, then once more
+ * after they stopped; @h1 gets both harvests. */
+static void one_round(struct oracle *o, pgt_dirty_view *v, uint64_t *h1, uint64_t *h2,
+		      size_t words, long k, uint64_t *rng)
+{
+	atomic_store(&o->gen, (uint64_t)k);
+	atomic_store(&o->stop, 0);
+	pthread_barrier_wait(&o->start);
+	sleep_us(pgt_test_rand(rng) % 400);
+	assert_true(harvest_into(v, h1, words) >= 0);
+	sleep_us(pgt_test_rand(rng) % 400);
+	atomic_store_explicit(&o->stop, 1, memory_order_release);
+	pthread_barrier_wait(&o->stopped);
+	assert_true(harvest_into(v, h2, words) >= 0);
+	for (size_t i = 0; i < words; i++)
+		h1[i] |= h2[i];
+}
+
 static void run_case(void **state)
 {
 	const struct pgt_case *c = *state;
@@ -134,14 +228,15 @@ static void run_case(void **state)
 	uint64_t ps = c->backing == PGT_BACKING_HUGETLB ? 2u << 20 : (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t len = (region_mb << 20) + extra_pages * ps;
 	const char *why = pgt_matrix_skip(c, &probe, len, pgt_test_free_hugepages());
+	uint64_t rng = seed ^ (uint64_t)c->method * 7919 ^ (uint64_t)c->backing;
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct tally t = { 0 };
 	struct oracle *o;
 	pgt_engine *eng;
 	pgt_region *r;
 	pgt_dirty_view *v;
-	uint64_t rng = seed ^ (uint64_t)c->method * 7919 ^ (uint64_t)c->backing;
-	uint64_t violations = 0, over = 0, reported = 0, written = 0, full_scans = 0;
-	size_t words;
 	uint64_t *h1, *h2;
+	size_t words;
 
 	if (why)
 		pgt_skip("%s: %s", c->name, why);
@@ -154,7 +249,6 @@ static void run_case(void **state)
 		.track = PGT_TRACK_DIRTY, .dirty_method = c->method, .numa_node = -1,
 		.name = c->name, .quiesce = quiesce, .quiesce_arg = o,
 	};
-	struct pgt_region_info info = { .size = sizeof(info) };
 
 	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
 	assert_int_equal(pgt_region_create(eng, &rc, &r), 0);
@@ -169,89 +263,28 @@ static void run_case(void **state)
 	assert_non_null(h2);
 	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
 
-	pthread_barrier_init(&o->start, NULL, WRITERS + 1);
-	pthread_barrier_init(&o->stopped, NULL, WRITERS + 1);
-	for (int i = 0; i < WRITERS; i++) {
-		o->w[i].o = o;
-		o->w[i].rng = rng + (uint64_t)i * 0x9e3779b97f4a7c15ULL + 1;
-		o->w[i].log = malloc(LOG_CAP * sizeof(uint64_t));
-		assert_non_null(o->w[i].log);
-		assert_int_equal(pthread_create(&o->w[i].tid, NULL, writer_main, &o->w[i]), 0);
-	}
-
+	start_writers(o, rng);
 	for (long k = 1; k <= rounds; k++) {
-		atomic_store(&o->gen, (uint64_t)k);
-		atomic_store(&o->stop, 0);
-		pthread_barrier_wait(&o->start);
-		sleep_us(pgt_test_rand(&rng) % 400);
-		assert_true(harvest_into(v, h1, words) >= 0);
-		sleep_us(pgt_test_rand(&rng) % 400);
-		atomic_store_explicit(&o->stop, 1, memory_order_release);
-		pthread_barrier_wait(&o->stopped);
-		assert_true(harvest_into(v, h2, words) >= 0);
-
-		for (size_t i = 0; i < words; i++)
-			h1[i] |= h2[i];
-		/* every logged write must be reported */
-		for (int i = 0; i < WRITERS; i++) {
-			for (size_t j = 0; j < o->w[i].nlog; j++) {
-				uint64_t p = o->w[i].log[j];
-
-				if (!(h1[p / 64] >> (p % 64) & 1)) {
-					if (violations < 10)
-						pgt_test_note("%s round %ld: page %llu written, not reported",
-							      c->name, k, (unsigned long long)p);
-					violations++;
-				}
-			}
-			written += o->w[i].nlog;
-		}
-		/* every reported page must hold this generation, else over-report */
-		for (size_t i = 0; i < words; i++) {
-			for (uint64_t m = h1[i]; m; m &= m - 1) {
-				uint64_t p = i * 64 + (uint64_t)__builtin_ctzll(m);
-
-				reported++;
-				if (atomic_load_explicit(slot(o, p), memory_order_relaxed) != (uint64_t)k)
-					over++;
-			}
-		}
-		if (k % 64 == 0 || k == rounds) {
-			full_scans++;
-			for (uint64_t p = 0; p < o->npages; p++) {
-				uint64_t val = atomic_load_explicit(slot(o, p), memory_order_relaxed);
-
-				if (val == (uint64_t)k && !(h1[p / 64] >> (p % 64) & 1)) {
-					if (violations < 10)
-						pgt_test_note("%s round %ld: full scan: page %llu lost",
-							      c->name, k, (unsigned long long)p);
-					violations++;
-				}
-				assert_true(val <= (uint64_t)k);
-			}
-		}
+		one_round(o, v, h1, h2, words, k, &rng);
+		check_round(o, h1, words, k, c->name, &t);
+		if (k % 64 == 0 || k == rounds)
+			full_scan(o, h1, k, c->name, &t);
 	}
-	atomic_store(&o->quit, 1);
-	pthread_barrier_wait(&o->start);
-	for (int i = 0; i < WRITERS; i++) {
-		pthread_join(o->w[i].tid, NULL);
-		free(o->w[i].log);
-	}
+	stop_writers(o);
 	pgt_test_note("%s: %ld rounds, %llu pages, %llu writes, %llu reported, %llu violations, "
 		      "over-reported %llu (%.3f%%), %llu full scans",
-		      c->name, rounds, (unsigned long long)o->npages, (unsigned long long)written,
-		      (unsigned long long)reported, (unsigned long long)violations,
-		      (unsigned long long)over, reported ? 100.0 * (double)over / (double)reported : 0.0,
-		      (unsigned long long)full_scans);
+		      c->name, rounds, (unsigned long long)o->npages, (unsigned long long)t.written,
+		      (unsigned long long)t.reported, (unsigned long long)t.violations,
+		      (unsigned long long)t.over,
+		      t.reported ? 100.0 * (double)t.over / (double)t.reported : 0.0,
+		      (unsigned long long)t.full_scans);
 	pgt_dirty_view_close(v);
 	assert_int_equal(pgt_region_destroy(r), 0);
 	pgt_engine_close(eng);
-	pthread_barrier_destroy(&o->start);
-	pthread_barrier_destroy(&o->stopped);
 	free(h1);
 	free(h2);
 	free(o);
-	assert_int_equal(violations, 0);
+	assert_int_equal(t.violations, 0);
 }
 
 int main(void)
