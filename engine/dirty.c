@@ -271,6 +271,9 @@ void pgt__collect_end(struct pgt_region *r)
 		r->dops->resume(r);
 }
 
+/* Shards whose counts pgt__dirty_mark_words() keeps from its OR pass. */
+#define PGT_MARK_SHARDS 64
+
 /* Collected run → every view. */
 static int fan_out(void *arg, uint64_t first, uint64_t n)
 {
@@ -289,11 +292,48 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 	pgt__bitmap_set_range(r->marks, first, n);
 }
 
-uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
+/*
+ * The first view's OR pass counts the bits per shard; views are sharded by
+ * the region's NUMA geometry, so those counts are the per-node counts
+ * fan_out() keeps. A shard whose bounds differ is popcounted on its own.
+ */
+static uint64_t note_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t lo,
+			   size_t hi, const uint64_t *cnt, const struct pgt_shardmap *m)
 {
 	const struct pgt_numa_region *nr = r->numa;
-	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
 	uint64_t c = 0;
+
+	if (!nr || !nr->nshards) {
+		if (m && m->n == 1 && !m->s[0].first && m->s[0].bm.nwords >= hi)
+			return cnt[0];
+		return pgt_hal_popcount(words + (lo - w0), hi - lo);
+	}
+	for (unsigned i = 0; i < nr->nshards; i++) {
+		const struct pgt_shard_geom *g = &nr->shards[i];
+		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
+		uint64_t k;
+
+		a = a > lo ? a : lo;
+		b = b < hi ? b : hi;
+		if (a >= b)
+			continue;
+		if (m && m->n == nr->nshards && m->s[i].first == g->first &&
+		    m->s[i].npages == g->npages && i < PGT_MARK_SHARDS)
+			k = cnt[i];
+		else
+			k = pgt_hal_popcount(words + (a - w0), b - a);
+		if (k)
+			pgt__numa_note_dirty(r->numa, g->first, k);
+		c += k;
+	}
+	return c;
+}
+
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
+{
+	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
+	uint64_t cnt[PGT_MARK_SHARDS] = { 0 }, c;
+	const struct pgt_shardmap *m = NULL;
 
 	if (!r->dops || w0 >= nw || !n)
 		return 0;
@@ -305,28 +345,16 @@ uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size
 			struct pgt_shard *s = &v->bm.s[i];
 			size_t s0 = (size_t)(s->first / 64), s1 = s0 + s->bm.nwords;
 			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
+			uint64_t k = 0;
 
 			if (a < b)
-				pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
+				k = pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
+			if (!m && i < PGT_MARK_SHARDS)
+				cnt[i] = k;
 		}
+		m = m ? m : &v->bm;
 	}
-	/* per-node counters by shard, as fan_out() keeps them */
-	for (unsigned i = 0; nr && i < nr->nshards; i++) {
-		const struct pgt_shard_geom *g = &nr->shards[i];
-		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
-		uint64_t k;
-
-		a = a > lo ? a : lo;
-		b = b < hi ? b : hi;
-		if (a >= b)
-			continue;
-		k = pgt_hal_popcount(words + (a - w0), b - a);
-		if (k)
-			pgt__numa_note_dirty(r->numa, g->first, k);
-		c += k;
-	}
-	if (!nr || !nr->nshards)
-		c = pgt_hal_popcount(words, hi - lo);
+	c = note_words(r, words, w0, lo, hi, cnt, m);
 	pthread_mutex_unlock(&r->harvest_lock);
 	return c;
 }

@@ -655,12 +655,15 @@ static void account(struct pgt_offload *o, const struct pgt_ofl_stats *st, uint6
 {
 	atomic_fetch_add_explicit(&o->records, st->records, memory_order_relaxed);
 	atomic_fetch_add_explicit(&o->pages, pages, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->rejected, st->rejected, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->torn, st->torn, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->bad_index, st->bad_index, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->lost, st->lost + st->torn + st->bad_index + (err != 0),
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->device_errors, err != 0, memory_order_relaxed);
+	/* the error counters only when there is one: a locked add each */
+	if (st->rejected || st->torn || st->bad_index || st->lost || err) {
+		atomic_fetch_add_explicit(&o->rejected, st->rejected, memory_order_relaxed);
+		atomic_fetch_add_explicit(&o->torn, st->torn, memory_order_relaxed);
+		atomic_fetch_add_explicit(&o->bad_index, st->bad_index, memory_order_relaxed);
+		atomic_fetch_add_explicit(&o->lost, st->lost + st->torn + st->bad_index + (err != 0),
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&o->device_errors, err != 0, memory_order_relaxed);
+	}
 	if (st->rejected || st->torn || st->bad_index || st->lost)
 		pgt__log(o->eng, PGT_LOG_DEBUG, "offload %s: %llu rejected, %llu torn, %llu bad "
 			 "index, %llu overflow%s", o->name, (unsigned long long)st->rejected,

@@ -887,32 +887,20 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 /* Merging into page bitmaps                                           */
 /* ------------------------------------------------------------------ */
 
-/* A whole group: a fixed count and no aliasing, which the compiler
- * vectorises. Returns the OR of the source words. */
-static uint64_t or_group(uint64_t *restrict d, const uint64_t *restrict s)
-{
-	uint64_t any = 0;
-
-	for (size_t j = 0; j < PGT_BM_GROUP_WORDS; j++) {
-		any |= s[j];
-		d[j] |= s[j];
-	}
-	return any;
-}
-
-void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
 {
 	/*
 	 * The caller holds every other writer out, so plain loads and stores
-	 * do (and let the compiler vectorise): _Atomic uint64_t has the plain
-	 * layout (bitmap.c checks it) and nothing else touches these words now.
+	 * do: _Atomic uint64_t has the plain layout (bitmap.c checks it) and
+	 * nothing else touches these words now. One fused pass per summary
+	 * group: OR and count, the count gives the summary bit too.
 	 */
-	uint64_t *restrict d = (uint64_t *)dst->words;
-	uint64_t *restrict sum = (uint64_t *)dst->summary;
-	uint64_t tail = 0;
+	uint64_t *d = (uint64_t *)dst->words;
+	uint64_t *sum = (uint64_t *)dst->summary;
+	uint64_t tail = 0, c = 0;
 
 	if (w0 >= dst->nwords || !nw)
-		return;
+		return 0;
 	if (nw > dst->nwords - w0)
 		nw = dst->nwords - w0;
 	/* the bitmap's last word: only its first nbits % 64 bits exist */
@@ -923,20 +911,14 @@ void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, s
 	for (size_t i = 0; i < nw;) {
 		size_t w = w0 + i, g = w / PGT_BM_GROUP_WORDS;
 		size_t k = (g + 1) * PGT_BM_GROUP_WORDS - w;
-		uint64_t any = 0;
+		uint64_t n;
 
 		if (k > nw - i)
 			k = nw - i;
-		if (k == PGT_BM_GROUP_WORDS) {
-			any = or_group(d + w, src + i);
-		} else {
-			for (size_t j = 0; j < k; j++) {
-				any |= src[i + j];
-				d[w + j] |= src[i + j];
-			}
-		}
-		if (any)
+		n = pgt_hal_or_count(d + w, src + i, k);
+		if (n)
 			sum[g / 64] |= 1ULL << (g % 64);
+		c += n;
 		i += k;
 	}
 	if (tail) {
@@ -944,5 +926,7 @@ void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, s
 
 		d[w] |= tail;
 		sum[g / 64] |= 1ULL << (g % 64);
+		c += (uint64_t)__builtin_popcountll(tail);
 	}
+	return c;
 }
