@@ -574,7 +574,7 @@ struct sinkctx {
  * (one pass instead of three). Returns false when that does not hold.
  */
 static bool bitmap_direct(struct sinkctx *c, uint64_t iova, uint64_t ps, const uint64_t *bits,
-			  uint64_t nbits)
+			  uint64_t nbits, bool take)
 {
 	struct pgt_ofl_map *m = &c->o->map;
 	uint64_t pfn = iova >> PGT_OFL_PAGE_SHIFT, tp, n;
@@ -593,7 +593,12 @@ static bool bitmap_direct(struct sinkctx *c, uint64_t iova, uint64_t ps, const u
 	if (tp % 64)
 		return false;
 	/* the set bits: pages and records at once */
-	n = pgt__dirty_mark_words(c->o->tg[s->target].r, bits, (size_t)(tp / 64), (size_t)(nbits / 64));
+	if (take) /* the caller's bits are writable: see sink_bitmap_take() */
+		n = pgt__dirty_take_words(c->o->tg[s->target].r, (uint64_t *)bits, (size_t)(tp / 64),
+					  (size_t)(nbits / 64));
+	else
+		n = pgt__dirty_mark_words(c->o->tg[s->target].r, bits, (size_t)(tp / 64),
+					  (size_t)(nbits / 64));
 	c->st->records += n;
 	c->direct += n;
 	return true;
@@ -603,8 +608,20 @@ static void sink_bitmap(void *arg, uint64_t iova, uint64_t ps, const uint64_t *b
 {
 	struct sinkctx *c = arg;
 
-	if (!bitmap_direct(c, iova, ps, bits, nbits))
+	if (!bitmap_direct(c, iova, ps, bits, nbits, false))
 		pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
+}
+
+/* A quiescent log: merged and zeroed, in one pass on the direct path. */
+static void sink_bitmap_take(void *arg, uint64_t iova, uint64_t ps, uint64_t *bits, uint64_t nbits)
+{
+	struct sinkctx *c = arg;
+
+	if (!bitmap_direct(c, iova, ps, bits, nbits, true)) {
+		if (!pgt_hal_is_zero(bits, (size_t)((nbits + 7) / 8)))
+			pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
+		memset(bits, 0, (size_t)((nbits + 7) / 8));
+	}
 }
 
 static void sink_hot(void *arg, const uint64_t *e, size_t n, unsigned cbits, uint64_t unit)
@@ -684,7 +701,8 @@ static int64_t harvest_locked(struct pgt_offload *o, uint32_t flags, uint64_t io
 	struct pgt_ofl_stats st = { 0 };
 	struct sinkctx c = { o, &st, 0, 0 };
 	const struct pgt_ofl_sink sink = {
-		.arg = &c, .bitmap = sink_bitmap, .hot = sink_hot, .lost = sink_lost,
+		.arg = &c, .bitmap = sink_bitmap, .bitmap_take = sink_bitmap_take, .hot = sink_hot,
+		.lost = sink_lost,
 	};
 	uint64_t pages;
 	int ret = 0;

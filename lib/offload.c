@@ -887,7 +887,8 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 /* Merging into page bitmaps                                           */
 /* ------------------------------------------------------------------ */
 
-uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+static inline uint64_t or_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw,
+				bool take)
 {
 	/*
 	 * The caller holds every other writer out, so plain loads and stores
@@ -906,6 +907,8 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 	/* the bitmap's last word: only its first nbits % 64 bits exist */
 	if (w0 + nw == dst->nwords && dst->nbits % 64) {
 		tail = src[nw - 1] & (~0ULL >> (64 - dst->nbits % 64));
+		if (take)
+			src[nw - 1] = 0;
 		nw--;
 	}
 	for (size_t i = 0; i < nw;) {
@@ -915,7 +918,7 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 
 		if (k > nw - i)
 			k = nw - i;
-		n = pgt_hal_or_count(d + w, src + i, k);
+		n = take ? pgt_hal_or_count_clear(d + w, src + i, k) : pgt_hal_or_count(d + w, src + i, k);
 		if (n)
 			sum[g / 64] |= 1ULL << (g % 64);
 		c += n;
@@ -929,4 +932,15 @@ uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *sr
 		c += (uint64_t)__builtin_popcountll(tail);
 	}
 	return c;
+}
+
+uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+{
+	/* not written: take is false */
+	return or_words(dst, w0, (uint64_t *)src, nw, false);
+}
+
+uint64_t pgt__ofl_take_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw)
+{
+	return or_words(dst, w0, src, nw, true);
 }

@@ -179,4 +179,8 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
  */
 uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw);
 
+/* pgt__ofl_or_words() that also zeroes the src words it covered (the
+ * ignored tail bits of the last word too): a quiescent log, in one pass. */
+uint64_t pgt__ofl_take_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw);
+
 #endif /* PGT_LIB_OFFLOAD_H */
