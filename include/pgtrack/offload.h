@@ -295,7 +295,10 @@ struct pgt_offload_kvm_config {
  * that harvest takes both logs by atomic exchange (right either way) and
  * the next one tries again. Every bit the back-end sets is reported by
  * exactly one harvest. The callback runs under the device's lock: it must
- * not call back into this pgt_offload.
+ * not call back into this pgt_offload. It runs in every harvest of the
+ * device, including the one pgt_dirty_harvest() on a region the device is
+ * attached to makes (the drain): the back-end must answer for as long as
+ * the device is started.
  */
 struct pgt_offload_vhost_config {
 	uint32_t size;
