@@ -683,8 +683,8 @@ static void test_vhost_swap(void **state)
 	/* the log in use is the one the back-end was last moved to */
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	assert_ptr_equal(swap_map(&b, info.log_fd), atomic_load(&b.req));
-	/* the back-end answers until the device is gone: the view's harvest
-	 * above and the close drain the device through the callback too */
+	/* the back-end answers until the device is closed: the view's
+	 * harvest above drained the device through the callback too */
 	pgt_offload_close(o);
 	atomic_store(&b.stop, true);
 	pthread_join(th, NULL);
