@@ -20,12 +20,17 @@
  * bitmap: a 1 GiB region's worth of dirty bitmap (1 bit per 4 KiB) at 1 %,
  * 10 % and 100 % set bits, merged into the view as a VFIO REPORT or IOMMUFD
  * bitmap is (pgt__offload_merge_bitmap: what those backends do after their
- * ioctl), and read-and-cleared from a vhost-user log and merged
- * (pgt_offload_harvest on "vhost-log"), each against a plain OR of the same
- * bitmap into a bitmap of the same size, measured in turns in the same run.
+ * ioctl), and taken from a vhost-user log and merged (pgt_offload_harvest on
+ * "vhost-log"), each against a plain OR of the same bitmap into a bitmap of
+ * the same size, measured in turns in the same run. The OR's source and the
+ * VFIO bitmap are copied just before (untimed), as the REPORT ioctl would
+ * have just written it; the vhost logs are written just before too.
  *   ratios.vfio_merge_vs_or = merge / OR at 10 %; goal <= 1.2
- *   ratios.vhost_merge_vs_or = vhost read-and-clear + merge / OR at 10 %;
- *     goal <= 1.2
+ *   ratios.vhost_merge_vs_or = vhost log swap (the log-swap protocol; the
+ *     callback is the bench acknowledging in-process) + merge + clear / OR
+ *     at 10 %; goal <= 1.2
+ *   ratios.vhost_xchg_merge_vs_or = the same log without a swap callback:
+ *     read and cleared by atomic exchange per non-zero word; no goal
  *
  * Placement: everything runs on one thread pinned to the first allowed CPU
  * (the producer too, untimed); the engine's threads are idle.
@@ -541,7 +546,8 @@ int bench_offload_main(int argc, char **argv)
 	bench_json_str(meth, "ring", "65,536 one-page records at random 4 KiB pages, index protocol, "
 		       "pgt_offload_harvest() into one view; parse_only: lib/offload.c without the merge");
 	bench_json_str(meth, "bitmap", "1 bit per 4 KiB of a 1 GiB region; the OR, the VFIO/IOMMUFD "
-		       "merge and the vhost read-and-clear + merge take turns in every repetition");
+		       "merge, the vhost exchange read + merge and the vhost log swap + merge take "
+		       "turns in every repetition, each source written just before (untimed)");
 	bench_json_u64(meth, "reps", o.reps, true);
 	bench_json_str(meth, "statistic", "median (and p99) of reps after 2 warm-up turns");
 
