@@ -667,19 +667,29 @@ static uint64_t merge(struct pgt_offload *o, const struct pgt_ofl_stats *st)
 	return pages;
 }
 
+/*
+ * The device's counters are written only under o->lock and read anywhere:
+ * a relaxed load and store will do, no locked add (tens of ns each on a
+ * busy VM, a sixth of a 1 GiB bitmap merge).
+ */
+static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* o->lock held. */
 static void account(struct pgt_offload *o, const struct pgt_ofl_stats *st, uint64_t pages,
 		    int err, struct pgt_offload_harvest *h)
 {
-	atomic_fetch_add_explicit(&o->records, st->records, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->pages, pages, memory_order_relaxed);
-	/* the error counters only when there is one: a locked add each */
+	stat_add(&o->records, st->records);
+	stat_add(&o->pages, pages);
 	if (st->rejected || st->torn || st->bad_index || st->lost || err) {
-		atomic_fetch_add_explicit(&o->rejected, st->rejected, memory_order_relaxed);
-		atomic_fetch_add_explicit(&o->torn, st->torn, memory_order_relaxed);
-		atomic_fetch_add_explicit(&o->bad_index, st->bad_index, memory_order_relaxed);
-		atomic_fetch_add_explicit(&o->lost, st->lost + st->torn + st->bad_index + (err != 0),
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&o->device_errors, err != 0, memory_order_relaxed);
+		stat_add(&o->rejected, st->rejected);
+		stat_add(&o->torn, st->torn);
+		stat_add(&o->bad_index, st->bad_index);
+		stat_add(&o->lost, st->lost + st->torn + st->bad_index + (err != 0));
+		stat_add(&o->device_errors, err != 0);
 	}
 	if (st->rejected || st->torn || st->bad_index || st->lost)
 		pgt__log(o->eng, PGT_LOG_DEBUG, "offload %s: %llu rejected, %llu torn, %llu bad "
@@ -709,7 +719,7 @@ static int64_t harvest_locked(struct pgt_offload *o, uint32_t flags, uint64_t io
 
 	if (!o->attached)
 		return -ENOENT;
-	atomic_fetch_add_explicit(&o->harvests, 1, memory_order_relaxed);
+	stat_add(&o->harvests, 1);
 	if (o->caps.shape == PGT_OFFLOAD_RING) {
 		if (!o->nrings)
 			return -ENOENT;
