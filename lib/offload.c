@@ -524,76 +524,79 @@ static void fast_from(struct fast *fs, struct pgt_ofl_map *m, uint32_t slot)
 #define PF_MIN_PAGES (1ULL << 21)
 
 /*
- * The records [c, prod), one lap at a time (one expected PHASE per lap).
- * The fast path's state lives in locals, kept in registers; the ring's
- * geometry is read once: per record the fast path is the two flag/slot
- * loads, the offset, a range check and the bit set.
+ * The fast path over records [i, end) of one lap: one page, by slot, any
+ * source, in the 4 KiB-page segment the last one hit. Returns where it
+ * stopped (a record it does not take, or @end). A function of its own so
+ * its dozen values stay in registers: inlined into the loop with the slow
+ * path's calls, lo/hi went through the stack, a store-to-load chain of
+ * several cycles per record.
  */
-static inline void ring_loop(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
-			     struct pgt_ofl_stats *st, struct fast *fs, uint32_t c, uint32_t prod,
-			     uint64_t *torn)
+__attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec *recs,
+						     uint32_t mask, uint32_t i, uint32_t end,
+						     uint32_t want, struct fast *fs)
+{
+	const uint32_t fslot = fs->slot;
+	const uint64_t spfn = fs->spfn, npages = fs->npages, base = fs->base;
+	uint64_t *const bits = fs->bits;
+	size_t lo = fs->lo, hi = fs->hi;
+
+	for (; i != end; i++) {
+		const struct pgt_offload_rec *r = &recs[i & mask];
+		uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
+		uint64_t off = ld64(&r->offset), p;
+		size_t w;
+
+		if ((f & ~PGT_OFFLOAD_REC_SRC_MASK) != want || slot != fslot || off - spfn >= npages)
+			break;
+		p = base + off;
+		w = (size_t)(p >> 6);
+		if (npages > PF_MIN_PAGES) {
+			/* a hint only: never read */
+			uint64_t ahead = ld64(&recs[(i + 16) & mask].offset);
+
+			if (ahead - spfn < npages)
+				__builtin_prefetch(&bits[(base + ahead) >> 6], 1, 3);
+		}
+		bits[w] |= 1ULL << (p & 63);
+		lo = w < lo ? w : lo;
+		hi = w >= hi ? w + 1 : hi;
+	}
+	fs->lo = lo;
+	fs->hi = hi;
+	return i;
+}
+
+/* The records [c, prod), one lap at a time (one expected PHASE per lap). */
+static void ring_loop(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m, struct pgt_ofl_stats *st,
+		      struct fast *fs, uint32_t c, uint32_t prod, uint64_t *torn)
 {
 	const struct pgt_offload_rec *recs = ring->recs;
 	const uint32_t mask = ring->entries - 1;
-	const unsigned shift = ring->shift;
-	uint32_t fslot = fs->slot;
-	uint64_t spfn = fs->spfn, npages = fs->npages, base = fs->base, *bits = fs->bits;
-	size_t lo = fs->lo, hi = fs->hi;
 
 	for (uint32_t i = c; i != prod;) {
 		/* lap 0 carries PHASE, lap 1 not, ...: a slot not rewritten in
 		 * this lap still shows the previous lap's parity */
 		const uint32_t want = PGT_OFFLOAD_REC_DIRTY |
-				      (((i >> shift) & 1) ? 0 : PGT_OFFLOAD_REC_PHASE);
+				      (((i >> ring->shift) & 1) ? 0 : PGT_OFFLOAD_REC_PHASE);
 		uint32_t end = (i | mask) + 1; /* the lap's end, modulo 2^32 */
 
 		if (end - i > prod - i)
 			end = prod;
-		for (; i != end; i++) {
-			const struct pgt_offload_rec *r = &recs[i & mask];
+		while ((i = fast_run(recs, mask, i, end, want, fs)) != end) {
+			const struct pgt_offload_rec *r = &recs[i++ & mask];
 			uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
 			uint64_t off = ld64(&r->offset);
 
-			/* the common record first: one page, by slot, any
-			 * source, in the 4 KiB-page segment the last one hit */
-			if ((f & ~PGT_OFFLOAD_REC_SRC_MASK) == want && slot == fslot &&
-			    off - spfn < npages) {
-				uint64_t p = base + off;
-				size_t w = (size_t)(p >> 6);
-
-				if (npages > PF_MIN_PAGES) {
-					/* a hint only: never read */
-					uint64_t ahead = ld64(&recs[(i + 16) & mask].offset);
-
-					if (ahead - spfn < npages)
-						__builtin_prefetch(&bits[(base + ahead) >> 6], 1, 3);
-				}
-				bits[w] |= 1ULL << (p & 63);
-				lo = w < lo ? w : lo;
-				hi = w >= hi ? w + 1 : hi;
-				continue;
-			}
 			if ((f & (PGT_OFFLOAD_REC_DIRTY | PGT_OFFLOAD_REC_RESET | PGT_OFFLOAD_REC_PHASE |
 				  PGT_OFFLOAD_REC_RESERVED)) != want) {
 				(*torn)++;
 				continue;
 			}
-			fs->lo = lo;
-			fs->hi = hi;
 			rec_one(m, f, slot, off, st);
 			if (!(f & (PGT_OFFLOAD_REC_ADDR | PGT_OFFLOAD_REC_RUN_MASK)))
 				fast_from(fs, m, slot);
-			fslot = fs->slot;
-			spfn = fs->spfn;
-			npages = fs->npages;
-			base = fs->base;
-			bits = fs->bits;
-			lo = fs->lo;
-			hi = fs->hi;
 		}
 	}
-	fs->lo = lo;
-	fs->hi = hi;
 }
 
 uint64_t pgt__ofl_ring_consume(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
