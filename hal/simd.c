@@ -184,6 +184,18 @@ uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
 	return m;
 }
 
+/*
+ * Non-zero words as a mask, @step words per compare: @mask(p) gives the
+ * non-zero bits of words p[0, step); the tail (fewer than @step) is scalar.
+ */
+#define NONZERO_BODY(step, mask)                                                \
+	uint64_t m = 0;                                                         \
+	size_t i = 0;                                                           \
+	n = n < 64 ? n : 64;                                                    \
+	for (; i + (step) <= n; i += (step))                                     \
+		m |= (uint64_t)mask(w + i) << i;                                 \
+	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m
+
 /* ---- x86_64 ---------------------------------------------------------- */
 #if defined(__x86_64__)
 
@@ -662,34 +674,30 @@ TARGET_VPOPCNT static uint64_t or_count_clear_vpopcntdq(uint64_t *dst, uint64_t 
 	return or_count_vpopcntdq_body(dst, src, n, true);
 }
 
-/* Non-zero words as a mask, eight or four words per compare. */
+/* SSE2 has no 64-bit compare: a word is zero when both halves are. */
+static inline unsigned nz2_sse2(const uint64_t *p)
+{
+	__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)p), _mm_setzero_si128());
+
+	z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
+	return ~(unsigned)_mm_movemask_pd(_mm_castsi128_pd(z)) & 3;
+}
+
 static uint64_t nonzero_sse2(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
+	NONZERO_BODY(2, nz2_sse2);
+}
 
-	n = n < 64 ? n : 64;
-	for (; i + 2 <= n; i += 2) {
-		/* SSE2 has no 64-bit compare: a word is zero when both halves are */
-		__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(w + i)), _mm_setzero_si128());
-		z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
-		m |= (uint64_t)(~_mm_movemask_pd(_mm_castsi128_pd(z)) & 3) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+TARGET_AVX2 static inline unsigned nz4_avx2(const uint64_t *p)
+{
+	__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)p), _mm256_setzero_si256());
+
+	return ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15;
 }
 
 TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
-
-	n = n < 64 ? n : 64;
-	for (; i + 4 <= n; i += 4) {
-		__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)(w + i)),
-					       _mm256_setzero_si256());
-		m |= (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+	NONZERO_BODY(4, nz4_avx2);
 }
 
 TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
@@ -875,18 +883,16 @@ static uint64_t or_count_clear_neon(uint64_t *dst, uint64_t *src, size_t n)
 	return or_count_neon_body(dst, src, n, true);
 }
 
+static inline uint64_t nz2_neon(const uint64_t *p)
+{
+	uint64x2_t nz = vtstq_u64(vld1q_u64(p), vld1q_u64(p));
+
+	return (vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2);
+}
+
 static uint64_t nonzero_neon(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
-
-	n = n < 64 ? n : 64;
-	for (; i + 2 <= n; i += 2) {
-		uint64x2_t nz = vtstq_u64(vld1q_u64(w + i), vld1q_u64(w + i));
-
-		m |= ((vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2)) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+	NONZERO_BODY(2, nz2_neon);
 }
 
 /* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
