@@ -625,7 +625,9 @@ static void *swap_backend(void *arg)
 	return NULL;
 }
 
-static void test_vhost_swap(void **state)
+/* One view: the log is taken in the view's pass; two: ORed into the
+ * first, then taken into the second (OR, then zeroed). */
+static void swap_run(bool two_views)
 {
 	struct swap_be b = { .fd = { -1, -1 } };
 	struct pgt_offload_vhost_config vc = { .size = sizeof(vc), .fd = -1, .swap = swap_cb,
@@ -635,15 +637,17 @@ static void test_vhost_swap(void **state)
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct pgt_offload_range rg;
 	uint64_t total = 0;
+	pgt_dirty_view *v2 = NULL;
 	pthread_t th;
 	pgt_offload *o;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
 
-	(void)state;
 	if (why)
 		pgt_skip("%s", why);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
+	if (two_views)
+		assert_int_equal(pgt_dirty_view_open(f.r, &v2), 0);
 	/* swapping needs both logs pgtrack's */
 	vc.fd = f.info.fd;
 	vc.log_size = 1 * MIB;
@@ -676,10 +680,13 @@ static void test_vhost_swap(void **state)
 	pgt_test_note("%u swap calls, %u acknowledged", b.calls, b.swaps);
 	assert_true(b.swaps >= LEN / 4096 / 512);
 	assert_int_equal(total, LEN / 4096);
-	assert_int_equal(harvest(&f, NULL), LEN / 4096);
-	for (uint64_t p = 0; p < LEN / 4096; p++)
-		if (!page_set(&f, GPA0 + p * 4096))
-			fail_msg("page %llu written, not reported", (unsigned long long)p);
+	for (int k = 0; k < 1 + two_views; k++) {
+		assert_int_equal(harvest(&f, k ? v2 : NULL), LEN / 4096);
+		for (uint64_t p = 0; p < LEN / 4096; p++)
+			if (!page_set(&f, GPA0 + p * 4096))
+				fail_msg("view %d: page %llu written, not reported", k,
+					 (unsigned long long)p);
+	}
 	/* the log in use is the one the back-end was last moved to */
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	assert_ptr_equal(swap_map(&b, info.log_fd), atomic_load(&b.req));
@@ -691,7 +698,16 @@ static void test_vhost_swap(void **state)
 	for (int i = 0; i < 2; i++)
 		if (b.map[i])
 			munmap(b.map[i], b.size);
+	if (v2)
+		pgt_dirty_view_close(v2);
 	fx_close(&f);
+}
+
+static void test_vhost_swap(void **state)
+{
+	(void)state;
+	swap_run(false);
+	swap_run(true);
 }
 
 /* VFIO through the model: the driver's page size, its errors. */
