@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -705,7 +706,21 @@ static void swap_run(bool two_views)
 
 static void test_vhost_swap(void **state)
 {
+	/* a caller built before the swap fields: the exchange path */
+	struct pgt_offload_vhost_config old = { .size = offsetof(struct pgt_offload_vhost_config, swap),
+						.fd = -1, .swap = swap_cb };
+	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "vhost-log",
+					 .backend_config = &old };
+	pgt_engine *e;
+	pgt_offload *o;
+
 	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_offload_open(e, &oc, &o), 0);
+	pgt_offload_close(o);
+	old.size = offsetof(struct pgt_offload_vhost_config, swap) - 1;
+	assert_int_equal(pgt_offload_open(e, &oc, &o), -EINVAL);
+	pgt_engine_close(e);
 	swap_run(false);
 	swap_run(true);
 }
