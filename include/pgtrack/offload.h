@@ -530,7 +530,8 @@ void pgt_offload_close(pgt_offload *dev);
  *              block (struct pgt_offload_ring_ctl), its size and IOVA (DPDK
  *              memory; else 0).
  * @log_fd, @log_size: "vhost-log": the log memfd (owned by the device) and
- *              its size.
+ *              its size; with a swap callback, the log the back-end was
+ *              last moved to (it changes at every harvest).
  * @records, @pages, @rejected: as in struct pgt_offload_harvest, summed.
  * @lost:       times the device lost track (ring overflow) or pgtrack did
  *              (torn record, index past the ring, device error).
