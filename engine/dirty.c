@@ -271,6 +271,9 @@ void pgt__collect_end(struct pgt_region *r)
 		r->dops->resume(r);
 }
 
+/* Shards whose counts pgt__dirty_mark_words() keeps from its OR pass. */
+#define PGT_MARK_SHARDS 64
+
 /* Collected run → every view. */
 static int fan_out(void *arg, uint64_t first, uint64_t n)
 {
@@ -289,29 +292,41 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 	pgt__bitmap_set_range(r->marks, first, n);
 }
 
-uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
+/*
+ * The first view's OR pass counts the bits per shard; views are sharded by
+ * the region's NUMA geometry, so those counts are the per-node counts
+ * fan_out() keeps. A shard whose bounds differ is popcounted on its own.
+ */
+/* Whether note_words() can take every count from the OR pass over @m (so
+ * the words may be zeroed in that pass). */
+static bool counts_exact(const struct pgt_region *r, const struct pgt_shardmap *m, size_t hi)
 {
 	const struct pgt_numa_region *nr = r->numa;
-	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
+
+	if (!m)
+		return false;
+	if (!nr || !nr->nshards)
+		return m->n == 1 && !m->s[0].first && m->s[0].bm.nwords >= hi;
+	if (m->n != nr->nshards || m->n > PGT_MARK_SHARDS)
+		return false;
+	for (unsigned i = 0; i < m->n; i++)
+		if (m->s[i].first != nr->shards[i].first || m->s[i].npages != nr->shards[i].npages)
+			return false;
+	return true;
+}
+
+static uint64_t note_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t lo,
+			   size_t hi, const uint64_t *cnt, const struct pgt_shardmap *m)
+{
+	const struct pgt_numa_region *nr = r->numa;
 	uint64_t c = 0;
 
-	if (!r->dops || w0 >= nw || !n)
-		return 0;
-	hi = n > nw - w0 ? nw : w0 + n;
-	pthread_mutex_lock(&r->harvest_lock);
-	/* views are written only under harvest_lock: plain word ORs will do */
-	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
-		for (unsigned i = 0; i < v->bm.n; i++) {
-			struct pgt_shard *s = &v->bm.s[i];
-			size_t s0 = (size_t)(s->first / 64), s1 = s0 + s->bm.nwords;
-			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
-
-			if (a < b)
-				pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
-		}
+	if (!nr || !nr->nshards) {
+		if (m && m->n == 1 && !m->s[0].first && m->s[0].bm.nwords >= hi)
+			return cnt[0];
+		return pgt_hal_popcount(words + (lo - w0), hi - lo);
 	}
-	/* per-node counters by shard, as fan_out() keeps them */
-	for (unsigned i = 0; nr && i < nr->nshards; i++) {
+	for (unsigned i = 0; i < nr->nshards; i++) {
 		const struct pgt_shard_geom *g = &nr->shards[i];
 		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
 		uint64_t k;
@@ -320,15 +335,71 @@ uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size
 		b = b < hi ? b : hi;
 		if (a >= b)
 			continue;
-		k = pgt_hal_popcount(words + (a - w0), b - a);
+		if (m && m->n == nr->nshards && m->s[i].first == g->first &&
+		    m->s[i].npages == g->npages && i < PGT_MARK_SHARDS)
+			k = cnt[i];
+		else
+			k = pgt_hal_popcount(words + (a - w0), b - a);
 		if (k)
 			pgt__numa_note_dirty(r->numa, g->first, k);
 		c += k;
 	}
-	if (!nr || !nr->nshards)
-		c = pgt_hal_popcount(words, hi - lo);
-	pthread_mutex_unlock(&r->harvest_lock);
 	return c;
+}
+
+/* @take: the last view's pass also zeroes the words; words it does not
+ * cover (past the region, no view) are zeroed after. */
+static uint64_t mark_words(struct pgt_region *r, uint64_t *words, size_t w0, size_t n, bool take)
+{
+	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
+	uint64_t cnt[PGT_MARK_SHARDS] = { 0 }, c;
+	const struct pgt_shardmap *m = NULL;
+	bool fused;
+
+	if (!r->dops || w0 >= nw || !n) {
+		if (take && n)
+			memset(words, 0, n * sizeof(*words));
+		return 0;
+	}
+	hi = n > nw - w0 ? nw : w0 + n;
+	pthread_mutex_lock(&r->harvest_lock);
+	/* zeroed in the OR pass only when one view's pass gives every count */
+	fused = take && r->views && !r->views->next && counts_exact(r, &r->views->bm, hi);
+	/* views are written only under harvest_lock: plain word ORs will do */
+	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
+		for (unsigned i = 0; i < v->bm.n; i++) {
+			struct pgt_shard *s = &v->bm.s[i];
+			size_t s0 = (size_t)(s->first / 64), s1 = s0 + s->bm.nwords;
+			size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
+			uint64_t k = 0;
+
+			if (a < b && fused)
+				k = pgt__ofl_take_words(&s->bm, a - s0, words + (a - w0), b - a);
+			else if (a < b)
+				k = pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
+			if (!m && i < PGT_MARK_SHARDS)
+				cnt[i] = k;
+		}
+		m = m ? m : &v->bm;
+	}
+	c = note_words(r, words, w0, lo, hi, cnt, m);
+	pthread_mutex_unlock(&r->harvest_lock);
+	if (take && !fused)
+		memset(words, 0, (hi - lo) * sizeof(*words));
+	if (take && w0 + n > hi)
+		memset(words + (hi - w0), 0, (w0 + n - hi) * sizeof(*words));
+	return c;
+}
+
+uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n)
+{
+	/* not written: take is false */
+	return mark_words(r, (uint64_t *)words, w0, n, false);
+}
+
+uint64_t pgt__dirty_take_words(struct pgt_region *r, uint64_t *words, size_t w0, size_t n)
+{
+	return mark_words(r, words, w0, n, true);
 }
 
 int64_t pgt__dirty_collect(struct pgt_region *r, bool count)

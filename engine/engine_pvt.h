@@ -301,6 +301,8 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n);
  * (offload.c). Returns the set bits of @words.
  */
 uint64_t pgt__dirty_mark_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t n);
+/* pgt__dirty_mark_words() that also zeroes words[0, n): a quiescent log. */
+uint64_t pgt__dirty_take_words(struct pgt_region *r, uint64_t *words, size_t w0, size_t n);
 
 /* ---- refine.c (harvest_lock held unless said) ---- */
 struct pgt_refine;

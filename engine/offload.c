@@ -574,7 +574,7 @@ struct sinkctx {
  * (one pass instead of three). Returns false when that does not hold.
  */
 static bool bitmap_direct(struct sinkctx *c, uint64_t iova, uint64_t ps, const uint64_t *bits,
-			  uint64_t nbits)
+			  uint64_t nbits, bool take)
 {
 	struct pgt_ofl_map *m = &c->o->map;
 	uint64_t pfn = iova >> PGT_OFL_PAGE_SHIFT, tp, n;
@@ -593,7 +593,12 @@ static bool bitmap_direct(struct sinkctx *c, uint64_t iova, uint64_t ps, const u
 	if (tp % 64)
 		return false;
 	/* the set bits: pages and records at once */
-	n = pgt__dirty_mark_words(c->o->tg[s->target].r, bits, (size_t)(tp / 64), (size_t)(nbits / 64));
+	if (take) /* the caller's bits are writable: see sink_bitmap_take() */
+		n = pgt__dirty_take_words(c->o->tg[s->target].r, (uint64_t *)bits, (size_t)(tp / 64),
+					  (size_t)(nbits / 64));
+	else
+		n = pgt__dirty_mark_words(c->o->tg[s->target].r, bits, (size_t)(tp / 64),
+					  (size_t)(nbits / 64));
 	c->st->records += n;
 	c->direct += n;
 	return true;
@@ -603,8 +608,20 @@ static void sink_bitmap(void *arg, uint64_t iova, uint64_t ps, const uint64_t *b
 {
 	struct sinkctx *c = arg;
 
-	if (!bitmap_direct(c, iova, ps, bits, nbits))
+	if (!bitmap_direct(c, iova, ps, bits, nbits, false))
 		pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
+}
+
+/* A quiescent log: merged and zeroed, in one pass on the direct path. */
+static void sink_bitmap_take(void *arg, uint64_t iova, uint64_t ps, uint64_t *bits, uint64_t nbits)
+{
+	struct sinkctx *c = arg;
+
+	if (!bitmap_direct(c, iova, ps, bits, nbits, true)) {
+		if (!pgt_hal_is_zero(bits, (size_t)((nbits + 7) / 8)))
+			pgt__ofl_bitmap(&c->o->map, iova, ps, bits, nbits, c->st);
+		memset(bits, 0, (size_t)((nbits + 7) / 8));
+	}
 }
 
 static void sink_hot(void *arg, const uint64_t *e, size_t n, unsigned cbits, uint64_t unit)
@@ -650,17 +667,30 @@ static uint64_t merge(struct pgt_offload *o, const struct pgt_ofl_stats *st)
 	return pages;
 }
 
+/*
+ * The device's counters are written only under o->lock and read anywhere:
+ * a relaxed load and store will do, no locked add (tens of ns each on a
+ * busy VM, a sixth of a 1 GiB bitmap merge).
+ */
+static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+/* o->lock held. */
 static void account(struct pgt_offload *o, const struct pgt_ofl_stats *st, uint64_t pages,
 		    int err, struct pgt_offload_harvest *h)
 {
-	atomic_fetch_add_explicit(&o->records, st->records, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->pages, pages, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->rejected, st->rejected, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->torn, st->torn, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->bad_index, st->bad_index, memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->lost, st->lost + st->torn + st->bad_index + (err != 0),
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&o->device_errors, err != 0, memory_order_relaxed);
+	stat_add(&o->records, st->records);
+	stat_add(&o->pages, pages);
+	if (st->rejected || st->torn || st->bad_index || st->lost || err) {
+		stat_add(&o->rejected, st->rejected);
+		stat_add(&o->torn, st->torn);
+		stat_add(&o->bad_index, st->bad_index);
+		stat_add(&o->lost, st->lost + st->torn + st->bad_index + (err != 0));
+		stat_add(&o->device_errors, err != 0);
+	}
 	if (st->rejected || st->torn || st->bad_index || st->lost)
 		pgt__log(o->eng, PGT_LOG_DEBUG, "offload %s: %llu rejected, %llu torn, %llu bad "
 			 "index, %llu overflow%s", o->name, (unsigned long long)st->rejected,
@@ -681,14 +711,15 @@ static int64_t harvest_locked(struct pgt_offload *o, uint32_t flags, uint64_t io
 	struct pgt_ofl_stats st = { 0 };
 	struct sinkctx c = { o, &st, 0, 0 };
 	const struct pgt_ofl_sink sink = {
-		.arg = &c, .bitmap = sink_bitmap, .hot = sink_hot, .lost = sink_lost,
+		.arg = &c, .bitmap = sink_bitmap, .bitmap_take = sink_bitmap_take, .hot = sink_hot,
+		.lost = sink_lost,
 	};
 	uint64_t pages;
 	int ret = 0;
 
 	if (!o->attached)
 		return -ENOENT;
-	atomic_fetch_add_explicit(&o->harvests, 1, memory_order_relaxed);
+	stat_add(&o->harvests, 1);
 	if (o->caps.shape == PGT_OFFLOAD_RING) {
 		if (!o->nrings)
 			return -ENOENT;

@@ -75,6 +75,19 @@ void pgt_hal_or(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt_hal_or_new(uint64_t *dst, const uint64_t *src, size_t nwords);
 
 /**
+ * pgt_hal_or_count() - pgt_hal_or() that also returns the popcount of @src
+ * (the bits it reported, whether new in @dst or not), in the same pass.
+ */
+uint64_t pgt_hal_or_count(uint64_t *dst, const uint64_t *src, size_t nwords);
+
+/**
+ * pgt_hal_or_count_clear() - pgt_hal_or_count() that also zeroes @src: a
+ * quiescent log merged, counted and handed back clean in one pass. Plain
+ * stores: nothing may write @src meanwhile.
+ */
+uint64_t pgt_hal_or_count_clear(uint64_t *dst, uint64_t *src, size_t nwords);
+
+/**
  * pgt_hal_nonzero_words() - Bit i set when words[i] is non-zero, for the
  * first min(@nwords, 64) words: a bitmap group's occupancy in a few
  * compares. Plain loads (callers reading atomic words accept relaxed
@@ -93,6 +106,8 @@ uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
 void pgt__hal_or_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords);
+uint64_t pgt__hal_or_count_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
+uint64_t pgt__hal_or_count_clear_scalar(uint64_t *dst, uint64_t *src, size_t nwords);
 
 /*
  * Flag for pgt__hal_force_simd() together with PGT_SIMD_AVX512: count bits

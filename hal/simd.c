@@ -29,6 +29,8 @@ typedef uint64_t (*popcount_fn)(const uint64_t *words, size_t nwords);
 typedef void (*or_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
 typedef uint64_t (*or_new_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
 typedef uint64_t (*nonzero_fn)(const uint64_t *words, size_t nwords);
+typedef uint64_t (*or_count_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
+typedef uint64_t (*or_count_clear_fn)(uint64_t *dst, uint64_t *src, size_t nwords);
 
 #define ALL_LEVELS (PGT_SIMD_SSE2 | PGT_SIMD_AVX2 | PGT_SIMD_AVX512 | PGT_SIMD_NEON)
 
@@ -130,6 +132,49 @@ uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nword
 	return n;
 }
 
+/*
+ * or_count: dst |= src and the popcount of src in one pass; the _clear
+ * variant also zeroes src (a log handed back to its writer). Every level
+ * has one body, instantiated for both with @clear a constant.
+ */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE uint64_t or_count_scalar_body(uint64_t *dst, uint64_t *src, size_t n,
+						     bool clear)
+{
+	uint64_t a = 0, b = 0;
+	size_t i = 0;
+
+	for (; i + 2 <= n; i += 2) {
+		uint64_t s0 = src[i], s1 = src[i + 1];
+
+		a += (uint64_t)__builtin_popcountll(s0);
+		b += (uint64_t)__builtin_popcountll(s1);
+		dst[i] |= s0;
+		dst[i + 1] |= s1;
+		if (clear)
+			src[i] = src[i + 1] = 0;
+	}
+	if (i < n) {
+		a += (uint64_t)__builtin_popcountll(src[i]);
+		dst[i] |= src[i];
+		if (clear)
+			src[i] = 0;
+	}
+	return a + b;
+}
+
+uint64_t pgt__hal_or_count_scalar(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	/* not written: clear is false */
+	return or_count_scalar_body(dst, (uint64_t *)src, nwords, false);
+}
+
+uint64_t pgt__hal_or_count_clear_scalar(uint64_t *dst, uint64_t *src, size_t nwords)
+{
+	return or_count_scalar_body(dst, src, nwords, true);
+}
+
 uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
 {
 	uint64_t m = 0;
@@ -138,6 +183,18 @@ uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
 		m |= (uint64_t)(words[i] != 0) << i;
 	return m;
 }
+
+/*
+ * Non-zero words as a mask, @step words per compare: @mask(p) gives the
+ * non-zero bits of words p[0, step); the tail (fewer than @step) is scalar.
+ */
+#define NONZERO_BODY(step, mask)                                                \
+	uint64_t m = 0;                                                         \
+	size_t i = 0;                                                           \
+	n = n < 64 ? n : 64;                                                    \
+	for (; i + (step) <= n; i += (step))                                     \
+		m |= (uint64_t)mask(w + i) << i;                                 \
+	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m
 
 /* ---- x86_64 ---------------------------------------------------------- */
 #if defined(__x86_64__)
@@ -480,34 +537,167 @@ TARGET_VPOPCNT static uint64_t or_new_vpopcntdq(uint64_t *dst, const uint64_t *s
 	return (uint64_t)_mm512_reduce_add_epi64(acc);
 }
 
-/* Non-zero words as a mask, eight or four words per compare. */
+/*
+ * or_count bodies. Byte counts of two vectors add up to at most 16 per
+ * byte before psadbw widens them to 64-bit lanes.
+ */
+static ALWAYS_INLINE uint64_t or_count_sse2_body(uint64_t *dst, uint64_t *src, size_t n, bool clear)
+{
+	const __m128i zero = _mm_setzero_si128();
+	__m128i acc = zero;
+
+	for (; n >= 4; dst += 4, src += 4, n -= 4) {
+		__m128i *d = (__m128i *)dst, *s = (__m128i *)src;
+		__m128i s0 = _mm_loadu_si128(s), s1 = _mm_loadu_si128(s + 1);
+
+		_mm_storeu_si128(d, _mm_or_si128(_mm_loadu_si128(d), s0));
+		_mm_storeu_si128(d + 1, _mm_or_si128(_mm_loadu_si128(d + 1), s1));
+		if (clear) {
+			_mm_storeu_si128(s, zero);
+			_mm_storeu_si128(s + 1, zero);
+		}
+		acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_add_epi8(popcnt8_sse2(s0), popcnt8_sse2(s1)), zero));
+	}
+	return (uint64_t)_mm_cvtsi128_si64(acc) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)) +
+	       or_count_scalar_body(dst, src, n, clear);
+}
+
+static uint64_t or_count_sse2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	return or_count_sse2_body(dst, (uint64_t *)src, n, false);
+}
+
+static uint64_t or_count_clear_sse2(uint64_t *dst, uint64_t *src, size_t n)
+{
+	return or_count_sse2_body(dst, src, n, true);
+}
+
+TARGET_AVX2 static ALWAYS_INLINE uint64_t or_count_avx2_body(uint64_t *dst, uint64_t *src, size_t n,
+							   bool clear)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	__m256i acc = zero;
+
+	for (; n >= 8; dst += 8, src += 8, n -= 8) {
+		__m256i *d = (__m256i *)dst, *s = (__m256i *)src;
+		__m256i s0 = _mm256_loadu_si256(s), s1 = _mm256_loadu_si256(s + 1);
+
+		_mm256_storeu_si256(d, _mm256_or_si256(_mm256_loadu_si256(d), s0));
+		_mm256_storeu_si256(d + 1, _mm256_or_si256(_mm256_loadu_si256(d + 1), s1));
+		if (clear) {
+			_mm256_storeu_si256(s, zero);
+			_mm256_storeu_si256(s + 1, zero);
+		}
+		acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_add_epi8(popcnt8_avx2(s0),
+									      popcnt8_avx2(s1)), zero));
+	}
+	return (uint64_t)_mm256_extract_epi64(acc, 0) + (uint64_t)_mm256_extract_epi64(acc, 1) +
+	       (uint64_t)_mm256_extract_epi64(acc, 2) + (uint64_t)_mm256_extract_epi64(acc, 3) +
+	       or_count_scalar_body(dst, src, n, clear);
+}
+
+TARGET_AVX2 static uint64_t or_count_avx2(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	return or_count_avx2_body(dst, (uint64_t *)src, n, false);
+}
+
+TARGET_AVX2 static uint64_t or_count_clear_avx2(uint64_t *dst, uint64_t *src, size_t n)
+{
+	return or_count_avx2_body(dst, src, n, true);
+}
+
+/* One 8-word step of or_count for the lanes in @m; @cnt: bits per 64-bit lane. */
+#define OR_COUNT_512(dst, src, m, acc, cnt, clear)                            \
+	do {                                                                   \
+		__m512i s_ = _mm512_maskz_loadu_epi64((m), (src));             \
+		_mm512_mask_storeu_epi64((dst), (m),                           \
+			_mm512_or_si512(_mm512_maskz_loadu_epi64((m), (dst)), s_)); \
+		if (clear)                                                     \
+			_mm512_mask_storeu_epi64((src), (m), _mm512_setzero_si512()); \
+		(acc) = _mm512_add_epi64((acc), cnt(s_));                      \
+	} while (0)
+
+/* The same for all 8 lanes, unmasked: masked stores cost more (Zen 4). */
+#define OR_COUNT_512_FULL(dst, src, acc, cnt, clear)                          \
+	do {                                                                   \
+		__m512i s_ = _mm512_loadu_si512(src);                          \
+		_mm512_storeu_si512((dst), _mm512_or_si512(_mm512_loadu_si512(dst), s_)); \
+		if (clear)                                                     \
+			_mm512_storeu_si512((src), _mm512_setzero_si512());    \
+		(acc) = _mm512_add_epi64((acc), cnt(s_));                      \
+	} while (0)
+
+/* Masked tail lanes are neither read nor written. */
+#define OR_COUNT_512_BODY(cnt)                                                  \
+	__m512i a0 = _mm512_setzero_si512(), a1 = a0;                          \
+	for (; n >= 16; dst += 16, src += 16, n -= 16) {                        \
+		OR_COUNT_512_FULL(dst, src, a0, cnt, clear);                     \
+		OR_COUNT_512_FULL(dst + 8, src + 8, a1, cnt, clear);             \
+	}                                                                       \
+	if (n >= 8) {                                                           \
+		OR_COUNT_512_FULL(dst, src, a0, cnt, clear);                     \
+		dst += 8, src += 8, n -= 8;                                     \
+	}                                                                       \
+	if (n)                                                                  \
+		OR_COUNT_512(dst, src, (__mmask8)((1u << n) - 1), a1, cnt, clear); \
+	return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1))
+
+TARGET_AVX512 static ALWAYS_INLINE uint64_t or_count_avx512bw_body(uint64_t *dst, uint64_t *src,
+								 size_t n, bool clear)
+{
+	OR_COUNT_512_BODY(cnt64_avx512bw);
+}
+
+TARGET_VPOPCNT static ALWAYS_INLINE uint64_t or_count_vpopcntdq_body(uint64_t *dst, uint64_t *src,
+								   size_t n, bool clear)
+{
+	OR_COUNT_512_BODY(_mm512_popcnt_epi64);
+}
+
+TARGET_AVX512 static uint64_t or_count_avx512bw(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	return or_count_avx512bw_body(dst, (uint64_t *)src, n, false);
+}
+
+TARGET_AVX512 static uint64_t or_count_clear_avx512bw(uint64_t *dst, uint64_t *src, size_t n)
+{
+	return or_count_avx512bw_body(dst, src, n, true);
+}
+
+TARGET_VPOPCNT static uint64_t or_count_vpopcntdq(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	return or_count_vpopcntdq_body(dst, (uint64_t *)src, n, false);
+}
+
+TARGET_VPOPCNT static uint64_t or_count_clear_vpopcntdq(uint64_t *dst, uint64_t *src, size_t n)
+{
+	return or_count_vpopcntdq_body(dst, src, n, true);
+}
+
+/* SSE2 has no 64-bit compare: a word is zero when both halves are. */
+static inline unsigned nz2_sse2(const uint64_t *p)
+{
+	__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)p), _mm_setzero_si128());
+
+	z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
+	return ~(unsigned)_mm_movemask_pd(_mm_castsi128_pd(z)) & 3;
+}
+
 static uint64_t nonzero_sse2(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
+	NONZERO_BODY(2, nz2_sse2);
+}
 
-	n = n < 64 ? n : 64;
-	for (; i + 2 <= n; i += 2) {
-		/* SSE2 has no 64-bit compare: a word is zero when both halves are */
-		__m128i z = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(w + i)), _mm_setzero_si128());
-		z = _mm_and_si128(z, _mm_shuffle_epi32(z, _MM_SHUFFLE(2, 3, 0, 1)));
-		m |= (uint64_t)(~_mm_movemask_pd(_mm_castsi128_pd(z)) & 3) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+TARGET_AVX2 static inline unsigned nz4_avx2(const uint64_t *p)
+{
+	__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)p), _mm256_setzero_si256());
+
+	return ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15;
 }
 
 TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
-
-	n = n < 64 ? n : 64;
-	for (; i + 4 <= n; i += 4) {
-		__m256i z = _mm256_cmpeq_epi64(_mm256_loadu_si256((const __m256i *)(w + i)),
-					       _mm256_setzero_si256());
-		m |= (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(z)) & 15) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+	NONZERO_BODY(4, nz4_avx2);
 }
 
 TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
@@ -661,18 +851,48 @@ static uint64_t or_new_neon(uint64_t *dst, const uint64_t *src, size_t n)
 	return vgetq_lane_u64(acc64, 0) + vgetq_lane_u64(acc64, 1) + pgt__hal_or_new_scalar(dst, src, n);
 }
 
+static ALWAYS_INLINE uint64_t or_count_neon_body(uint64_t *dst, uint64_t *src, size_t n, bool clear)
+{
+	uint64x2_t acc64 = vdupq_n_u64(0);
+
+	/* two vectors: at most 16 per byte, widened every step */
+	for (; n >= 4; dst += 4, src += 4, n -= 4) {
+		uint64x2_t s0 = vld1q_u64(src), s1 = vld1q_u64(src + 2);
+		uint8x16_t c = vaddq_u8(vcntq_u8(vreinterpretq_u8_u64(s0)),
+					vcntq_u8(vreinterpretq_u8_u64(s1)));
+
+		vst1q_u64(dst, vorrq_u64(vld1q_u64(dst), s0));
+		vst1q_u64(dst + 2, vorrq_u64(vld1q_u64(dst + 2), s1));
+		if (clear) {
+			vst1q_u64(src, vdupq_n_u64(0));
+			vst1q_u64(src + 2, vdupq_n_u64(0));
+		}
+		acc64 = vpadalq_u32(acc64, vpaddlq_u16(vpaddlq_u8(c)));
+	}
+	return vgetq_lane_u64(acc64, 0) + vgetq_lane_u64(acc64, 1) +
+	       or_count_scalar_body(dst, src, n, clear);
+}
+
+static uint64_t or_count_neon(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	return or_count_neon_body(dst, (uint64_t *)src, n, false);
+}
+
+static uint64_t or_count_clear_neon(uint64_t *dst, uint64_t *src, size_t n)
+{
+	return or_count_neon_body(dst, src, n, true);
+}
+
+static inline uint64_t nz2_neon(const uint64_t *p)
+{
+	uint64x2_t nz = vtstq_u64(vld1q_u64(p), vld1q_u64(p));
+
+	return (vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2);
+}
+
 static uint64_t nonzero_neon(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
-
-	n = n < 64 ? n : 64;
-	for (; i + 2 <= n; i += 2) {
-		uint64x2_t nz = vtstq_u64(vld1q_u64(w + i), vld1q_u64(w + i));
-
-		m |= ((vgetq_lane_u64(nz, 0) & 1) | (vgetq_lane_u64(nz, 1) & 2)) << i;
-	}
-	return i < n ? m | (pgt__hal_nonzero_words_scalar(w + i, n - i) << i) : m;
+	NONZERO_BODY(2, nz2_neon);
 }
 
 /* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
@@ -699,6 +919,8 @@ static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
 static void or_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
 static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
 static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords);
+static uint64_t or_count_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
+static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords);
 
 /*
  * The code a pointer names never changes, so relaxed loads are enough: a
@@ -710,6 +932,8 @@ static _Atomic(popcount_fn) popcount_ptr = popcount_resolve;
 static _Atomic(or_fn) or_ptr = or_resolve;
 static _Atomic(or_new_fn) or_new_ptr = or_new_resolve;
 static _Atomic(nonzero_fn) nonzero_ptr = nonzero_resolve;
+static _Atomic(or_count_fn) or_count_ptr = or_count_resolve;
+static _Atomic(or_count_clear_fn) or_count_clear_ptr = or_count_clear_resolve;
 static _Atomic(const char *) is_zero_name = "unresolved";
 static _Atomic(const char *) popcount_name = "unresolved";
 static _Atomic(const char *) or_name = "unresolved";
@@ -726,6 +950,8 @@ struct kernels {
 	or_new_fn or_new;
 	const char *zn, *pn, *on;
 	nonzero_fn nonzero;             /* named as is_zero (same level) */
+	or_count_fn or_count;           /* named as or_new (same level) */
+	or_count_clear_fn or_count_clear;
 };
 
 static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
@@ -733,25 +959,30 @@ static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 	struct kernels k = {
 		pgt__hal_is_zero_scalar, pgt__hal_popcount_scalar, pgt__hal_or_scalar,
 		pgt__hal_or_new_scalar, "scalar", "scalar", "scalar",
-		pgt__hal_nonzero_words_scalar,
+		pgt__hal_nonzero_words_scalar, pgt__hal_or_count_scalar, pgt__hal_or_count_clear_scalar,
 	};
 
 #if defined(__x86_64__)
 	switch (level) {
 	case PGT_SIMD_SSE2:
 		k = (struct kernels){ is_zero_sse2, popcount_sse2, or_sse2, or_new_sse2,
-				      "sse2", "sse2", "sse2", nonzero_sse2 };
+				      "sse2", "sse2", "sse2", nonzero_sse2,
+				      or_count_sse2, or_count_clear_sse2 };
 		break;
 	case PGT_SIMD_AVX2:
 		k = (struct kernels){ is_zero_avx2, popcount_avx2, or_avx2, or_new_avx2,
-				      "avx2", "avx2", "avx2", nonzero_avx2 };
+				      "avx2", "avx2", "avx2", nonzero_avx2,
+				      or_count_avx2, or_count_clear_avx2 };
 		break;
 	case PGT_SIMD_AVX512:
 		k = (struct kernels){ is_zero_avx512, popcount_avx512bw, or_avx512, or_new_avx512bw,
-				      "avx512bw", "avx512bw", "avx512bw", nonzero_avx512 };
+				      "avx512bw", "avx512bw", "avx512bw", nonzero_avx512,
+				      or_count_avx512bw, or_count_clear_avx512bw };
 		if (cpu_vpopcntdq && !no_vpopcntdq) {
 			k.popcount = popcount_vpopcntdq;
 			k.or_new = or_new_vpopcntdq;
+			k.or_count = or_count_vpopcntdq;
+			k.or_count_clear = or_count_clear_vpopcntdq;
 			k.pn = k.on = "avx512-vpopcntdq";
 		}
 		break;
@@ -759,7 +990,8 @@ static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 #elif defined(__aarch64__)
 	if (level == PGT_SIMD_NEON)
 		k = (struct kernels){ is_zero_neon, popcount_neon, or_neon, or_new_neon,
-				      "neon", "neon", "neon", nonzero_neon };
+				      "neon", "neon", "neon", nonzero_neon,
+				      or_count_neon, or_count_clear_neon };
 #endif
 	(void)level;
 	(void)no_vpopcntdq;
@@ -778,6 +1010,8 @@ static void install(uint32_t level, bool no_vpopcntdq)
 	atomic_store_explicit(&or_ptr, k.or_merge, memory_order_relaxed);
 	atomic_store_explicit(&or_new_ptr, k.or_new, memory_order_relaxed);
 	atomic_store_explicit(&nonzero_ptr, k.nonzero, memory_order_relaxed);
+	atomic_store_explicit(&or_count_ptr, k.or_count, memory_order_relaxed);
+	atomic_store_explicit(&or_count_clear_ptr, k.or_count_clear, memory_order_relaxed);
 }
 
 static uint32_t best_level(uint32_t levels)
@@ -826,6 +1060,28 @@ static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords)
 {
 	pthread_once(&simd_once, simd_init);
 	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
+}
+
+static uint64_t or_count_resolve(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords)
+{
+	pthread_once(&simd_once, simd_init);
+	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+uint64_t pgt_hal_or_count(uint64_t *dst, const uint64_t *src, size_t nwords)
+{
+	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, src, nwords);
+}
+
+uint64_t pgt_hal_or_count_clear(uint64_t *dst, uint64_t *src, size_t nwords)
+{
+	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords);
 }
 
 uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords)

@@ -519,11 +519,91 @@ static void fast_from(struct fast *fs, struct pgt_ofl_map *m, uint32_t slot)
 	fs->t = t;
 }
 
+/* Bitmaps of more 4 KiB pages than this (256 KiB) are out of L1/L2: the
+ * fast path prefetches the word of a record a few ahead. */
+#define PF_MIN_PAGES (1ULL << 21)
+
+/*
+ * The fast path over records [i, end) of one lap: one page, by slot, any
+ * source, in the 4 KiB-page segment the last one hit. Returns where it
+ * stopped (a record it does not take, or @end). A function of its own so
+ * its dozen values stay in registers: inlined into the loop with the slow
+ * path's calls, lo/hi went through the stack, a store-to-load chain of
+ * several cycles per record.
+ */
+__attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec *recs,
+						     uint32_t mask, uint32_t i, uint32_t end,
+						     uint32_t want, struct fast *fs)
+{
+	const uint32_t fslot = fs->slot;
+	const uint64_t spfn = fs->spfn, npages = fs->npages, base = fs->base;
+	uint64_t *const bits = fs->bits;
+	size_t lo = fs->lo, hi = fs->hi;
+
+	for (; i != end; i++) {
+		const struct pgt_offload_rec *r = &recs[i & mask];
+		uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
+		uint64_t off = ld64(&r->offset), p;
+		size_t w;
+
+		if ((f & ~PGT_OFFLOAD_REC_SRC_MASK) != want || slot != fslot || off - spfn >= npages)
+			break;
+		p = base + off;
+		w = (size_t)(p >> 6);
+		if (npages > PF_MIN_PAGES) {
+			/* a hint only: never read */
+			uint64_t ahead = ld64(&recs[(i + 16) & mask].offset);
+
+			if (ahead - spfn < npages)
+				__builtin_prefetch(&bits[(base + ahead) >> 6], 1, 3);
+		}
+		bits[w] |= 1ULL << (p & 63);
+		lo = w < lo ? w : lo;
+		hi = w >= hi ? w + 1 : hi;
+	}
+	fs->lo = lo;
+	fs->hi = hi;
+	return i;
+}
+
+/* The records [c, prod), one lap at a time (one expected PHASE per lap). */
+static void ring_loop(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m, struct pgt_ofl_stats *st,
+		      struct fast *fs, uint32_t c, uint32_t prod, uint64_t *torn)
+{
+	const struct pgt_offload_rec *recs = ring->recs;
+	const uint32_t mask = ring->entries - 1;
+
+	for (uint32_t i = c; i != prod;) {
+		/* lap 0 carries PHASE, lap 1 not, ...: a slot not rewritten in
+		 * this lap still shows the previous lap's parity */
+		const uint32_t want = PGT_OFFLOAD_REC_DIRTY |
+				      (((i >> ring->shift) & 1) ? 0 : PGT_OFFLOAD_REC_PHASE);
+		uint32_t end = (i | mask) + 1; /* the lap's end, modulo 2^32 */
+
+		if (end - i > prod - i)
+			end = prod;
+		while ((i = fast_run(recs, mask, i, end, want, fs)) != end) {
+			const struct pgt_offload_rec *r = &recs[i++ & mask];
+			uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
+			uint64_t off = ld64(&r->offset);
+
+			if ((f & (PGT_OFFLOAD_REC_DIRTY | PGT_OFFLOAD_REC_RESET | PGT_OFFLOAD_REC_PHASE |
+				  PGT_OFFLOAD_REC_RESERVED)) != want) {
+				(*torn)++;
+				continue;
+			}
+			rec_one(m, f, slot, off, st);
+			if (!(f & (PGT_OFFLOAD_REC_ADDR | PGT_OFFLOAD_REC_RUN_MASK)))
+				fast_from(fs, m, slot);
+		}
+	}
+}
+
 uint64_t pgt__ofl_ring_consume(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
 			       struct pgt_ofl_stats *st)
 {
 	struct pgt_offload_ring_ctl *ctl = ring->ctl;
-	uint32_t prod, lost, mask = ring->entries - 1, c = ring->cons;
+	uint32_t prod, lost, c = ring->cons;
 	uint64_t n, torn = 0;
 	/* no segment yet: slot ~0 with no pages never matches */
 	struct fast fs = { .slot = UINT32_MAX, .npages = 0, .lo = SIZE_MAX };
@@ -551,41 +631,7 @@ uint64_t pgt__ofl_ring_consume(struct pgt_ofl_ring *ring, struct pgt_ofl_map *m,
 		__atomic_store_n(&ctl->cons, prod, __ATOMIC_RELEASE);
 		return 0;
 	}
-	for (uint32_t i = c; i != prod; i++) {
-		const struct pgt_offload_rec *r = &ring->recs[i & mask];
-		uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
-		uint64_t off = ld64(&r->offset);
-		/* lap 0 carries PHASE, lap 1 not, ...: a slot not rewritten in
-		 * this lap still shows the previous lap's parity */
-		uint32_t want = PGT_OFFLOAD_REC_DIRTY |
-				(((i >> ring->shift) & 1) ? 0 : PGT_OFFLOAD_REC_PHASE);
-
-		/* the common record first: one page, by slot, any source, in
-		 * the 4 KiB-page segment the last one hit */
-		if ((f & ~PGT_OFFLOAD_REC_SRC_MASK) == want && slot == fs.slot &&
-		    off - fs.spfn < fs.npages) {
-			uint64_t p = fs.base + off;
-			/* the bitmap word of a record a few ahead: over 16 GiB the
-			 * bitmap is 512 KiB, out of L1 (a hint only: never read) */
-			uint64_t ahead = fs.base + ld64(&ring->recs[(i + 16) & mask].offset);
-
-			if (ahead - fs.base - fs.spfn < fs.npages)
-				__builtin_prefetch(&fs.bits[ahead >> 6], 1, 3);
-
-			fs.bits[p >> 6] |= 1ULL << (p & 63);
-			fs.lo = (size_t)(p >> 6) < fs.lo ? (size_t)(p >> 6) : fs.lo;
-			fs.hi = (size_t)(p >> 6) >= fs.hi ? (size_t)(p >> 6) + 1 : fs.hi;
-			continue;
-		}
-		if ((f & (PGT_OFFLOAD_REC_DIRTY | PGT_OFFLOAD_REC_RESET | PGT_OFFLOAD_REC_PHASE |
-			  PGT_OFFLOAD_REC_RESERVED)) != want) {
-			torn++;
-			continue;
-		}
-		rec_one(m, f, slot, off, st);
-		if (!(f & (PGT_OFFLOAD_REC_ADDR | PGT_OFFLOAD_REC_RUN_MASK)))
-			fast_from(&fs, m, slot);
-	}
+	ring_loop(ring, m, st, &fs, c, prod, &torn);
 	fast_done(&fs, m);
 	st->records += n;
 	if (torn) {
@@ -887,56 +933,41 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 /* Merging into page bitmaps                                           */
 /* ------------------------------------------------------------------ */
 
-/* A whole group: a fixed count and no aliasing, which the compiler
- * vectorises. Returns the OR of the source words. */
-static uint64_t or_group(uint64_t *restrict d, const uint64_t *restrict s)
-{
-	uint64_t any = 0;
-
-	for (size_t j = 0; j < PGT_BM_GROUP_WORDS; j++) {
-		any |= s[j];
-		d[j] |= s[j];
-	}
-	return any;
-}
-
-void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+static inline uint64_t or_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw,
+				bool take)
 {
 	/*
 	 * The caller holds every other writer out, so plain loads and stores
-	 * do (and let the compiler vectorise): _Atomic uint64_t has the plain
-	 * layout (bitmap.c checks it) and nothing else touches these words now.
+	 * do: _Atomic uint64_t has the plain layout (bitmap.c checks it) and
+	 * nothing else touches these words now. One fused pass per summary
+	 * group: OR and count, the count gives the summary bit too.
 	 */
-	uint64_t *restrict d = (uint64_t *)dst->words;
-	uint64_t *restrict sum = (uint64_t *)dst->summary;
-	uint64_t tail = 0;
+	uint64_t *d = (uint64_t *)dst->words;
+	uint64_t *sum = (uint64_t *)dst->summary;
+	uint64_t tail = 0, c = 0;
 
 	if (w0 >= dst->nwords || !nw)
-		return;
+		return 0;
 	if (nw > dst->nwords - w0)
 		nw = dst->nwords - w0;
 	/* the bitmap's last word: only its first nbits % 64 bits exist */
 	if (w0 + nw == dst->nwords && dst->nbits % 64) {
 		tail = src[nw - 1] & (~0ULL >> (64 - dst->nbits % 64));
+		if (take)
+			src[nw - 1] = 0;
 		nw--;
 	}
 	for (size_t i = 0; i < nw;) {
 		size_t w = w0 + i, g = w / PGT_BM_GROUP_WORDS;
 		size_t k = (g + 1) * PGT_BM_GROUP_WORDS - w;
-		uint64_t any = 0;
+		uint64_t n;
 
 		if (k > nw - i)
 			k = nw - i;
-		if (k == PGT_BM_GROUP_WORDS) {
-			any = or_group(d + w, src + i);
-		} else {
-			for (size_t j = 0; j < k; j++) {
-				any |= src[i + j];
-				d[w + j] |= src[i + j];
-			}
-		}
-		if (any)
+		n = take ? pgt_hal_or_count_clear(d + w, src + i, k) : pgt_hal_or_count(d + w, src + i, k);
+		if (n)
 			sum[g / 64] |= 1ULL << (g % 64);
+		c += n;
 		i += k;
 	}
 	if (tail) {
@@ -944,5 +975,18 @@ void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, s
 
 		d[w] |= tail;
 		sum[g / 64] |= 1ULL << (g % 64);
+		c += (uint64_t)__builtin_popcountll(tail);
 	}
+	return c;
+}
+
+uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw)
+{
+	/* not written: take is false */
+	return or_words(dst, w0, (uint64_t *)src, nw, false);
+}
+
+uint64_t pgt__ofl_take_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw)
+{
+	return or_words(dst, w0, src, nw, true);
 }

@@ -174,8 +174,13 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
  * other writer and taker of @dst out (views under the region's harvest
  * lock): relaxed loads and stores, no read-modify-write. Keeps the summary
  * over-approximate as bitmap.h requires. Words past dst->nwords and bits
- * past dst->nbits are ignored.
+ * past dst->nbits are ignored. Returns the set bits of src it took (the
+ * ignored ones not counted), from the same pass (pgt_hal_or_count()).
  */
-void pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw);
+uint64_t pgt__ofl_or_words(struct pgt_bitmap *dst, size_t w0, const uint64_t *src, size_t nw);
+
+/* pgt__ofl_or_words() that also zeroes the src words it covered (the
+ * ignored tail bits of the last word too): a quiescent log, in one pass. */
+uint64_t pgt__ofl_take_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw);
 
 #endif /* PGT_LIB_OFFLOAD_H */

@@ -20,12 +20,17 @@
  * bitmap: a 1 GiB region's worth of dirty bitmap (1 bit per 4 KiB) at 1 %,
  * 10 % and 100 % set bits, merged into the view as a VFIO REPORT or IOMMUFD
  * bitmap is (pgt__offload_merge_bitmap: what those backends do after their
- * ioctl), and read-and-cleared from a vhost-user log and merged
- * (pgt_offload_harvest on "vhost-log"), each against a plain OR of the same
- * bitmap into a bitmap of the same size, measured in turns in the same run.
+ * ioctl), and taken from a vhost-user log and merged (pgt_offload_harvest on
+ * "vhost-log"), each against a plain OR of the same bitmap into a bitmap of
+ * the same size, measured in turns in the same run. The OR's source and the
+ * VFIO bitmap are copied just before (untimed), as the REPORT ioctl would
+ * have just written it; the vhost logs are written just before too.
  *   ratios.vfio_merge_vs_or = merge / OR at 10 %; goal <= 1.2
- *   ratios.vhost_merge_vs_or = vhost read-and-clear + merge / OR at 10 %;
- *     goal <= 1.2
+ *   ratios.vhost_merge_vs_or = vhost log swap (the log-swap protocol; the
+ *     callback is the bench acknowledging in-process) + merge + clear / OR
+ *     at 10 %; goal <= 1.2
+ *   ratios.vhost_xchg_merge_vs_or = the same log without a swap callback:
+ *     read and cleared by atomic exchange per non-zero word; no goal
  *
  * Placement: everything runs on one thread pinned to the first allowed CPU
  * (the producer too, untimed); the engine's threads are idle.
@@ -272,8 +277,52 @@ static void plain_or(uint64_t *restrict dst, const uint64_t *restrict src, size_
 
 struct bm_result {
 	bool ok;
-	double vfio, vhost;     /* ratios to the OR */
+	double vfio, vhost, vhost_xchg;     /* ratios to the OR */
 };
+
+/* The vhost back-end of the swap path: the bench itself, acknowledging at
+ * once (in-process); it writes whichever log it was last moved to. */
+struct swap_be {
+	int fd[2];
+	uint64_t *map[2];
+	uint64_t size;
+	int cur;                 /* the fd in use */
+};
+
+static int swap_ack(void *arg, int fd, uint64_t size)
+{
+	struct swap_be *b = arg;
+
+	b->cur = fd;
+	b->size = size;
+	return 0;
+}
+
+/* The mapping of the log in use, mapped on first sight (untimed). */
+static uint64_t *swap_log(struct swap_be *b)
+{
+	for (int i = 0; i < 2; i++) {
+		if (b->map[i] && b->fd[i] == b->cur)
+			return b->map[i];
+		if (!b->map[i]) {
+			void *p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, b->cur, 0);
+
+			if (p == MAP_FAILED)
+				return NULL;
+			b->fd[i] = b->cur;
+			b->map[i] = p;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void swap_unmap(struct swap_be *b)
+{
+	for (int i = 0; i < 2; i++)
+		if (b->map[i])
+			munmap(b->map[i], b->size);
+}
 
 static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 				     struct json_object *results)
@@ -281,17 +330,25 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	const uint64_t size = 1ULL << 30, nbits = size >> 12;
 	const size_t words = (size_t)(nbits / 64);
 	struct pgt_offload_config vc = { .size = sizeof(vc), .backend = "vhost-log" };
+	struct swap_be be = { .fd = { -1, -1 } };
+	struct pgt_offload_vhost_config svc = { .size = sizeof(svc), .fd = -1, .swap = swap_ack,
+						.swap_arg = &be };
+	struct pgt_offload_config sc = { .size = sizeof(sc), .backend = "vhost-log",
+					 .backend_config = &svc };
+	struct pgt_offload_info sinfo = { .size = sizeof(sinfo) };
 	struct pgt_offload_config rc = { .size = sizeof(rc), .backend = "ring" };
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct json_object *e = json_object_new_object();
 	struct json_object *c_or = json_object_new_object(), *c_vf = json_object_new_object(),
-			   *c_vh = json_object_new_object();
-	uint64_t *src = calloc(words, 8), *dst = calloc(words, 8), seed = o->seed ^ 0xb17;
+			   *c_vh = json_object_new_object(), *c_vs = json_object_new_object();
+	uint64_t *src = calloc(words, 8), *dst = calloc(words, 8), *rep = calloc(words, 8);
+	uint64_t seed = o->seed ^ 0xb17;
 	uint64_t *t_or = calloc(o->reps, 8), *t_vf = calloc(o->reps, 8), *t_vh = calloc(o->reps, 8);
-	uint64_t m_or, m_vf, m_vh, p99, set = 0;
+	uint64_t *t_vs = calloc(o->reps, 8), *slog;
+	uint64_t m_or, m_vf, m_vh, m_vs, p99, set = 0;
 	struct pgt_offload_range rg = { .iova = 0, .length = size, .gpa = 0 };
 	struct bm_result res = { 0 };
-	pgt_offload *vh = NULL, *bm = NULL;
+	pgt_offload *vh = NULL, *bm = NULL, *vs = NULL;
 	uint64_t *log = NULL;
 	char why[160] = "";
 	struct rig g;
@@ -312,7 +369,9 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	/* the VFIO/IOMMUFD merge runs on any attached bitmap-less device */
 	if (pgt_offload_open(g.eng, &rc, &bm) || pgt_offload_attach(bm, &rg, 1) ||
 	    pgt_offload_open(g.eng, &vc, &vh) || pgt_offload_attach(vh, &rg, 1) ||
-	    pgt_offload_start(vh, 0) || pgt_offload_info(vh, &info)) {
+	    pgt_offload_start(vh, 0) || pgt_offload_info(vh, &info) ||
+	    pgt_offload_open(g.eng, &sc, &vs) || pgt_offload_attach(vs, &rg, 1) ||
+	    pgt_offload_start(vs, 0) || pgt_offload_info(vs, &sinfo)) {
 		snprintf(why, sizeof(why), "opening the devices failed");
 		goto skip;
 	}
@@ -322,21 +381,28 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 		snprintf(why, sizeof(why), "mapping the vhost log: %s", strerror(errno));
 		goto skip;
 	}
+	be.cur = sinfo.log_fd;
+	be.size = sinfo.log_size;
 	bench_note("offload bitmap: %.0f %% of 1 GiB, %u reps", density * 100, o->reps);
 	for (unsigned r = 0; r < o->reps + 2; r++) {
 		uint64_t t0, t1, t2;
 
-		/* plain OR into a cleared bitmap of the same size */
+		/* plain OR into a cleared bitmap of the same size; its source
+		 * just written, as the REPORT bitmap below */
 		memset(dst, 0, words * 8);
+		memcpy(rep, src, words * 8);
 		t0 = bench_now_ns();
-		plain_or(dst, src, words);
+		plain_or(dst, rep, words);
 		t1 = bench_now_ns();
 		if (r >= 2)
 			t_or[r - 2] = t1 - t0;
 		/* the VFIO/IOMMUFD path: the reported bitmap into the view */
 		rig_reset(&g);
+		/* the REPORT ioctl has just written the bitmap (as the OR's
+		 * source was just written): the same cache state */
+		memcpy(rep, src, words * 8);
 		t0 = bench_now_ns();
-		if (pgt__offload_merge_bitmap(bm, 0, 4096, src, nbits) != (int64_t)set)
+		if (pgt__offload_merge_bitmap(bm, 0, 4096, rep, nbits) != (int64_t)set)
 			goto fail;
 		t1 = bench_now_ns();
 		if (r >= 2)
@@ -350,10 +416,25 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 		t2 = bench_now_ns();
 		if (r >= 2)
 			t_vh[r - 2] = t2 - t1;
+		/* the same log taken by swapping logs with the back-end */
+		rig_reset(&g);
+		slog = swap_log(&be);
+		if (!slog)
+			goto fail;
+		memcpy(slog, src, words * 8);
+		t1 = bench_now_ns();
+		if (pgt_offload_harvest(vs, NULL) != (int64_t)set)
+			goto fail;
+		t2 = bench_now_ns();
+		if (r >= 2)
+			t_vs[r - 2] = t2 - t1;
 	}
 	summary(c_or, t_or, o->reps, &m_or, &p99);
 	summary(c_vf, t_vf, o->reps, &m_vf, &p99);
 	summary(c_vh, t_vh, o->reps, &m_vh, &p99);
+	summary(c_vs, t_vs, o->reps, &m_vs, &p99);
+	bench_json_dbl(c_vs, "vs_or", (double)m_vs / (double)m_or, true);
+	bench_json_dbl(c_vs, "ns_per_word", (double)m_vs / (double)words, true);
 	bench_json_dbl(c_vf, "vs_or", (double)m_vf / (double)m_or, true);
 	bench_json_dbl(c_vh, "vs_or", (double)m_vh / (double)m_or, true);
 	bench_json_dbl(c_or, "ns_per_word", (double)m_or / (double)words, true);
@@ -362,8 +443,10 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	json_object_object_add(e, "plain_or", c_or);
 	json_object_object_add(e, "vfio_merge", c_vf);
 	json_object_object_add(e, "vhost_read_clear_merge", c_vh);
+	json_object_object_add(e, "vhost_swap_merge", c_vs);
 	bench_json_str(e, "status", "ok");
-	res = (struct bm_result){ true, (double)m_vf / (double)m_or, (double)m_vh / (double)m_or };
+	res = (struct bm_result){ true, (double)m_vf / (double)m_or, (double)m_vs / (double)m_or,
+				  (double)m_vh / (double)m_or };
 	goto out;
 fail:
 	snprintf(why, sizeof(why), "a merge did not report every set bit");
@@ -373,18 +456,23 @@ skip:
 	json_object_put(c_or);
 	json_object_put(c_vf);
 	json_object_put(c_vh);
+	json_object_put(c_vs);
 out:
 	json_object_array_add(results, e);
 	if (log)
 		munmap(log, info.log_size);
 	pgt_offload_close(vh);
+	pgt_offload_close(vs);
+	swap_unmap(&be);
 	pgt_offload_close(bm);
 	rig_close(&g);
 	free(src);
 	free(dst);
+	free(rep);
 	free(t_or);
 	free(t_vf);
 	free(t_vh);
+	free(t_vs);
 	return res;
 }
 
@@ -458,7 +546,8 @@ int bench_offload_main(int argc, char **argv)
 	bench_json_str(meth, "ring", "65,536 one-page records at random 4 KiB pages, index protocol, "
 		       "pgt_offload_harvest() into one view; parse_only: lib/offload.c without the merge");
 	bench_json_str(meth, "bitmap", "1 bit per 4 KiB of a 1 GiB region; the OR, the VFIO/IOMMUFD "
-		       "merge and the vhost read-and-clear + merge take turns in every repetition");
+		       "merge, the vhost exchange read + merge and the vhost log swap + merge take "
+		       "turns in every repetition, each source written just before (untimed)");
 	bench_json_u64(meth, "reps", o.reps, true);
 	bench_json_str(meth, "statistic", "median (and p99) of reps after 2 warm-up turns");
 
@@ -484,7 +573,12 @@ int bench_offload_main(int argc, char **argv)
 					   "VFIO/IOMMUFD bitmap merged into a view / plain OR, 10 %"));
 	json_object_object_add(ratios, "vhost_merge_vs_or",
 			       bench_ratio(br[1].vhost, br[1].ok, "<=", 1.2,
-					   "vhost-user log read-and-cleared and merged / plain OR, 10 %"));
+					   "vhost-user log swapped with the back-end (in-process ack), "
+					   "merged and cleared / plain OR, 10 %"));
+	json_object_object_add(ratios, "vhost_xchg_merge_vs_or",
+			       bench_ratio(br[1].vhost_xchg, br[1].ok, NULL, 0,
+					   "the same log read by atomic exchange (no swap callback) "
+					   "/ plain OR, 10 %"));
 	if (getloadavg(load, 3) == 3)
 		bench_json_dbl(host, "load_end", load[0], true);
 	json_object_object_add(root, "host", host);

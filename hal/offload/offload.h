@@ -69,6 +69,10 @@ struct pgt_ofl_sink {
 	void *arg;
 	void (*bitmap)(void *arg, uint64_t iova, uint64_t page_size, const uint64_t *bits,
 		       uint64_t nbits);
+	/* a quiescent log nobody writes: merge @bits and zero them (NULL: the
+	 * backend calls bitmap() and zeroes them itself) */
+	void (*bitmap_take)(void *arg, uint64_t iova, uint64_t page_size, uint64_t *bits,
+			    uint64_t nbits);
 	void (*hot)(void *arg, const uint64_t *entries, size_t n, unsigned count_bits,
 		    uint64_t unit_size);
 	/* the device lost track or failed: every attached page is dirty */

@@ -269,13 +269,45 @@ struct pgt_offload_kvm_config {
  * shared through a memfd. @fd -1: pgtrack creates the memfd at start, sized
  * for the attached ranges (pgt_offload_info() gives fd and size for
  * VHOST_USER_SET_LOG_BASE); else the caller's log of @log_size bytes at
- * @fd_offset. Read and cleared by 64-bit atomic exchange, as QEMU does.
+ * @fd_offset. Without @swap the log is read and cleared by 64-bit atomic
+ * exchange, as QEMU does (right for a back-end that may be writing, ~20x
+ * the cost of a plain load per non-zero word).
+ *
+ * Log-swap protocol (@swap set, PGT_EXPERIMENTAL; needs @fd -1): pgtrack
+ * creates two logs of the same size at start, A (pgt_offload_info()'s
+ * log_fd: the caller sends it with VHOST_USER_SET_LOG_BASE) and a spare B.
+ * Each pgt_offload_harvest():
+ *  1. calls @swap(@swap_arg, fd of B, size). The caller moves the back-end
+ *     to B (VHOST_USER_SET_LOG_BASE with VHOST_USER_PROTOCOL_F_REPLY_ACK)
+ *     and returns 0 only once the back-end acknowledged: it has stopped
+ *     writing A and every write it made to A happens before the ack (on the
+ *     back-end: its log writes, then a release store or the ack's system
+ *     call; for a callback in the same process an acquire/release pair
+ *     around the ack flag). pgtrack issues a release fence before the call
+ *     (B's clearing stores are visible before the back-end writes it) and
+ *     an acquire fence after it (A's last bits are visible to it).
+ *  2. reads A with plain SIMD loads straight into the region's views (A's
+ *     words are the regions' bitmap words), zeroes it, and keeps it as the
+ *     spare the next harvest hands over: the back-end must not write A
+ *     again until it is handed A by a later @swap call.
+ *  pgt_offload_info()'s log_fd then names B, the log in use.
+ * @swap returning non-zero means the switch may or may not have happened:
+ * that harvest takes both logs by atomic exchange (right either way) and
+ * the next one tries again. Every bit the back-end sets is reported by
+ * exactly one harvest. The callback runs under the device's lock: it must
+ * not call back into this pgt_offload. It runs in every harvest of the
+ * device, including the one pgt_dirty_harvest() on a region the device is
+ * attached to makes (the drain): the back-end must answer for as long as
+ * the device is started.
  */
 struct pgt_offload_vhost_config {
 	uint32_t size;
 	int32_t fd;
 	uint64_t log_size;
 	uint64_t fd_offset;
+	/* since the log-swap protocol (PGT_EXPERIMENTAL); zero: no swap */
+	int (*swap)(void *arg, int fd, uint64_t size);
+	void *swap_arg;
 };
 
 /**
@@ -498,7 +530,8 @@ void pgt_offload_close(pgt_offload *dev);
  *              block (struct pgt_offload_ring_ctl), its size and IOVA (DPDK
  *              memory; else 0).
  * @log_fd, @log_size: "vhost-log": the log memfd (owned by the device) and
- *              its size.
+ *              its size; with a swap callback, the log the back-end was
+ *              last moved to (it changes at every harvest).
  * @records, @pages, @rejected: as in struct pgt_offload_harvest, summed.
  * @lost:       times the device lost track (ring overflow) or pgtrack did
  *              (torn record, index past the ring, device error).

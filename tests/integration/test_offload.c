@@ -14,6 +14,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -534,6 +537,194 @@ static void test_vhost_log(void **state)
 	fx_close(&f);
 }
 
+/*
+ * The log-swap protocol: a back-end thread sets every page's bit once while
+ * harvests swap logs under it (some swaps failing before or after the
+ * back-end moved). Every bit must be reported by exactly one harvest: the
+ * harvests' page counts add up to the pages written, and the view has them all.
+ */
+struct swap_be {
+	int fd[2];
+	uint8_t *map[2];
+	uint64_t size;
+	_Atomic(uint8_t *) req;
+	atomic_uint req_seq, ack_seq;
+	atomic_bool written, stop;
+	unsigned calls, swaps;
+	uint64_t page0, npages;
+};
+
+static uint8_t *swap_map(struct swap_be *b, int fd)
+{
+	for (int i = 0; i < 2; i++) {
+		if (b->map[i] && b->fd[i] == fd)
+			return b->map[i];
+		if (!b->map[i]) {
+			b->map[i] = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			assert_true(b->map[i] != MAP_FAILED);
+			b->fd[i] = fd;
+			return b->map[i];
+		}
+	}
+	fail_msg("a third log fd %d", fd);
+	return NULL;
+}
+
+/* The front-end's side: SET_LOG_BASE and wait for the ack. Every third
+ * call fails, alternately before and after the back-end moved. */
+static int swap_cb(void *arg, int fd, uint64_t size)
+{
+	struct swap_be *b = arg;
+	unsigned call = ++b->calls, seq;
+	bool fail = !atomic_load(&b->written) && call % 3 == 0;
+
+	assert_int_equal(size, b->size);
+	if (fail && call % 2)
+		return -EIO;
+	atomic_store_explicit(&b->req, swap_map(b, fd), memory_order_relaxed);
+	seq = atomic_fetch_add_explicit(&b->req_seq, 1, memory_order_release) + 1;
+	while (atomic_load_explicit(&b->ack_seq, memory_order_acquire) != seq)
+		sched_yield();
+	b->swaps++;
+	return fail ? -EIO : 0;
+}
+
+/* The back-end: moves when asked (its writes to the old log before the
+ * release of its ack), sets each page's bit once, in batches that each
+ * wait for a swap so harvests and writes interleave. */
+static void *swap_backend(void *arg)
+{
+	struct swap_be *b = arg;
+	uint8_t *log = atomic_load(&b->req);
+	unsigned seen = 0, batch_seq = 0;
+
+	for (uint64_t i = 0; !atomic_load(&b->stop);) {
+		unsigned seq = atomic_load_explicit(&b->req_seq, memory_order_acquire);
+
+		if (seq != seen) {
+			log = atomic_load_explicit(&b->req, memory_order_relaxed);
+			seen = seq;
+			atomic_store_explicit(&b->ack_seq, seq, memory_order_release);
+		}
+		if (i == b->npages) {
+			atomic_store(&b->written, true);
+			sched_yield();
+			continue;
+		}
+		if (i % 512 == 0 && seen == batch_seq && i) {
+			sched_yield(); /* wait for a swap before the next batch */
+			continue;
+		}
+		if (i % 512 == 0)
+			batch_seq = seen;
+		{
+			uint64_t page = b->page0 + i++;
+
+			__atomic_fetch_or(&log[page / 8], (uint8_t)(1u << (page % 8)), __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+/* One view: the log is taken in the view's pass; two: ORed into the
+ * first, then taken into the second (OR, then zeroed). */
+static void swap_run(bool two_views)
+{
+	struct swap_be b = { .fd = { -1, -1 } };
+	struct pgt_offload_vhost_config vc = { .size = sizeof(vc), .fd = -1, .swap = swap_cb,
+					       .swap_arg = &b };
+	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "vhost-log",
+					 .backend_config = &vc };
+	struct pgt_offload_info info = { .size = sizeof(info) };
+	struct pgt_offload_range rg;
+	uint64_t total = 0;
+	pgt_dirty_view *v2 = NULL;
+	pthread_t th;
+	pgt_offload *o;
+	struct fx f;
+	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
+
+	if (why)
+		pgt_skip("%s", why);
+	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
+	if (two_views)
+		assert_int_equal(pgt_dirty_view_open(f.r, &v2), 0);
+	/* swapping needs both logs pgtrack's */
+	vc.fd = f.info.fd;
+	vc.log_size = 1 * MIB;
+	assert_int_equal(pgt_offload_open(f.eng, &oc, &o), -EINVAL);
+	vc.fd = -1;
+	vc.log_size = 0;
+	assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
+	rg = whole(&f, GPA0);
+	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
+	assert_int_equal(pgt_offload_start(o, 0), 0);
+	assert_int_equal(pgt_offload_info(o, &info), 0);
+	b.size = info.log_size;
+	b.page0 = GPA0 / 4096;
+	b.npages = LEN / 4096;
+	atomic_store(&b.req, swap_map(&b, info.log_fd));
+	assert_int_equal(pthread_create(&th, NULL, swap_backend, &b), 0);
+	while (!atomic_load(&b.written)) {
+		int64_t n = pgt_offload_harvest(o, NULL);
+
+		assert_true(n >= 0);
+		total += (uint64_t)n;
+	}
+	/* the last bits: one more swap takes them */
+	for (int i = 0; i < 2; i++) {
+		int64_t n = pgt_offload_harvest(o, NULL);
+
+		assert_true(n >= 0);
+		total += (uint64_t)n;
+	}
+	pgt_test_note("%u swap calls, %u acknowledged", b.calls, b.swaps);
+	assert_true(b.swaps >= LEN / 4096 / 512);
+	assert_int_equal(total, LEN / 4096);
+	for (int k = 0; k < 1 + two_views; k++) {
+		assert_int_equal(harvest(&f, k ? v2 : NULL), LEN / 4096);
+		for (uint64_t p = 0; p < LEN / 4096; p++)
+			if (!page_set(&f, GPA0 + p * 4096))
+				fail_msg("view %d: page %llu written, not reported", k,
+					 (unsigned long long)p);
+	}
+	/* the log in use is the one the back-end was last moved to */
+	assert_int_equal(pgt_offload_info(o, &info), 0);
+	assert_ptr_equal(swap_map(&b, info.log_fd), atomic_load(&b.req));
+	/* the back-end answers until the device is closed: the view's
+	 * harvest above drained the device through the callback too */
+	pgt_offload_close(o);
+	atomic_store(&b.stop, true);
+	pthread_join(th, NULL);
+	for (int i = 0; i < 2; i++)
+		if (b.map[i])
+			munmap(b.map[i], b.size);
+	if (v2)
+		pgt_dirty_view_close(v2);
+	fx_close(&f);
+}
+
+static void test_vhost_swap(void **state)
+{
+	/* a caller built before the swap fields: the exchange path */
+	struct pgt_offload_vhost_config old = { .size = offsetof(struct pgt_offload_vhost_config, swap),
+						.fd = -1, .swap = swap_cb };
+	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "vhost-log",
+					 .backend_config = &old };
+	pgt_engine *e;
+	pgt_offload *o;
+
+	(void)state;
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_offload_open(e, &oc, &o), 0);
+	pgt_offload_close(o);
+	old.size = offsetof(struct pgt_offload_vhost_config, swap) - 1;
+	assert_int_equal(pgt_offload_open(e, &oc, &o), -EINVAL);
+	pgt_engine_close(e);
+	swap_run(false);
+	swap_run(true);
+}
+
 /* VFIO through the model: the driver's page size, its errors. */
 static void test_vfio_model(void **state)
 {
@@ -751,6 +942,7 @@ int main(void)
 		cmocka_unit_test(test_sim_anon),
 		cmocka_unit_test(test_kvm_ring_memory),
 		cmocka_unit_test(test_vhost_log),
+		cmocka_unit_test(test_vhost_swap),
 		cmocka_unit_test(test_vfio_model),
 		cmocka_unit_test(test_iommufd_model),
 		cmocka_unit_test(test_chmu_model),

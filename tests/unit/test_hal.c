@@ -515,6 +515,38 @@ static void test_popcount(void **state)
 #define OR_GUARD 0x5a5a5a5a5a5a5a5aull
 
 static uint64_t *or_want;               /* the expected words, BIG / 8 + 32 */
+static uint64_t *or_src;                /* a copy of src, for the clearing kernel */
+
+/*
+ * pgt_hal_or_count() and pgt_hal_or_count_clear() on the same words: the
+ * merge as the plain loop, the count popcount(src) (the all-ones words
+ * around src catch an over-read), and the clearing one zeroes exactly
+ * src[0, n) (src is put back after).
+ */
+static void or_count_check(uint64_t *dbuf, uint64_t *sbuf, const uint64_t *d0, size_t doff,
+			   size_t soff, size_t n)
+{
+	uint64_t *d = dbuf + 8 + doff, *s = sbuf + 8 + soff, *want = or_want;
+	uint64_t want_n = ref_popcount(s, n), before = s[-1], after = s[n];
+
+	memcpy(d, d0, n * 8);
+	if (pgt_hal_or_count(d, s, n) != want_n)
+		fail_msg("or_count(doff %zu soff %zu n %zu) count", doff, soff, n);
+	if (memcmp(d, want, n * 8) || dbuf[7 + doff] != OR_GUARD || d[n] != OR_GUARD)
+		fail_msg("or_count(doff %zu soff %zu n %zu) wrong words", doff, soff, n);
+	memcpy(or_src, s, n * 8);
+	memcpy(d, d0, n * 8);
+	if (pgt_hal_or_count_clear(d, s, n) != want_n)
+		fail_msg("or_count_clear(doff %zu soff %zu n %zu) count", doff, soff, n);
+	if (memcmp(d, want, n * 8) || dbuf[7 + doff] != OR_GUARD || d[n] != OR_GUARD)
+		fail_msg("or_count_clear(doff %zu soff %zu n %zu) wrong words", doff, soff, n);
+	for (size_t i = 0; i < n; i++)
+		if (s[i])
+			fail_msg("or_count_clear(doff %zu soff %zu n %zu) left src[%zu]", doff, soff, n, i);
+	if (s[-1] != before || s[n] != after)
+		fail_msg("or_count_clear(doff %zu soff %zu n %zu) wrote outside src", doff, soff, n);
+	memcpy(s, or_src, n * 8);
+}
 
 /*
  * Merge @n words at word offsets @doff/@soff within a line with both
@@ -545,6 +577,7 @@ static void or_check(uint64_t *dbuf, uint64_t *sbuf, const uint64_t *d0, size_t 
 	pgt_hal_or(d, s, n);
 	if (memcmp(d, want, n * 8) || dbuf[7 + doff] != OR_GUARD || d[n] != OR_GUARD)
 		fail_msg("or(doff %zu soff %zu n %zu) wrong words", doff, soff, n);
+	or_count_check(dbuf, sbuf, d0, doff, soff, n);
 }
 
 static void test_or(void **state)
@@ -559,10 +592,13 @@ static void test_or(void **state)
 		fail_msg("%s: or-merge is %s", l->name, pgt__hal_or_impl());
 	pgt_hal_or(NULL, NULL, 0);
 	assert_int_equal(pgt_hal_or_new(NULL, NULL, 0), 0);
+	assert_int_equal(pgt_hal_or_count(NULL, NULL, 0), 0);
+	assert_int_equal(pgt_hal_or_count_clear(NULL, NULL, 0), 0);
 	dbuf = xalloc(64, (bign + 32) * 8);
 	sbuf = xalloc(64, (bign + 32) * 8);
 	d0 = xalloc(64, (bign + 32) * 8);
 	or_want = xalloc(64, (bign + 32) * 8);
+	or_src = xalloc(64, (bign + 32) * 8);
 	for (size_t i = 0; i < bign + 32; i++)
 		sbuf[i] = ~0ull;
 
@@ -595,6 +631,7 @@ static void test_or(void **state)
 	free(sbuf);
 	free(d0);
 	free(or_want);
+	free(or_src);
 }
 
 /* ---- non-zero word mask ------------------------------------------------ */
