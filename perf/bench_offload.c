@@ -388,7 +388,10 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 		uint64_t t0, t1, t2;
 
 		/* plain OR into a cleared bitmap of the same size; its source
-		 * just written, as the REPORT bitmap below */
+		 * just written, as the REPORT bitmap below, and after the same
+		 * untimed view reset (a PAGEMAP_SCAN syscall) as the merges:
+		 * every timed step starts from the same cache and TLB state */
+		rig_reset(&g);
 		memset(dst, 0, words * 8);
 		memcpy(rep, src, words * 8);
 		t0 = bench_now_ns();
