@@ -124,6 +124,11 @@ void pgt_hal_crc32c_4k(const void *p, size_t nblocks, uint32_t *out);
 uint32_t pgt__hal_crc32c_scalar(uint32_t crc, const void *p, size_t len);
 void pgt__hal_crc32c_4k_scalar(const void *p, size_t nblocks, uint32_t *out);
 int pgt__hal_crc_force(bool hw);
+/* Test hooks: the i-th implementation's name (NULL past the last; 0 is
+ * "scalar"), and forcing one by name: -ENOTSUP if the CPU lacks it, -EINVAL
+ * for a name this build does not have. */
+const char *pgt__hal_crc_impl_name(unsigned i);
+int pgt__hal_crc_force_name(const char *name);
 const char *pgt__hal_crc_impl(void);
 
 #endif /* PGT_HAL_H */
