@@ -42,6 +42,7 @@
 
 typedef uint32_t (*crc_fn)(uint32_t crc, const void *p, size_t len);
 typedef void (*crc4k_fn)(const void *p, size_t n, uint32_t *out);
+typedef uint32_t (*copy4k_fn)(void *dst, const void *src);
 
 static uint32_t byte_tab[256];
 /* shift by LANE bytes ([0]) and by 2 * LANE bytes ([1]), per input byte */
@@ -359,6 +360,34 @@ TARGET_VCLMUL static uint32_t block_vclmul(const uint8_t *s)
 		       _mm512_extracti32x4_epi32(z3, 2), _mm512_extracti32x4_epi32(z3, 3));
 }
 
+/*
+ * One pass: each 64 bytes is loaded once, stored to @dst and folded from the
+ * same register, so the CRC describes exactly the bytes the copy holds even
+ * if @src changes meanwhile (a guest writing).
+ */
+TARGET_VCLMUL static uint32_t copy4k_vclmul(void *dst, const void *src)
+{
+	const uint8_t *s = src;
+	uint8_t *d = dst;
+	__m512i z[4];
+
+	for (unsigned l = 0; l < 4; l++) {
+		z[l] = _mm512_loadu_si512(s + 64 * l);
+		_mm512_storeu_si512(d + 64 * l, z[l]);
+	}
+	z[0] = _mm512_xor_si512(z[0], _mm512_castsi128_si512(_mm_cvtsi32_si128(-1)));
+	for (unsigned i = 256; i < BLK; i += 256)
+		for (unsigned l = 0; l < 4; l++) {
+			__m512i x = _mm512_loadu_si512(s + i + 64 * l);
+
+			_mm512_storeu_si512(d + i + 64 * l, x);
+			z[l] = fold64(z[l], F2048, x);
+		}
+	z[3] = fold64(z[0], F1536, fold64(z[1], F1024, fold64(z[2], F512, z[3])));
+	return finish4(_mm512_extracti32x4_epi32(z[3], 0), _mm512_extracti32x4_epi32(z[3], 1),
+		       _mm512_extracti32x4_epi32(z[3], 2), _mm512_extracti32x4_epi32(z[3], 3));
+}
+
 static void crc4k_vclmul(const void *p, size_t n, uint32_t *out)
 {
 	const uint8_t *s = p;
@@ -429,22 +458,43 @@ static bool always(void)
 	return true;
 }
 
+/* Copy, then hash the copy (hot in L1) with the same implementation. */
+#define COPY_THEN(fn4k)                                                 \
+	static uint32_t copy_##fn4k(void *dst, const void *src)         \
+	{                                                               \
+		uint32_t c;                                             \
+									\
+		memcpy(dst, src, BLK);                                  \
+		fn4k(dst, 1, &c);                                       \
+		return c;                                               \
+	}
+COPY_THEN(crc4k_scalar)
+#ifdef HAVE_HW
+COPY_THEN(crc4k_hw)
+#endif
+#if defined(__x86_64__)
+COPY_THEN(crc4k_clmul)
+#elif defined(__aarch64__)
+COPY_THEN(crc4k_pmull)
+#endif
+
 /* Every implementation, slowest first; the last one the CPU has is picked. */
 static const struct crc_impl {
 	const char *name;
 	bool (*detect)(void);
 	crc_fn fn;                  /* byte API */
 	crc4k_fn fn4k;              /* 4 KiB blocks */
+	copy4k_fn copy4k;           /* copy a 4 KiB block, CRC of the copy */
 } impls[] = {
-	{ "scalar", always, pgt__hal_crc32c_scalar, crc4k_scalar },
+	{ "scalar", always, pgt__hal_crc32c_scalar, crc4k_scalar, copy_crc4k_scalar },
 #ifdef HAVE_HW
-	{ HW_NAME, hw_detect, crc_hw, crc4k_hw },
+	{ HW_NAME, hw_detect, crc_hw, crc4k_hw, copy_crc4k_hw },
 #endif
 #if defined(__x86_64__)
-	{ "pclmul", clmul_detect, crc_hw, crc4k_clmul },
-	{ "vpclmul-avx512", vclmul_detect, crc_hw, crc4k_vclmul },
+	{ "pclmul", clmul_detect, crc_hw, crc4k_clmul, copy_crc4k_clmul },
+	{ "vpclmul-avx512", vclmul_detect, crc_hw, crc4k_vclmul, copy4k_vclmul },
 #elif defined(__aarch64__)
-	{ "pmull", pmull_detect, crc_hw, crc4k_pmull },
+	{ "pmull", pmull_detect, crc_hw, crc4k_pmull, copy_crc4k_pmull },
 #endif
 };
 #define NIMPL (sizeof(impls) / sizeof(impls[0]))
@@ -477,6 +527,12 @@ void pgt_hal_crc32c_4k(const void *p, size_t nblocks, uint32_t *out)
 {
 	pthread_once(&pick_once, pick);
 	cur->fn4k(p, nblocks, out);
+}
+
+uint32_t pgt_hal_crc32c_4k_copy(void *dst, const void *src)
+{
+	pthread_once(&pick_once, pick);
+	return cur->copy4k(dst, src);
 }
 
 void pgt__hal_crc32c_4k_scalar(const void *p, size_t nblocks, uint32_t *out)

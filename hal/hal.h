@@ -120,6 +120,11 @@ int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
 uint32_t pgt_hal_crc32c(uint32_t crc, const void *p, size_t len);
 /** pgt_hal_crc32c_4k() - CRC32C of each of @nblocks 4 KiB blocks at @p. */
 void pgt_hal_crc32c_4k(const void *p, size_t nblocks, uint32_t *out);
+/** pgt_hal_crc32c_4k_copy() - copy the 4 KiB block @src to @dst and return
+ * the CRC32C of the bytes written to @dst (equal to pgt_hal_crc32c_4k() of
+ * @dst afterwards, even if @src changes meanwhile); the buffers must not
+ * overlap. */
+uint32_t pgt_hal_crc32c_4k_copy(void *dst, const void *src);
 /* Scalar references and a test hook (hw false: scalar; -ENOTSUP without hw). */
 uint32_t pgt__hal_crc32c_scalar(uint32_t crc, const void *p, size_t len);
 void pgt__hal_crc32c_4k_scalar(const void *p, size_t nblocks, uint32_t *out);

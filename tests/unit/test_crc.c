@@ -62,6 +62,25 @@ static void test_vectors(void **state)
 	assert_int_equal(pgt_hal_crc32c(pgt_hal_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
 }
 
+/* The fused copy: the destination holds the source, the CRC is of it. */
+static void check_copy(const uint8_t *src)
+{
+	uint8_t *dst = aligned_alloc(4096, 2 * 4096);
+
+	assert_non_null(dst);
+	for (unsigned so = 0; so < 4096; so += so < 64 ? 1 : 1021)
+		for (unsigned dof = 0; dof < 128; dof += 37) {
+			memset(dst, 0xa5, 2 * 4096);
+			assert_int_equal(pgt_hal_crc32c_4k_copy(dst + dof, src + so),
+					 ref_bitwise(0, src + so, 4096));
+			assert_memory_equal(dst + dof, src + so, 4096);
+			for (unsigned i = 0; i < dof; i++)
+				assert_int_equal(dst[i], 0xa5);      /* nothing outside */
+			assert_int_equal(dst[dof + 4096], 0xa5);
+		}
+	free(dst);
+}
+
 static void check_impl(const char *name)
 {
 	enum { NB = 8 };
@@ -83,6 +102,7 @@ static void check_impl(const char *name)
 		pgt__hal_crc32c_4k_scalar(buf + off, NB, got);
 		assert_memory_equal(got, want, sizeof(got));
 	}
+	check_copy(buf);
 	/* byte API: every length up to 300 at every alignment up to 16 */
 	for (unsigned a = 0; a < 16; a++)
 		for (size_t n = 0; n <= 300; n++)
