@@ -289,37 +289,44 @@ static void untake(struct pgt_region *r, struct pgt_dirty_view *v)
 }
 
 /*
- * Copy every reported piece to @data and store its state from the copy: a
+ * Copy page @p's reported pieces to the consumer's buffer right after the
+ * page was hashed (its lines are still in cache: the copy does not read the
+ * memory a second time), and store each piece's state from the copy: a
  * piece the guest wrote since it was hashed now has the copy's fingerprint,
  * and the other views, whose consumers did not get this copy, must look at
- * it again.
+ * it again. Stops copying (sets @c->full) at the first page that does not
+ * fit; the caller then fails the harvest with -ENOBUFS.
  */
-static void copy_out(struct pgt_region *r, struct pgt_dirty_view *v, uint8_t *data)
+struct copy_state {
+	uint8_t *data;
+	size_t cap, len;
+	bool full;
+};
+
+static void copy_page(struct pgt_region *r, struct pgt_dirty_view *v, uint64_t p, uint64_t n,
+		      struct copy_state *cs)
 {
 	struct pgt_refine *f = r->refine;
+	const uint8_t *addr = pgt__page_addr(r, p);
+	bool res;
 
-	for (size_t w = 0; w < f->scratch_words; w++)
-		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
-			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
-			const uint8_t *addr = pgt__page_addr(r, p);
-			bool res = resident(addr, r->page_size);
+	if (cs->full || cs->cap - cs->len < n * PGT_FP_PIECE) {
+		cs->full = true;
+		return;
+	}
+	res = n && resident(addr, r->page_size);
+	for (unsigned k = 0; n && k < f->fp.pieces; k++) {
+		uint64_t i = p * f->fp.pieces + k;
 
-			for (unsigned k = 0; k < f->fp.pieces; k++) {
-				uint64_t i = p * f->fp.pieces + k;
-
-				if (!(f->out[i / 64] & (1ull << (i % 64))))
-					continue;
-				if (res)
-					memcpy(data, addr + (size_t)k * PGT_FP_PIECE, PGT_FP_PIECE);
-				else
-					memset(data, 0, PGT_FP_PIECE);
-				if (pgt__fpstore_settle(&f->fp, p, k, data))
-					for (struct pgt_dirty_view *o = r->views; o; o = o->next)
-						if (o != v && pgt__refine_on(o))
-							o->sub[i / 64] |= 1ull << (i % 64);
-				data += PGT_FP_PIECE;
-			}
-		}
+		if (!(f->out[i / 64] & (1ull << (i % 64))))
+			continue;
+		if (pgt__fpstore_copy(&f->fp, p, k, cs->data + cs->len,
+				      res ? addr + (size_t)k * PGT_FP_PIECE : NULL))
+			for (struct pgt_dirty_view *o = r->views; o; o = o->next)
+				if (o != v && pgt__refine_on(o))
+					o->sub[i / 64] |= 1ull << (i % 64);
+		cs->len += PGT_FP_PIECE;
+	}
 }
 
 int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
@@ -331,6 +338,9 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 		.bitmap = f->scratch, .bitmap_words = f->scratch_words,
 		.gpa = r->gpa, .page_shift = r->page_shift,
 	};
+	struct copy_state cs = {
+		.data = has_data ? h->data : NULL, .cap = has_data ? h->data_cap : 0,
+	};
 	int64_t n;
 	uint64_t c = 0;
 
@@ -341,8 +351,14 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 		return n;
 	memset(f->out, 0, r->npages * f->mw * sizeof(uint64_t));
 	for (size_t w = 0; w < f->scratch_words; w++)
-		for (unsigned long b = f->scratch[w]; b; b &= b - 1)
-			c += refine_page(r, v, w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b));
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+			uint64_t k = refine_page(r, v, p);
+
+			c += k;
+			if (cs.data)
+				copy_page(r, v, p, k, &cs);
+		}
 	h->nruns = 0;
 	if (h->runs) {
 		h->nruns = emit_runs(r, h->runs, h->runs_cap);
@@ -351,13 +367,12 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 			return -ENOBUFS;
 		}
 	}
-	if (has_data && h->data) {
+	if (cs.data) {
 		h->data_len = c * PGT_FP_PIECE;
-		if (h->data_cap < h->data_len) {
+		if (cs.full) {
 			untake(r, v);
 			return -ENOBUFS;
 		}
-		copy_out(r, v, h->data);
 	}
 	if (h->bitmap)
 		emit_bitmap(r, h->bitmap, h->bitmap_words);

@@ -145,3 +145,23 @@ bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const
 	memcpy(s->shadow + i * PGT_FP_PIECE, data, PGT_FP_PIECE);
 	return true;
 }
+
+bool pgt__fpstore_copy(struct pgt_fpstore *s, uint64_t page, unsigned k, void *dst,
+		       const void *src)
+{
+	size_t i = (size_t)page * s->pieces + k;
+	uint32_t c;
+
+	if (s->kind != PGT_FP_CRC || !src) {
+		if (src)
+			memcpy(dst, src, PGT_FP_PIECE);
+		else
+			memset(dst, 0, PGT_FP_PIECE);
+		return pgt__fpstore_settle(s, page, k, dst);
+	}
+	c = pgt_hal_crc32c_4k_copy(dst, src);
+	if (c == s->fp[i])
+		return false;
+	s->fp[i] = c;
+	return true;
+}

@@ -65,6 +65,15 @@ unsigned pgt__fpstore_update(struct pgt_fpstore *s, uint64_t page, const void *m
  */
 bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const void *data);
 
+/*
+ * Copy piece @k of page @page from @src (NULL: not resident, reads as zero)
+ * to the consumer's @dst and store the state of the copy: settle() of what
+ * was copied, in one pass for CRC stores (pgt_hal_crc32c_4k_copy).
+ * Returns true when the copy differs from the stored state.
+ */
+bool pgt__fpstore_copy(struct pgt_fpstore *s, uint64_t page, unsigned k, void *dst,
+		       const void *src);
+
 /* Forget the stored state of every page (next update reports them whole). */
 void pgt__fpstore_forget(struct pgt_fpstore *s);
 
