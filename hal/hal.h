@@ -111,9 +111,11 @@ const char *pgt__hal_or_impl(void);         /* pgt_hal_or_new()'s; pgt_hal_or() 
 int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
 
 /*
- * CRC32C (Castagnoli) fingerprints, hal/crc.c: SSE4.2 or ARMv8 CRC when the
- * CPU has it (chosen once at run time), else a table. Collision probability
- * of a changed 4 KiB block: 2^-32 (see hal/crc.c).
+ * CRC32C (Castagnoli) fingerprints, hal/crc.c: carry-less-multiply folding
+ * (VPCLMULQDQ/AVX-512, PCLMULQDQ, arm64 PMULL) or the CRC instructions
+ * (SSE4.2, ARMv8 CRC) when the CPU has them (chosen once at run time), else
+ * a table; all equal bit for bit. Collision probability of a changed 4 KiB
+ * block: 2^-32 (see hal/crc.c).
  */
 /** pgt_hal_crc32c() - CRC32C of @len bytes continuing @crc (0 to start);
  * the standard check value of "123456789" is 0xE3069283. */
