@@ -112,7 +112,7 @@ int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
 
 /*
  * CRC32C (Castagnoli) fingerprints, hal/crc.c: carry-less-multiply folding
- * (VPCLMULQDQ/AVX-512, PCLMULQDQ, arm64 PMULL) or the CRC instructions
+ * (VPCLMULQDQ on AVX-512 or AVX2, PCLMULQDQ, arm64 PMULL) or the CRC instructions
  * (SSE4.2, ARMv8 CRC) when the CPU has them (chosen once at run time), else
  * a table; all equal bit for bit. Collision probability of a changed 4 KiB
  * block: 2^-32 (see hal/crc.c).
