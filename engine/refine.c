@@ -204,24 +204,72 @@ static bool resident(const uint8_t *addr, uint64_t len)
 	return vec[0] & 1;
 }
 
-/* Refine page @p for view @v into f->out; update the other views' subs. */
-static uint64_t refine_page(struct pgt_region *r, struct pgt_dirty_view *v, uint64_t p)
+/*
+ * The consumer's data buffer while a harvest fills it; @full once a part did
+ * not fit (nothing more is copied: the caller fails with -ENOBUFS).
+ */
+struct copy_state {
+	uint8_t *data;
+	size_t cap, len;
+	bool full;
+};
+
+/*
+ * Copy the pieces of mask word @i of page @p (at @addr, NULL: not resident)
+ * to the data buffer, right after they were hashed (their lines are still
+ * in cache: the copy does not read memory a second time), and store each
+ * piece's state from the copy: a piece the guest wrote since it was hashed
+ * now has the copy's fingerprint, and the other views, whose consumers did
+ * not get this copy, must look at it again.
+ */
+static void copy_word(struct pgt_region *r, struct pgt_dirty_view *v, uint64_t p, size_t i,
+		      const uint8_t *addr, struct copy_state *cs)
+{
+	struct pgt_refine *f = r->refine;
+	uint64_t m = f->out[p * f->mw + i];
+
+	if (cs->full || cs->cap - cs->len < (size_t)__builtin_popcountll(m) * PGT_FP_PIECE) {
+		cs->full = true;
+		return;
+	}
+	for (; m; m &= m - 1) {
+		unsigned k = (unsigned)(i * 64) + (unsigned)__builtin_ctzll(m);
+		uint64_t bit = p * f->fp.pieces + k;
+
+		if (pgt__fpstore_copy(&f->fp, p, k, cs->data + cs->len,
+				      addr ? addr + (size_t)k * PGT_FP_PIECE : NULL))
+			for (struct pgt_dirty_view *o = r->views; o; o = o->next)
+				if (o != v && pgt__refine_on(o))
+					o->sub[bit / 64] |= 1ull << (bit % 64);
+		cs->len += PGT_FP_PIECE;
+	}
+}
+
+/*
+ * Refine page @p for view @v into f->out, 64 pieces (256 KiB) at a time;
+ * update the other views' subs; copy the reported pieces if @cs.
+ */
+static uint64_t refine_page(struct pgt_region *r, struct pgt_dirty_view *v, uint64_t p,
+			    struct copy_state *cs)
 {
 	struct pgt_refine *f = r->refine;
 	uint64_t *m = f->out + p * f->mw, *own = v->sub + p * f->mw, c = 0;
 	const uint8_t *addr = pgt__page_addr(r, p);
+	bool known = pgt__fpstore_begin(&f->fp, p);
 
-	pgt__fpstore_update(&f->fp, p, resident(addr, r->page_size) ? addr : NULL, m);
-	for (struct pgt_dirty_view *w = r->views; w; w = w->next) {
-		if (w == v || !pgt__refine_on(w))
-			continue;
-		for (size_t i = 0; i < f->mw; i++)
-			w->sub[p * f->mw + i] |= m[i];
-	}
+	if (!resident(addr, r->page_size))
+		addr = NULL;
 	for (size_t i = 0; i < f->mw; i++) {
+		m[i] = 0;
+		pgt__fpstore_update_range(&f->fp, p, (unsigned)i * 64, 64, addr, known, m);
+		for (struct pgt_dirty_view *w = r->views; w; w = w->next)
+			if (w != v && pgt__refine_on(w))
+				w->sub[p * f->mw + i] |= m[i];
 		m[i] |= own[i] | v->unc[p * f->mw + i];
 		own[i] = 0;
 		c += (uint64_t)__builtin_popcountll(m[i]);
+		if (cs)
+			copy_word(r, v, p, i, addr, cs);
 	}
 	return c;
 }
@@ -288,40 +336,6 @@ static void untake(struct pgt_region *r, struct pgt_dirty_view *v)
 		}
 }
 
-/*
- * Copy every reported piece to @data and store its state from the copy: a
- * piece the guest wrote since it was hashed now has the copy's fingerprint,
- * and the other views, whose consumers did not get this copy, must look at
- * it again.
- */
-static void copy_out(struct pgt_region *r, struct pgt_dirty_view *v, uint8_t *data)
-{
-	struct pgt_refine *f = r->refine;
-
-	for (size_t w = 0; w < f->scratch_words; w++)
-		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
-			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
-			const uint8_t *addr = pgt__page_addr(r, p);
-			bool res = resident(addr, r->page_size);
-
-			for (unsigned k = 0; k < f->fp.pieces; k++) {
-				uint64_t i = p * f->fp.pieces + k;
-
-				if (!(f->out[i / 64] & (1ull << (i % 64))))
-					continue;
-				if (res)
-					memcpy(data, addr + (size_t)k * PGT_FP_PIECE, PGT_FP_PIECE);
-				else
-					memset(data, 0, PGT_FP_PIECE);
-				if (pgt__fpstore_settle(&f->fp, p, k, data))
-					for (struct pgt_dirty_view *o = r->views; o; o = o->next)
-						if (o != v && pgt__refine_on(o))
-							o->sub[i / 64] |= 1ull << (i % 64);
-				data += PGT_FP_PIECE;
-			}
-		}
-}
-
 int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, bool has_psize,
 			    bool has_data)
 {
@@ -330,6 +344,9 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 	struct pgt_shard_out o = {
 		.bitmap = f->scratch, .bitmap_words = f->scratch_words,
 		.gpa = r->gpa, .page_shift = r->page_shift,
+	};
+	struct copy_state cs = {
+		.data = has_data ? h->data : NULL, .cap = has_data ? h->data_cap : 0,
 	};
 	int64_t n;
 	uint64_t c = 0;
@@ -341,8 +358,11 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 		return n;
 	memset(f->out, 0, r->npages * f->mw * sizeof(uint64_t));
 	for (size_t w = 0; w < f->scratch_words; w++)
-		for (unsigned long b = f->scratch[w]; b; b &= b - 1)
-			c += refine_page(r, v, w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b));
+		for (unsigned long b = f->scratch[w]; b; b &= b - 1) {
+			uint64_t p = w * PGT_BITS_PER_LONG + (uint64_t)__builtin_ctzl(b);
+
+			c += refine_page(r, v, p, cs.data ? &cs : NULL);
+		}
 	h->nruns = 0;
 	if (h->runs) {
 		h->nruns = emit_runs(r, h->runs, h->runs_cap);
@@ -351,13 +371,12 @@ int64_t pgt__refine_harvest(struct pgt_dirty_view *v, struct pgt_harvest *h, boo
 			return -ENOBUFS;
 		}
 	}
-	if (has_data && h->data) {
+	if (cs.data) {
 		h->data_len = c * PGT_FP_PIECE;
-		if (h->data_cap < h->data_len) {
+		if (cs.full) {
 			untake(r, v);
 			return -ENOBUFS;
 		}
-		copy_out(r, v, h->data);
 	}
 	if (h->bitmap)
 		emit_bitmap(r, h->bitmap, h->bitmap_words);

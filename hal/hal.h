@@ -126,19 +126,31 @@ const char *pgt__hal_or_impl(void);         /* pgt_hal_or_new()'s; pgt_hal_or() 
 int pgt__hal_hugepage_sizes_at(const char *dir, uint64_t *sizes, int cap);
 
 /*
- * CRC32C (Castagnoli) fingerprints, hal/crc.c: SSE4.2 or ARMv8 CRC when the
- * CPU has it (chosen once at run time), else a table. Collision probability
- * of a changed 4 KiB block: 2^-32 (see hal/crc.c).
+ * CRC32C (Castagnoli) fingerprints, hal/crc.c: carry-less-multiply folding
+ * (VPCLMULQDQ on AVX-512 or AVX2, PCLMULQDQ, arm64 PMULL) or the CRC instructions
+ * (SSE4.2, ARMv8 CRC) when the CPU has them (chosen once at run time), else
+ * a table; all equal bit for bit. Collision probability of a changed 4 KiB
+ * block: 2^-32 (see hal/crc.c).
  */
 /** pgt_hal_crc32c() - CRC32C of @len bytes continuing @crc (0 to start);
  * the standard check value of "123456789" is 0xE3069283. */
 uint32_t pgt_hal_crc32c(uint32_t crc, const void *p, size_t len);
 /** pgt_hal_crc32c_4k() - CRC32C of each of @nblocks 4 KiB blocks at @p. */
 void pgt_hal_crc32c_4k(const void *p, size_t nblocks, uint32_t *out);
+/** pgt_hal_crc32c_4k_copy() - copy the 4 KiB block @src to @dst and return
+ * the CRC32C of the bytes written to @dst (equal to pgt_hal_crc32c_4k() of
+ * @dst afterwards, even if @src changes meanwhile); the buffers must not
+ * overlap. */
+uint32_t pgt_hal_crc32c_4k_copy(void *dst, const void *src);
 /* Scalar references and a test hook (hw false: scalar; -ENOTSUP without hw). */
 uint32_t pgt__hal_crc32c_scalar(uint32_t crc, const void *p, size_t len);
 void pgt__hal_crc32c_4k_scalar(const void *p, size_t nblocks, uint32_t *out);
 int pgt__hal_crc_force(bool hw);
+/* Test hooks: the i-th implementation's name (NULL past the last; 0 is
+ * "scalar"), and forcing one by name: -ENOTSUP if the CPU lacks it, -EINVAL
+ * for a name this build does not have. */
+const char *pgt__hal_crc_impl_name(unsigned i);
+int pgt__hal_crc_force_name(const char *name);
 const char *pgt__hal_crc_impl(void);
 
 #endif /* PGT_HAL_H */

@@ -63,25 +63,24 @@ void pgt__fpstore_forget(struct pgt_fpstore *s)
 	memset(s->known, 0, (size_t)((s->npages + 63) / 64) * sizeof(uint64_t));
 }
 
-static unsigned update_crc(struct pgt_fpstore *s, uint32_t *fp, const void *mem, bool known,
-			   uint64_t *mask)
+static unsigned update_crc(struct pgt_fpstore *s, uint32_t *fp, const uint8_t *mem, unsigned first,
+			   unsigned n, bool known, uint64_t *mask)
 {
-	uint32_t now[512];
+	uint32_t now[64];
 	unsigned changed = 0;
 
-	for (unsigned base = 0; base < s->pieces; base += 512) {
-		unsigned n = s->pieces - base < 512 ? s->pieces - base : 512;
+	for (unsigned base = first; base < first + n; base += 64) {
+		unsigned m = first + n - base < 64 ? first + n - base : 64;
 
 		if (mem)
-			pgt_hal_crc32c_4k((const uint8_t *)mem + (size_t)base * PGT_FP_PIECE, n, now);
+			pgt_hal_crc32c_4k(mem + (size_t)base * PGT_FP_PIECE, m, now);
 		else
-			for (unsigned i = 0; i < n; i++)
+			for (unsigned i = 0; i < m; i++)
 				now[i] = s->zero_crc;
-		for (unsigned i = 0; i < n; i++) {
+		for (unsigned i = 0; i < m; i++) {
 			unsigned k = base + i;
-			bool diff = !known || now[i] != fp[k];
 
-			if (diff) {
+			if (!known || now[i] != fp[k]) {
 				mask[k / 64] |= 1ull << (k % 64);
 				changed++;
 			}
@@ -89,43 +88,59 @@ static unsigned update_crc(struct pgt_fpstore *s, uint32_t *fp, const void *mem,
 		}
 	}
 	if (known)
-		s->collisions_possible += s->pieces - changed;
+		s->collisions_possible += n - changed;
 	return changed;
 }
 
-static unsigned update_shadow(struct pgt_fpstore *s, uint8_t *sh, const uint8_t *mem, bool known,
-			      uint64_t *mask)
+static unsigned update_shadow(uint8_t *sh, const uint8_t *mem, unsigned first, unsigned n,
+			      bool known, uint64_t *mask)
 {
 	unsigned changed = 0;
 
-	for (unsigned k = 0; k < s->pieces; k++, sh += PGT_FP_PIECE) {
+	for (unsigned k = first; k < first + n; k++) {
+		uint8_t *d = sh + (size_t)k * PGT_FP_PIECE;
 		const uint8_t *m = mem ? mem + (size_t)k * PGT_FP_PIECE : NULL;
-		bool diff = !known || (m ? memcmp(sh, m, PGT_FP_PIECE) != 0 :
-				       !pgt_hal_is_zero(sh, PGT_FP_PIECE));
+		bool diff = !known || (m ? memcmp(d, m, PGT_FP_PIECE) != 0 :
+				       !pgt_hal_is_zero(d, PGT_FP_PIECE));
 
 		if (!diff)
 			continue;
 		mask[k / 64] |= 1ull << (k % 64);
 		changed++;
 		if (m)
-			memcpy(sh, m, PGT_FP_PIECE);
+			memcpy(d, m, PGT_FP_PIECE);
 		else
-			memset(sh, 0, PGT_FP_PIECE);
+			memset(d, 0, PGT_FP_PIECE);
 	}
 	return changed;
+}
+
+bool pgt__fpstore_begin(struct pgt_fpstore *s, uint64_t page)
+{
+	bool known = s->known[page / 64] & (1ull << (page % 64));
+
+	s->known[page / 64] |= 1ull << (page % 64);
+	return known;
+}
+
+unsigned pgt__fpstore_update_range(struct pgt_fpstore *s, uint64_t page, unsigned first,
+				   unsigned n, const void *mem, bool known, uint64_t *mask)
+{
+	if (first > s->pieces || n > s->pieces - first)
+		return 0;
+	if (s->kind == PGT_FP_CRC)
+		return update_crc(s, s->fp + (size_t)page * s->pieces, mem, first, n, known, mask);
+	return update_shadow(s->shadow + (size_t)page * s->pieces * PGT_FP_PIECE, mem, first, n, known,
+			     mask);
 }
 
 unsigned pgt__fpstore_update(struct pgt_fpstore *s, uint64_t page, const void *mem,
 			     uint64_t *mask)
 {
-	bool known = s->known[page / 64] & (1ull << (page % 64));
+	bool known = pgt__fpstore_begin(s, page);
 
 	memset(mask, 0, s->mask_words * sizeof(uint64_t));
-	s->known[page / 64] |= 1ull << (page % 64);
-	if (s->kind == PGT_FP_CRC)
-		return update_crc(s, s->fp + (size_t)page * s->pieces, mem, known, mask);
-	return update_shadow(s, s->shadow + (size_t)page * s->pieces * PGT_FP_PIECE, mem, known,
-			     mask);
+	return pgt__fpstore_update_range(s, page, 0, s->pieces, mem, known, mask);
 }
 
 bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const void *data)
@@ -143,5 +158,25 @@ bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const
 	if (!memcmp(s->shadow + i * PGT_FP_PIECE, data, PGT_FP_PIECE))
 		return false;
 	memcpy(s->shadow + i * PGT_FP_PIECE, data, PGT_FP_PIECE);
+	return true;
+}
+
+bool pgt__fpstore_copy(struct pgt_fpstore *s, uint64_t page, unsigned k, void *dst,
+		       const void *src)
+{
+	size_t i = (size_t)page * s->pieces + k;
+	uint32_t c;
+
+	if (s->kind != PGT_FP_CRC || !src) {
+		if (src)
+			memcpy(dst, src, PGT_FP_PIECE);
+		else
+			memset(dst, 0, PGT_FP_PIECE);
+		return pgt__fpstore_settle(s, page, k, dst);
+	}
+	c = pgt_hal_crc32c_4k_copy(dst, src);
+	if (c == s->fp[i])
+		return false;
+	s->fp[i] = c;
 	return true;
 }

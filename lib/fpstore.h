@@ -59,11 +59,31 @@ unsigned pgt__fpstore_update(struct pgt_fpstore *s, uint64_t page, const void *m
 			     uint64_t *mask);
 
 /*
+ * The same in parts, so that a caller can use each part while its memory is
+ * in cache: begin() says whether @page has a stored state (and records that
+ * it will have one); update_range() compares and stores pieces [@first,
+ * @first + @n) of the page at @mem (NULL: zero), setting their bits in the
+ * page's @mask (other bits untouched), every piece changed if !@known.
+ */
+bool pgt__fpstore_begin(struct pgt_fpstore *s, uint64_t page);
+unsigned pgt__fpstore_update_range(struct pgt_fpstore *s, uint64_t page, unsigned first,
+				   unsigned n, const void *mem, bool known, uint64_t *mask);
+
+/*
  * Store piece @k of page @page as the bytes at @data (what a consumer was
  * given, which may differ from what update() saw if the guest wrote in
  * between). Returns true when that differs from the stored state.
  */
 bool pgt__fpstore_settle(struct pgt_fpstore *s, uint64_t page, unsigned k, const void *data);
+
+/*
+ * Copy piece @k of page @page from @src (NULL: not resident, reads as zero)
+ * to the consumer's @dst and store the state of the copy: settle() of what
+ * was copied, in one pass for CRC stores (pgt_hal_crc32c_4k_copy).
+ * Returns true when the copy differs from the stored state.
+ */
+bool pgt__fpstore_copy(struct pgt_fpstore *s, uint64_t page, unsigned k, void *dst,
+		       const void *src);
 
 /* Forget the stored state of every page (next update reports them whole). */
 void pgt__fpstore_forget(struct pgt_fpstore *s);

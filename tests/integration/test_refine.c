@@ -310,6 +310,23 @@ static void test_one_word(void **state)
 		assert_int_equal(hd.data_len, 2 * 4096);
 		assert_memory_equal(d, f.mem + 6 * 2 * MiB + 4096 * 7, 4096);
 		assert_memory_equal(d + 4096, f.mem + 6 * 2 * MiB + 4096 * 9, 4096);
+		/*
+		 * Too small after a part was copied (pieces in different
+		 * 64-piece groups: the first fits, the second does not):
+		 * still -ENOBUFS, and the next harvest gives both.
+		 */
+		f.mem[6 * 2 * MiB + 4096 * 7] = 44;
+		f.mem[6 * 2 * MiB + 4096 * 100] = 45;
+		hd.data_cap = 4096;
+		assert_int_equal(pgt_dirty_harvest(v, &hd), -ENOBUFS);
+		assert_int_equal(hd.data_len, 2 * 4096);
+		hd.data_cap = 2 * 4096;
+		assert_int_equal(pgt_dirty_harvest(v, &hd), 2);
+		assert_int_equal(runs[0].gpa, GPA0 + 6 * 2 * MiB + 4096 * 7);
+		assert_int_equal(runs[1].gpa, GPA0 + 6 * 2 * MiB + 4096 * 100);
+		assert_memory_equal(d, f.mem + 6 * 2 * MiB + 4096 * 7, 4096);
+		assert_memory_equal(d + 4096, f.mem + 6 * 2 * MiB + 4096 * 100, 4096);
+		assert_int_equal(pgt_dirty_harvest(v, &hd), 0);
 		assert_int_equal(pgt_dirty_harvest(v2, &hd), -EINVAL);
 		free(d);
 	}

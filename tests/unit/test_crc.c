@@ -62,7 +62,26 @@ static void test_vectors(void **state)
 	assert_int_equal(pgt_hal_crc32c(pgt_hal_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
 }
 
-static void check_impl(bool hw)
+/* The fused copy: the destination holds the source, the CRC is of it. */
+static void check_copy(const uint8_t *src)
+{
+	uint8_t *dst = aligned_alloc(4096, 2 * 4096);
+
+	assert_non_null(dst);
+	for (unsigned so = 0; so < 4096; so += so < 64 ? 1 : 1021)
+		for (unsigned dof = 0; dof < 128; dof += 37) {
+			memset(dst, 0xa5, 2 * 4096);
+			assert_int_equal(pgt_hal_crc32c_4k_copy(dst + dof, src + so),
+					 ref_bitwise(0, src + so, 4096));
+			assert_memory_equal(dst + dof, src + so, 4096);
+			for (unsigned i = 0; i < dof; i++)
+				assert_int_equal(dst[i], 0xa5);      /* nothing outside */
+			assert_int_equal(dst[dof + 4096], 0xa5);
+		}
+	free(dst);
+}
+
+static void check_impl(const char *name)
 {
 	enum { NB = 8 };
 	uint8_t *buf = aligned_alloc(4096, (NB + 1) * 4096);
@@ -72,9 +91,10 @@ static void check_impl(bool hw)
 	assert_non_null(buf);
 	fill(buf, (NB + 1) * 4096, &st);
 	memset(buf + 4096, 0, 4096);    /* a zero block among random ones */
-	assert_int_equal(pgt__hal_crc_force(hw), 0);
-	/* whole blocks at 4 KiB and odd alignments */
-	for (unsigned off = 0; off < 4096; off += off < 16 ? 1 : 509) {
+	assert_int_equal(pgt__hal_crc_force_name(name), 0);
+	assert_string_equal(pgt__hal_crc_impl(), name);
+	/* whole blocks at every alignment up to 64, then odd ones */
+	for (unsigned off = 0; off < 4096; off += off < 64 ? 1 : 509) {
 		pgt_hal_crc32c_4k(buf + off, NB, got);
 		for (int i = 0; i < NB; i++)
 			want[i] = ref_bitwise(0, buf + off + (size_t)i * 4096, 4096);
@@ -82,6 +102,7 @@ static void check_impl(bool hw)
 		pgt__hal_crc32c_4k_scalar(buf + off, NB, got);
 		assert_memory_equal(got, want, sizeof(got));
 	}
+	check_copy(buf);
 	/* byte API: every length up to 300 at every alignment up to 16 */
 	for (unsigned a = 0; a < 16; a++)
 		for (size_t n = 0; n <= 300; n++)
@@ -102,17 +123,42 @@ static void check_impl(bool hw)
 static void test_scalar(void **state)
 {
 	(void)state;
-	check_impl(false);
+	check_impl("scalar");
+	assert_int_equal(pgt__hal_crc_force(false), 0);
 	assert_string_equal(pgt__hal_crc_impl(), "scalar");
 }
 
+/* The best implementation is picked, and forcing by name rejects bad names. */
 static void test_hw(void **state)
 {
 	(void)state;
+	assert_int_equal(pgt__hal_crc_force_name("no-such-crc"), -EINVAL);
+	assert_int_equal(pgt__hal_crc_force_name(NULL), -EINVAL);
 	if (pgt__hal_crc_force(true) == -ENOTSUP)
 		pgt_skip("CPU has no CRC32C instructions");
-	pgt_test_note("hardware implementation: %s", pgt__hal_crc_impl());
-	check_impl(true);
+	pgt_test_note("best implementation: %s", pgt__hal_crc_impl());
+	check_impl(pgt__hal_crc_impl());
+}
+
+/* Every implementation this build has and this CPU runs, equal to the reference. */
+static void test_each_impl(void **state)
+{
+	const char *name;
+	unsigned tested = 0;
+
+	(void)state;
+	assert_string_equal(pgt__hal_crc_impl_name(0), "scalar");
+	for (unsigned i = 1; (name = pgt__hal_crc_impl_name(i)); i++) {
+		if (pgt__hal_crc_force_name(name) == -ENOTSUP) {
+			pgt_test_note("%s: not on this CPU", name);
+			continue;
+		}
+		pgt_test_note("%s: tested", name);
+		check_impl(name);
+		tested++;
+	}
+	if (!tested)
+		pgt_skip("no hardware CRC32C implementation on this CPU");
 }
 
 int main(void)
@@ -121,6 +167,7 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test_teardown(test_scalar, restore),
 		cmocka_unit_test_teardown(test_hw, restore),
+		cmocka_unit_test_teardown(test_each_impl, restore),
 	};
 
 	seed = pgt_test_seed();
