@@ -468,6 +468,29 @@ static void test_prometheus(void **state)
 /* ---- report fields ---- */
 
 /*
+ * Run pgtrack-sim with @args (which write the report to @path) for a run
+ * with one migration; returns the report (json_object_put() it) and its
+ * migration in *@m, whose destination must be identical to the source.
+ */
+static json_object *run_one_migration(const char *const *args, const char *path,
+				      json_object **m)
+{
+	static struct run r;
+	json_object *j;
+
+	run_sim(&r, args);
+	if (r.status)
+		fail_msg("pgtrack-sim exited %d:\n%s", r.status, r.err);
+	j = json_object_from_file(path);
+	assert_non_null(j);
+	assert_int_equal(jlen(ja(j, "migrations")), 1);
+	*m = jat(ja(j, "migrations"), 0);
+	assert_true(jb(*m, "verified"));
+	assert_int_equal(ju(*m, "verify_mismatch"), 0);
+	return j;
+}
+
+/*
  * The demo's point on hugetlb (issue 13): the default scenario's 10 Gbit/s
  * migration converges with 4 KiB refinement and not without it, the
  * destination identical both times. Shortened to 8 s (the migration runs
@@ -475,7 +498,6 @@ static void test_prometheus(void **state)
  */
 static void test_refine_converges(void **state)
 {
-	static struct run r;
 	char path[2][PATH_MAX];
 	json_object *m[2], *j[2];
 
@@ -493,15 +515,7 @@ static void test_refine_converges(void **state)
 		};
 
 		snprintf(path[i], sizeof(path[i]), "%s/refine%d.json", tmpdir, i);
-		run_sim(&r, args);
-		if (r.status)
-			fail_msg("pgtrack-sim exited %d:\n%s", r.status, r.err);
-		j[i] = json_object_from_file(path[i]);
-		assert_non_null(j[i]);
-		assert_int_equal(jlen(ja(j[i], "migrations")), 1);
-		m[i] = jat(ja(j[i], "migrations"), 0);
-		assert_true(jb(m[i], "verified"));
-		assert_int_equal(ju(m[i], "verify_mismatch"), 0);
+		j[i] = run_one_migration(args, path[i], &m[i]);
 		pgt_test_note("refine %s: converged %d after %llu rounds, %llu bytes sent "
 			      "(whole pages: %llu)", i ? "off" : "on", jb(m[i], "converged"),
 			      (unsigned long long)ju(m[i], "rounds_count"),
@@ -529,7 +543,6 @@ static void test_refine_converges(void **state)
  */
 static void test_zero_markers(void **state)
 {
-	static struct run r;
 	char path[2][PATH_MAX];
 	json_object *m[2], *j[2];
 	uint64_t area = 0, known;
@@ -547,15 +560,7 @@ static void test_zero_markers(void **state)
 		};
 
 		snprintf(path[i], sizeof(path[i]), "%s/zero%d.json", tmpdir, i);
-		run_sim(&r, args);
-		if (r.status)
-			fail_msg("pgtrack-sim exited %d:\n%s", r.status, r.err);
-		j[i] = json_object_from_file(path[i]);
-		assert_non_null(j[i]);
-		assert_int_equal(jlen(ja(j[i], "migrations")), 1);
-		m[i] = jat(ja(j[i], "migrations"), 0);
-		assert_true(jb(m[i], "verified"));
-		assert_int_equal(ju(m[i], "verify_mismatch"), 0);
+		j[i] = run_one_migration(args, path[i], &m[i]);
 		assert_int_equal(ju(m[i], "verify_units"), (64ULL << 20) / 4096);
 		assert_int_equal(ju(m[i], "first_round_pages"), (64ULL << 20) / 4096);
 		pgt_test_note("zero markers %s: %llu bytes sent, %llu markers", i ? "off" : "on",
