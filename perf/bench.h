@@ -77,6 +77,26 @@ void bench_json_str(struct json_object *o, const char *key, const char *s);
 struct json_object *bench_ratio(double value, bool ok, const char *goal_op, double goal,
 				const char *what);
 
+/*
+ * Benchmark memory (bench_dirty.c): @backing PGT_BACKING_HUGETLB maps 2 MiB
+ * pages of a hugetlb memfd (-ENOMEM when the pool lacks them), anything
+ * else private anonymous 4 KiB pages with THP off; all populated, so a
+ * benchmark measures what it measures and not first touch.
+ */
+struct bench_mem {
+	int backing;
+	uint8_t *addr;
+	uint64_t len, ps, npages;
+	unsigned shift;         /* log2(ps) */
+	int fd;                 /* the hugetlb memfd, or -1 */
+};
+
+/* Map and populate @len bytes into @m. Returns 0, or -ENOMEM with the
+ * reason in @why (@wl bytes) and @m empty (addr NULL, fd -1). */
+int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl);
+/* Unmap and close; @m is empty after (a second call does nothing). */
+void bench_mem_unmap(struct bench_mem *m);
+
 /* ---- bench_dirty.c / bench_touch.c ---- */
 int bench_dirty(const struct bench_opts *o, struct json_object *results,
 		struct json_object *ratios, struct json_object *info);

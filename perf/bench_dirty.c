@@ -83,17 +83,9 @@ struct cell {
 /* A cell whose IQR exceeds this share of its median is not trusted. */
 #define SPREAD_MAX 0.25
 
-struct mem {
-	int backing;
-	uint8_t *addr;
-	uint64_t len, ps, npages;
-	unsigned shift;
-	int fd;
-};
-
 struct tracker {
 	int method;
-	struct mem *m;
+	struct bench_mem *m;
 	pgt_region *r;
 	pgt_dirty_view *v;
 	int uffd;
@@ -247,7 +239,7 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static int wgroup_start(struct ctx *x, struct wgroup *g, struct mem *m, unsigned nw)
+static int wgroup_start(struct ctx *x, struct wgroup *g, struct bench_mem *m, unsigned nw)
 {
 	memset(g, 0, sizeof(*g));
 	g->nw = nw;
@@ -288,7 +280,7 @@ static void wgroup_stop(struct wgroup *g)
 /* ---------------------------------------------------------------- */
 /* Memory                                                             */
 
-static int mem_map(struct mem *m, int backing, uint64_t len, char *why, size_t wl)
+int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl)
 {
 	memset(m, 0, sizeof(*m));
 	m->backing = backing;
@@ -345,7 +337,7 @@ err:
 	return -ENOMEM;
 }
 
-static void mem_unmap(struct mem *m)
+void bench_mem_unmap(struct bench_mem *m)
 {
 	if (m->addr)
 		munmap(m->addr, m->len);
@@ -382,7 +374,7 @@ static int uffd_new(void)
  * The kernel's own cost: get-and-clear of PAGE_IS_WRITTEN with a 4096-entry
  * vector, resumed from walk_end, results only summed.
  */
-static int64_t raw_scan(int pmfd, const struct mem *m, struct page_region *vec)
+static int64_t raw_scan(int pmfd, const struct bench_mem *m, struct page_region *vec)
 {
 	uint64_t end = (uintptr_t)m->addr + m->len, cur = (uintptr_t)m->addr;
 	int64_t total = 0;
@@ -419,7 +411,7 @@ static int64_t raw_scan(int pmfd, const struct mem *m, struct page_region *vec)
  * per 4 KiB, a page counting as written when present without its uffd-wp
  * bit (any of its entries, for a 2 MiB page).
  */
-static int64_t pagemap_read(int pmfd, const struct mem *m, uint64_t *buf)
+static int64_t pagemap_read(int pmfd, const struct bench_mem *m, uint64_t *buf)
 {
 	uint64_t nent = m->len >> 12, per = m->ps >> 12, written = 0;
 	off_t base = (off_t)(((uintptr_t)m->addr >> 12) * 8);
@@ -453,7 +445,7 @@ static int64_t pagemap_read(int pmfd, const struct mem *m, uint64_t *buf)
 
 static int raw_attach(struct ctx *x, struct tracker *t, char *why, size_t wl)
 {
-	struct mem *m = t->m;
+	struct bench_mem *m = t->m;
 	bool shared = m->backing == PGT_BACKING_HUGETLB;
 	struct uffdio_api api = {
 		.api = UFFD_API,
@@ -531,7 +523,7 @@ static int engine_method(int m)
 	}
 }
 
-static int attach(struct ctx *x, struct tracker *t, struct mem *m, int method, char *why,
+static int attach(struct ctx *x, struct tracker *t, struct bench_mem *m, int method, char *why,
 		  size_t wl)
 {
 	struct pgt_region_config rc = {
@@ -790,7 +782,7 @@ static const char *round_error(int ret, int method, char *buf, size_t len)
 }
 
 /* One block of one method in one cell: attach, warm up, measure, detach. */
-static void run_block(struct ctx *x, struct mem *m, struct wgroup *g, struct cell *c,
+static void run_block(struct ctx *x, struct bench_mem *m, struct wgroup *g, struct cell *c,
 		      unsigned block, uint64_t start)
 {
 	const struct bench_opts *o = x->o;
@@ -853,7 +845,7 @@ static bool method_on(const struct ctx *x, int m)
 static void run_region(struct ctx *x, int backing, uint64_t size)
 {
 	char label[16], why[192];
-	struct mem m;
+	struct bench_mem m;
 	uint64_t rng = x->o->seed ^ size ^ (uint64_t)backing << 56;
 	int ret = 0;
 
@@ -866,7 +858,7 @@ static void run_region(struct ctx *x, int backing, uint64_t size)
 		snprintf(why, sizeof(why), "--no-anon");
 		ret = -ECANCELED;
 	} else {
-		ret = mem_map(&m, backing, size, why, sizeof(why));
+		ret = bench_mem_map(&m, backing, size, why, sizeof(why));
 	}
 	/* Create every cell first, so skipped ones are reported too. */
 	size_t first = x->ncells;
@@ -963,7 +955,7 @@ out:
 	x->perm = NULL;
 	x->scratch = NULL;
 	x->bitmap = NULL;
-	mem_unmap(&m);
+	bench_mem_unmap(&m);
 }
 
 /* ---------------------------------------------------------------- */

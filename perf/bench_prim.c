@@ -48,9 +48,8 @@
 #define PRIM_VEC 4096
 
 struct pmem {
-	uint8_t *addr;
-	uint64_t len, ps, npages;
-	int fd, uffd, pmfd;
+	struct bench_mem b;     /* addr, len, ps, npages */
+	int uffd, pmfd;
 };
 
 struct prims {
@@ -61,41 +60,16 @@ struct prims {
 
 static int pm_map(struct pmem *m, bool huge, uint64_t len)
 {
-	memset(m, 0, sizeof(*m));
-	m->fd = m->uffd = m->pmfd = -1;
-	m->len = len;
-	m->ps = huge ? (2ull << 20) : 4096;
-	m->npages = m->len / m->ps;
-	if (huge) {
-		long fr = bench_free_hugepages();
+	char why[192];
+	int ret;
 
-		if (fr >= 0 && (uint64_t)fr < m->npages)
-			return -ENOMEM;
-		m->fd = memfd_create("pgtrack-prim", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
-		if (m->fd < 0 || ftruncate(m->fd, (off_t)m->len))
-			goto err;
-		m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
-	} else {
-		m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	}
-	if (m->addr == MAP_FAILED)
-		goto err;
-	if (!huge)
-		(void)madvise(m->addr, m->len, MADV_NOHUGEPAGE);
-	if (madvise(m->addr, m->len, MADV_POPULATE_WRITE))
-		for (uint64_t p = 0; p < m->npages; p++)
-			m->addr[p * m->ps] = 1;
+	m->uffd = m->pmfd = -1;
+	ret = bench_mem_map(&m->b, huge ? PGT_BACKING_HUGETLB : PGT_BACKING_ANON, len, why,
+			    sizeof(why));
+	if (ret)
+		return ret;
 	m->pmfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	return m->pmfd < 0 ? -errno : 0;
-err:
-	if (m->addr && m->addr != MAP_FAILED)
-		munmap(m->addr, m->len);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-	m->fd = -1;
-	return -ENOMEM;
 }
 
 static void pm_unmap(struct pmem *m)
@@ -104,12 +78,8 @@ static void pm_unmap(struct pmem *m)
 		close(m->uffd);
 	if (m->pmfd >= 0)
 		close(m->pmfd);
-	if (m->addr)
-		munmap(m->addr, m->len);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-	m->fd = m->uffd = m->pmfd = -1;
+	bench_mem_unmap(&m->b);
+	m->uffd = m->pmfd = -1;
 }
 
 static int prim_uffd(void)
@@ -126,18 +96,18 @@ static int pm_register(struct pmem *m, bool async)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)m->addr, .len = m->len },
+		.range = { .start = (uintptr_t)m->b.addr, .len = m->b.len },
 		.mode = UFFDIO_REGISTER_MODE_WP,
 	};
 	struct uffdio_writeprotect wp = {
-		.range = { .start = (uintptr_t)m->addr, .len = m->len },
+		.range = { .start = (uintptr_t)m->b.addr, .len = m->b.len },
 		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 
 	if (async)
 		api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
-			       (m->fd >= 0 ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
-	else if (m->fd >= 0)
+			       (m->b.fd >= 0 ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
+	else if (m->b.fd >= 0)
 		api.features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
 	m->uffd = prim_uffd();
 	if (m->uffd < 0)
@@ -156,7 +126,7 @@ static int pm_register(struct pmem *m, bool async)
 static int pm_protect(struct pmem *m)
 {
 	struct uffdio_writeprotect wp = {
-		.range = { .start = (uintptr_t)m->addr, .len = m->len },
+		.range = { .start = (uintptr_t)m->b.addr, .len = m->b.len },
 		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 
@@ -168,15 +138,15 @@ static __attribute__((noinline)) uint64_t pm_write(struct pmem *m, uint64_t stri
 {
 	uint64_t t0 = bench_now_ns();
 
-	for (uint64_t p = 0; p < m->npages; p += stride)
-		*(volatile uint64_t *)(m->addr + p * m->ps + ((p & 63) << 6)) = t0;
+	for (uint64_t p = 0; p < m->b.npages; p += stride)
+		*(volatile uint64_t *)(m->b.addr + p * m->b.ps + ((p & 63) << 6)) = t0;
 	return bench_now_ns() - t0;
 }
 
 /* PAGEMAP_SCAN get-and-clear of the whole mapping; ns, or 0 on error. */
 static uint64_t pm_scan(struct pmem *m, struct page_region *vec)
 {
-	uint64_t end = (uintptr_t)m->addr + m->len, cur = (uintptr_t)m->addr;
+	uint64_t end = (uintptr_t)m->b.addr + m->b.len, cur = (uintptr_t)m->b.addr;
 	uint64_t t0 = bench_now_ns();
 
 	while (cur < end) {
@@ -276,7 +246,7 @@ struct async_times {
 
 static bool async_rounds(struct prims *p, struct pmem *m, struct async_times *t)
 {
-	double n = (double)m->npages;
+	double n = (double)m->b.npages;
 
 	for (int r = 0; r < PRIM_REPS; r++)
 		t->plain[r] = (double)pm_write(m, 1) / n;
@@ -329,7 +299,7 @@ static void prim_sparse(struct prims *p, int mode, const char *key)
 	struct pmem m;
 	struct peer q = { .mode = PEER_NONE };
 	bool ok = !pm_map(&m, false, PRIM_4K_LEN) && !pm_register(&m, true);
-	double nw = (double)(m.npages / 512);
+	double nw = (double)(m.b.npages / 512);
 
 	ok = ok && peer_start(&q, p->cpu_other, mode);
 	for (int r = 0; ok && r < PRIM_REPS; r++) {
@@ -354,12 +324,12 @@ static void prim_pagemap(struct prims *p, bool huge)
 	uint64_t len = huge ? PRIM_2M_LEN : PRIM_4K_LEN, nent = len >> 12;
 	uint64_t *buf = malloc(nent * 8);
 	double v[PRIM_REPS];
-	struct pmem m = { .fd = -1, .uffd = -1, .pmfd = -1 };
+	struct pmem m = { .b.fd = -1, .uffd = -1, .pmfd = -1 };
 	bool ok = buf && !pm_map(&m, huge, len);
 
 	for (int r = 0; ok && r < PRIM_REPS; r++) {
 		uint64_t t0 = bench_now_ns();
-		off_t off = (off_t)(((uintptr_t)m.addr >> 12) * 8);
+		off_t off = (off_t)(((uintptr_t)m.b.addr >> 12) * 8);
 
 		ok = pread(m.pmfd, buf, nent * 8, off) == (ssize_t)(nent * 8);
 		v[r] = (double)(bench_now_ns() - t0) / (double)nent;
@@ -398,13 +368,13 @@ static void prim_mprotect(struct prims *p)
 	bool ok = !pm_map(&m, false, PRIM_4K_LEN);
 
 	sigemptyset(&sa.sa_mask);
-	mp_lo = m.addr;
-	mp_hi = m.addr + m.len;
+	mp_lo = m.b.addr;
+	mp_hi = m.b.addr + m.b.len;
 	ok = ok && !sigaction(SIGSEGV, &sa, &mp_old);
 	for (int r = 0; ok && r < PRIM_REPS; r++) {
-		plain[r] = (double)pm_write(&m, 1) / (double)m.npages;
-		ok = !mprotect(m.addr, m.len, PROT_READ);
-		v[r] = (double)pm_write(&m, 1) / (double)m.npages;
+		plain[r] = (double)pm_write(&m, 1) / (double)m.b.npages;
+		ok = !mprotect(m.b.addr, m.b.len, PROT_READ);
+		v[r] = (double)pm_write(&m, 1) / (double)m.b.npages;
 	}
 	if (mp_lo)
 		sigaction(SIGSEGV, &mp_old, NULL);
@@ -465,7 +435,7 @@ static double sync_once(struct prims *p, int handler_cpu, bool *ok)
 	*ok = *ok && !pthread_create(&h.tid, NULL, sync_main, &h);
 	for (int r = 0; *ok && r < PRIM_REPS; r++) {
 		*ok = !pm_protect(&m);
-		v[r] = (double)pm_write(&m, 1) / (double)m.npages;
+		v[r] = (double)pm_write(&m, 1) / (double)m.b.npages;
 	}
 	if (h.tid) {
 		(void)!write(pipefd[1], "x", 1);

@@ -60,6 +60,7 @@ static void usage(FILE *f, const char *prog)
 		"      --no-device          without the simulated offload device\n"
 		"      --no-touch           without first-touch tracking\n"
 		"      --no-refine          migrate whole 2 MiB pages (no 4 KiB refinement)\n"
+		"      --no-zero-markers    migrate zero 4 KiB pieces whole (no 8-byte marker)\n"
 		"  -C, --config FILE        read settings from FILE (same keys as --dump-config)\n"
 		"  -o, --set KEY=VALUE      set any configuration key\n"
 		"      --dump-config        print the embedded default configuration and exit\n"
@@ -471,7 +472,7 @@ static int run_events(struct sim *s, struct schedule *sc, double t)
 /* Options                                                           */
 /* ---------------------------------------------------------------- */
 
-enum { OPT_NO_DEVICE = 256, OPT_NO_TOUCH, OPT_DUMP, OPT_NO_REFINE };
+enum { OPT_NO_DEVICE = 256, OPT_NO_TOUCH, OPT_DUMP, OPT_NO_REFINE, OPT_NO_ZERO_MARKERS };
 
 static const struct option long_opts[] = {
 	{ "duration", required_argument, NULL, 'd' },
@@ -486,6 +487,7 @@ static const struct option long_opts[] = {
 	{ "no-device", no_argument, NULL, OPT_NO_DEVICE },
 	{ "no-touch", no_argument, NULL, OPT_NO_TOUCH },
 	{ "no-refine", no_argument, NULL, OPT_NO_REFINE },
+	{ "no-zero-markers", no_argument, NULL, OPT_NO_ZERO_MARKERS },
 	{ "config", required_argument, NULL, 'C' },
 	{ "set", required_argument, NULL, 'o' },
 	{ "dump-config", no_argument, NULL, OPT_DUMP },
@@ -684,6 +686,9 @@ static int apply_opt(struct sim *s, int opt, const char *prog, struct outputs *o
 		return 0;
 	case OPT_NO_REFINE:
 		c->refine = false;
+		return 0;
+	case OPT_NO_ZERO_MARKERS:
+		c->zero_markers = false;
 		return 0;
 	case 'C':
 		return 0;

@@ -23,6 +23,7 @@
 #define SIM_MAX_LINKS 8
 #define SIM_MAX_WL 8            /* workload instances per vCPU */
 #define SIM_BITS (8 * sizeof(unsigned long))
+#define SIM_ZERO_MARKER 8ULL    /* wire bytes of a zero piece's marker */
 
 enum wl_kind { WL_RANDOM, WL_ZIPF, WL_STREAM, WL_CHURN, WL__COUNT };
 
@@ -41,6 +42,7 @@ struct sim_config {
 	int dirty_method;               /* enum pgt_dirty_method */
 	bool touch;                     /* first-touch tracking */
 	bool refine;                    /* large pages: report changed 4 KiB pieces */
+	bool zero_markers;              /* migrations send a marker for zero pieces */
 	char workloads[256];            /* "zipf+stream,random+churn" */
 	unsigned nwl[SIM_MAX_VCPUS];    /* parsed from it */
 	uint8_t wl[SIM_MAX_VCPUS][SIM_MAX_WL];
@@ -328,6 +330,7 @@ struct mig_round {
 	uint64_t bytes;
 	double seconds;
 	double est_downtime_ms;   /* if we stopped after harvesting this round's set */
+	uint64_t zero_pieces;     /* 4 KiB pieces sent as zero markers */
 };
 
 struct migration {
@@ -365,6 +368,12 @@ struct migration {
 	uint64_t bytes_2m;            /* what sending whole pages instead of the
 				       * refined pieces would have cost */
 	const char *destination;      /* "process" or "in-process buffer" */
+	/* zero markers: a 4 KiB piece pgt_zero_pages() reports zero goes as
+	 * SIM_ZERO_MARKER bytes (its offset and a flag, as QEMU's zero-page
+	 * header) instead of 4 KiB; bytes_sent counts the markers */
+	bool zero_markers;
+	uint64_t zero_pieces;
+	double zero_check_ms;         /* spent in pgt_zero_pages() */
 	void *priv;
 };
 

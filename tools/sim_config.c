@@ -27,6 +27,7 @@ const char sim_default_config[] =
 	"dirty_method = auto      # auto, uffd-async, uffd-sync, mprotect, soft-dirty\n"
 	"touch = on               # first-touch tracking (touched set, full snapshot)\n"
 	"refine = on              # 2 MiB pages: migrations send changed 4 KiB pieces\n"
+	"zero_markers = on        # migrations send an 8-byte marker for a zero 4 KiB piece\n"
 	"\n"
 	"# One group per vCPU, '+' runs several workloads on one vCPU.\n"
 	"workloads = zipf+stream, random+churn\n"
@@ -94,6 +95,7 @@ static const struct key keys[] = {
 	{ "dirty_method", K_METHOD, O(dirty_method), 0, 0 },
 	{ "touch", K_BOOL, O(touch), 0, 0 },
 	{ "refine", K_BOOL, O(refine), 0, 0 },
+	{ "zero_markers", K_BOOL, O(zero_markers), 0, 0 },
 	{ "workloads", K_WORKLOADS, O(workloads), 0, 0 },
 	{ "random.rate", K_DOUBLE, O(rate[WL_RANDOM]), 0, 1e7 },
 	{ "random.area", K_FRAC, O(area[WL_RANDOM]), 0.001, 0.9 },

@@ -27,6 +27,18 @@
 extern char **environ;
 
 #define BATCH_UNITS 64 /* 256 KiB per copy step: the pacing granularity */
+/*
+ * Zero markers: pgt_zero_pages() is asked about a 64-piece block (one
+ * bitmap word, 256 KiB) only when the round sends at least ZERO_MIN_PIECES
+ * of its pieces: a call costs a few syscalls and reads the block's resident
+ * pieces, which pays when it can spare whole 4 KiB sends (round 1, whole
+ * 2 MiB pages), not for the scattered single pieces refined rounds send.
+ * Consecutive such blocks go in one call of at most ZERO_SPAN_WORDS words.
+ */
+#define ZERO_MIN_PIECES 16
+#define ZERO_SPAN_WORDS 128
+
+static const uint8_t zero_piece[SIM_UNIT];
 
 /*
  * The destination host: another process (this binary, re-executed) holding
@@ -68,6 +80,12 @@ struct mctx {
 				   * (the rest is sent from guest memory) */
 	uint64_t link_t0;         /* link schedule: when the link is free again */
 	uint64_t link_bytes;
+	/* zero markers, by 4 KiB unit */
+	size_t uwords;
+	unsigned long *zero;      /* send a marker this round */
+	unsigned long *dsent;     /* the destination holds data we sent */
+	unsigned long *ztmp;      /* pgt_zero_pages() answer, ZERO_SPAN_WORDS */
+	uint64_t round_zero;      /* markers sent this round */
 };
 
 static bool test_bit(const unsigned long *bm, uint64_t i)
@@ -78,6 +96,11 @@ static bool test_bit(const unsigned long *bm, uint64_t i)
 static void set_bit(unsigned long *bm, uint64_t i)
 {
 	bm[i / SIM_BITS] |= 1UL << (i % SIM_BITS);
+}
+
+static void clear_bit(unsigned long *bm, uint64_t i)
+{
+	bm[i / SIM_BITS] &= ~(1UL << (i % SIM_BITS));
 }
 
 int sim_destination_main(uint64_t len)
@@ -211,15 +234,29 @@ static uint64_t copy_units(struct mctx *x, uint64_t u, uint64_t n)
 	 * freed page would fault it back in). */
 	pthread_rwlock_rdlock(&s->rel_lock);
 	for (uint64_t i = u; i < u + n; i++) {
+		const uint8_t *src;
+
 		if (sim_unit_released(s, i))
 			continue;
-		loc[k] = (struct iovec){ (void *)((x->staged && test_bit(x->staged, i) ? x->staging
-										      : s->mem) +
-						  (i << SIM_UNIT_SHIFT)), SIM_UNIT };
+		if (test_bit(x->zero, i)) {
+			/* a marker: the receiver zeroes the piece, which is
+			 * a no-op where it never received data */
+			bytes += SIM_ZERO_MARKER;
+			x->round_zero++;
+			if (!test_bit(x->dsent, i))
+				continue;
+			clear_bit(x->dsent, i);
+			src = zero_piece;
+		} else {
+			bytes += SIM_UNIT;
+			set_bit(x->dsent, i);
+			src = (x->staged && test_bit(x->staged, i) ? x->staging : s->mem) +
+			      (i << SIM_UNIT_SHIFT);
+		}
+		loc[k] = (struct iovec){ (void *)(uintptr_t)src, SIM_UNIT };
 		rem[k] = (struct iovec){ (void *)(uintptr_t)(x->dst.addr + (i << SIM_UNIT_SHIFT)),
 					 SIM_UNIT };
 		k++;
-		bytes += SIM_UNIT;
 	}
 	ret = k ? dest_xfer(&x->dst, loc, rem, k, true) : 0;
 	pthread_rwlock_unlock(&s->rel_lock);
@@ -270,6 +307,65 @@ static uint64_t send_granule(struct mctx *x, uint64_t g, uint64_t *pending)
 	return bytes;
 }
 
+/* The units of block @w (a bitmap word of 4 KiB units) this round sends:
+ * x->bm is by granule, a unit or a page of 512 units. */
+static unsigned long want_word(const struct mctx *x, uint64_t w)
+{
+	if (x->gupp == 1)
+		return x->bm[w];
+	return test_bit(x->bm, w * SIM_BITS / x->gupp) ? ~0UL : 0;
+}
+
+static bool zero_worth(const struct mctx *x, uint64_t w)
+{
+	return __builtin_popcountl(want_word(x, w)) >= ZERO_MIN_PIECES;
+}
+
+/* Ask pgt_zero_pages() about blocks [w0, w0 + nw); mark what it reports
+ * zero among the units sent from guest memory (a staged piece is sent
+ * from its harvest-time copy, which the fingerprints describe). */
+static int zero_span(struct mctx *x, uint64_t w0, uint64_t nw)
+{
+	struct sim *s = x->s;
+	uint64_t u0 = w0 * SIM_BITS, nu = nw * SIM_BITS;
+	int64_t n;
+
+	if (u0 + nu > s->nunits)
+		nu = s->nunits - u0;
+	/* it reads resident pieces: none is given away meanwhile */
+	pthread_rwlock_rdlock(&s->rel_lock);
+	n = pgt_zero_pages(s->r, sim_unit_gpa(s, u0), nu << SIM_UNIT_SHIFT, x->ztmp, 0);
+	pthread_rwlock_unlock(&s->rel_lock);
+	if (n < 0)
+		return (int)n;
+	for (uint64_t i = 0; n > 0 && i < nw; i++)
+		x->zero[w0 + i] = x->ztmp[i] & want_word(x, w0 + i) &
+				  ~(x->staged ? x->staged[w0 + i] : 0);
+	return 0;
+}
+
+/* Before a round: which of its pieces go as zero markers (x->zero). An
+ * error only means fewer markers: those pieces are sent whole. */
+static void zero_scan(struct mctx *x)
+{
+	uint64_t t = sim_now_ns(), w = 0;
+	int ret = 0;
+
+	memset(x->zero, 0, x->uwords * sizeof(unsigned long));
+	if (!x->m->zero_markers)
+		return;
+	while (w < x->uwords && !ret) {
+		uint64_t nw = 0;
+
+		while (w + nw < x->uwords && nw < ZERO_SPAN_WORDS && zero_worth(x, w + nw))
+			nw++;
+		if (nw)
+			ret = zero_span(x, w, nw);
+		w += nw ? nw : 1;
+	}
+	x->m->zero_check_ms += (double)(sim_now_ns() - t) / 1e6;
+}
+
 /* Send every granule set in x->bm; returns granules sent, adds bytes to
  * *bytes and what whole pages would have cost to m->bytes_2m. */
 static uint64_t send_bitmap(struct mctx *x, bool resend, uint64_t *bytes)
@@ -278,6 +374,8 @@ static uint64_t send_bitmap(struct mctx *x, bool resend, uint64_t *bytes)
 	uint64_t n = 0, pending = 0;
 
 	memset(x->seen, 0, s->words * sizeof(unsigned long));
+	zero_scan(x);
+	x->round_zero = 0;
 	for (uint64_t w = 0; w < x->gwords; w++) {
 		unsigned long word = x->bm[w];
 
@@ -330,9 +428,12 @@ static int64_t harvest(struct mctx *x, pgt_dirty_view *v)
 	return harvest_into(x, v, x->bm);
 }
 
-static void add_round(struct migration *m, unsigned round, uint64_t pages, uint64_t bytes,
+static void add_round(struct mctx *x, unsigned round, uint64_t pages, uint64_t bytes,
 		      double secs, double est)
 {
+	struct migration *m = x->m;
+
+	m->zero_pieces += x->round_zero;
 	if (m->nrounds == m->rounds_cap) {
 		unsigned cap = m->rounds_cap ? m->rounds_cap * 2 : 16;
 		struct mig_round *r = realloc(m->rounds, cap * sizeof(*r));
@@ -342,7 +443,8 @@ static void add_round(struct migration *m, unsigned round, uint64_t pages, uint6
 		m->rounds = r;
 		m->rounds_cap = cap;
 	}
-	m->rounds[m->nrounds++] = (struct mig_round){ round, pages, bytes, secs, est };
+	m->rounds[m->nrounds++] = (struct mig_round){ round, pages, bytes, secs, est,
+						      x->round_zero };
 }
 
 /* With the guest paused: compare every unit that is neither released nor
@@ -400,66 +502,62 @@ static void verify(struct mctx *x, const unsigned long *touched)
 	m->verified = m->verify_mismatch == 0 && m->dirtied_not_sent == 0;
 }
 
-static void *mig_main(void *arg)
+/*
+ * Open the migration's view, drop what it inherited and start the shadow;
+ * set x->bm to round 1's set: everything the guest ever touched (untouched
+ * pages are zero at the destination already). *touched is kept for verify.
+ */
+static int mig_begin(struct mctx *x, pgt_dirty_view **v, unsigned long **touched)
 {
-	struct mctx *x = arg;
 	struct sim *s = x->s;
-	struct migration *m = x->m;
-	pgt_dirty_view *v = NULL;
-	unsigned long *touched = NULL;
-	uint64_t t0 = sim_now_ns(), t, bytes;
-	unsigned round = 1;
+	uint64_t per = s->info.page_size >> x->gshift;
 	int64_t n;
 	int ret;
 
-	m->t_start = sim_elapsed(s);
-	ret = pgt_dirty_view_open(s->r, &v);
-	if (ret) {
-		m->error = ret;
-		goto out;
-	}
+	ret = pgt_dirty_view_open(s->r, v);
+	if (ret)
+		return ret;
 	/*
 	 * A new view also gets what older views have not had collected yet
 	 * (writes from before it opened): drop that now. Nothing is lost: a
 	 * page written before this point is touched, so round 1, which reads
 	 * it after this point, sends its current content.
 	 */
-	n = harvest(x, v);
-	if (n < 0) {
-		m->error = (int)n;
-		goto out;
-	}
+	n = harvest(x, *v);
+	if (n < 0)
+		return (int)n;
 	/* Every write that sets a shadow bit from here on is in the view. */
 	for (size_t w = 0; w < s->words; w++)
 		atomic_store_explicit(&s->shadow[w], 0, memory_order_relaxed);
 	atomic_store(&s->shadow_on, true);
-
-	/* Round 1: everything the guest ever touched (untouched pages are
-	 * zero at the destination already). */
 	if (s->cfg.touch) {
-		touched = calloc(s->words, sizeof(*touched));
-		if (!touched || pgt_touched_bitmap(s->r, touched, s->words) < 0) {
-			m->error = -ENOMEM;
-			goto out;
-		}
+		*touched = calloc(s->words, sizeof(**touched));
+		if (!*touched || pgt_touched_bitmap(s->r, *touched, s->words) < 0)
+			return -ENOMEM;
 	}
 	memset(x->bm, 0, x->gwords * sizeof(unsigned long));
 	for (uint64_t p = 0; p < s->npages; p++) {
-		uint64_t per = s->info.page_size >> x->gshift;
-
-		if (touched && !test_bit(touched, p))
+		if (*touched && !test_bit(*touched, p))
 			continue;
 		for (uint64_t g = p * per; g < (p + 1) * per; g++)
 			set_bit(x->bm, g);
 	}
-	sim_event(s, "migrate @ %g Gbit/s: round 1 (all touched memory), budget %g ms",
-		  m->link_gbit, m->budget_ms);
-	for (;;) {
-		uint64_t pages;
-		double secs, est;
+	return 0;
+}
 
-		t = sim_now_ns();
-		bytes = 0;
+/* Pre-copy rounds until the rest fits the budget; returns the last round
+ * or a negative errno. x->bm holds the last harvest's set. */
+static int precopy(struct mctx *x, pgt_dirty_view *v)
+{
+	struct sim *s = x->s;
+	struct migration *m = x->m;
+	unsigned round = 1;
+
+	for (;; round++) {
+		uint64_t t = sim_now_ns(), bytes = 0, pages;
+		double secs, est;
+		int64_t n;
+
 		link_reset(x);
 		pages = send_bitmap(x, round > 1, &bytes);
 		secs = (double)(sim_now_ns() - t) / 1e9;
@@ -469,13 +567,11 @@ static void *mig_main(void *arg)
 		m->bytes_sent += bytes;
 
 		n = harvest(x, v);
-		if (n < 0) {
-			m->error = (int)n;
-			goto out;
-		}
+		if (n < 0)
+			return (int)n;
 		m->view_pages += (uint64_t)n;
 		est = (double)((uint64_t)n << x->gshift) / x->rate * 1000;
-		add_round(m, round, pages, bytes, secs, est);
+		add_round(x, round, pages, bytes, secs, est);
 		if (round > 1 || !s->quiet)
 			sim_event(s, "migrate @ %g Gbit/s: round %u sent %" PRIu64 " pages in %.2f s; "
 				  "%" PRIu64 " dirty now (downtime would be %.1f ms)",
@@ -483,21 +579,29 @@ static void *mig_main(void *arg)
 		if (est <= m->budget_ms) {
 			m->converged = true;
 			m->end_reason = "converged";
-			break;
+			return (int)round;
 		}
 		if (round >= m->max_rounds) {
 			m->end_reason = "max rounds";
-			break;
+			return (int)round;
 		}
 		if (atomic_load(&m->force_stop)) {
 			m->end_reason = "out of time";
-			break;
+			return (int)round;
 		}
-		round++;
 	}
+}
 
-	/* Stop-and-copy: the guest (vCPUs, device, balloon) is paused. */
-	t = sim_now_ns();
+/* Stop-and-copy with the guest (vCPUs, device, balloon) paused, then
+ * verify the destination against the source. */
+static int stop_and_copy(struct mctx *x, pgt_dirty_view *v, unsigned round,
+			 unsigned long *touched)
+{
+	struct sim *s = x->s;
+	struct migration *m = x->m;
+	uint64_t t = sim_now_ns(), bytes = 0;
+	int64_t n;
+
 	sim_pause(s);
 	m->stop_ms = (double)(sim_now_ns() - t) / 1e6;
 	/* What the loop's last harvest left is still in bm: add the rest. */
@@ -507,25 +611,47 @@ static void *mig_main(void *arg)
 			x->bm[w] |= x->tmp[w];
 	atomic_store(&s->shadow_on, false);
 	if (n < 0) {
-		m->error = (int)n;
 		sim_resume(s);
-		goto out;
+		return (int)n;
 	}
 	m->view_pages += (uint64_t)n;
-	bytes = 0;
 	link_reset(x);
 	m->final_pages = send_bitmap(x, true, &bytes);
 	m->pages_sent += m->final_pages;
 	m->bytes_sent += bytes;
 	m->est_downtime_ms = (double)(m->final_pages << x->gshift) / x->rate * 1000;
 	m->downtime_ms = (double)(sim_now_ns() - t) / 1e6;
-	add_round(m, round + 1, m->final_pages, bytes, m->downtime_ms / 1000, m->est_downtime_ms);
-	if (touched && pgt_touched_bitmap(s->r, touched, s->words) < 0) {
-		free(touched);
-		touched = NULL;
-	}
-	verify(x, touched);
+	add_round(x, round + 1, m->final_pages, bytes, m->downtime_ms / 1000, m->est_downtime_ms);
+	/* no touch tracking: verify reads every unit */
+	verify(x, touched && pgt_touched_bitmap(s->r, touched, s->words) >= 0 ? touched : NULL);
 	sim_resume(s);
+	return 0;
+}
+
+static void *mig_main(void *arg)
+{
+	struct mctx *x = arg;
+	struct sim *s = x->s;
+	struct migration *m = x->m;
+	pgt_dirty_view *v = NULL;
+	unsigned long *touched = NULL;
+	uint64_t t0 = sim_now_ns();
+	unsigned round;
+	int ret;
+
+	m->t_start = sim_elapsed(s);
+	ret = mig_begin(x, &v, &touched);
+	if (ret)
+		goto out;
+	sim_event(s, "migrate @ %g Gbit/s: round 1 (all touched memory), budget %g ms",
+		  m->link_gbit, m->budget_ms);
+	ret = precopy(x, v);
+	if (ret < 0)
+		goto out;
+	round = (unsigned)ret;
+	ret = stop_and_copy(x, v, round, touched);
+	if (ret)
+		goto out;
 	sim_event(s, "migrate @ %g Gbit/s: %s after %u round%s; stop-and-copy %" PRIu64
 		  " pages, downtime %.1f ms (estimated %.1f); destination %s",
 		  m->link_gbit, m->converged ? "converged" : "NOT converged", round,
@@ -533,12 +659,31 @@ static void *mig_main(void *arg)
 		  m->downtime_ms, m->est_downtime_ms,
 		  m->verified ? "verified identical" : "DIFFERS");
 out:
+	if (ret < 0)
+		m->error = ret;
 	m->t_end = sim_elapsed(s);
 	m->throughput = m->bytes_sent / ((double)(sim_now_ns() - t0) / 1e9);
 	pgt_dirty_view_close(v);
 	free(touched);
 	atomic_store(&m->done, true);
 	return NULL;
+}
+
+static void mctx_free(struct mctx *x)
+{
+	dest_close(&x->dst);
+	free(x->vbuf);
+	free(x->bm);
+	free(x->resent);
+	free(x->tmp);
+	free(x->seen);
+	free(x->zero);
+	free(x->dsent);
+	free(x->ztmp);
+	if (x->staging)
+		munmap(x->staging, 2 * x->s->info.length);
+	free(x->staged);
+	free(x);
 }
 
 int sim_migration_start(struct sim *s, struct migration *m)
@@ -581,7 +726,13 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	x->tmp = calloc(x->gwords, sizeof(unsigned long));
 	x->seen = calloc(s->words, sizeof(unsigned long));
 	x->vbuf = malloc(BATCH_UNITS * SIM_UNIT);
-	if (!x->bm || !x->resent || !x->tmp || !x->seen || !x->vbuf) {
+	x->uwords = (s->nunits + SIM_BITS - 1) / SIM_BITS;
+	x->zero = calloc(x->uwords, sizeof(unsigned long));
+	x->dsent = calloc(x->uwords, sizeof(unsigned long));
+	x->ztmp = calloc(ZERO_SPAN_WORDS, sizeof(unsigned long));
+	m->zero_markers = s->cfg.zero_markers;
+	if (!x->bm || !x->resent || !x->tmp || !x->seen || !x->vbuf || !x->zero || !x->dsent ||
+	    !x->ztmp) {
 		ret = -ENOMEM;
 		goto err;
 	}
@@ -597,16 +748,7 @@ int sim_migration_start(struct sim *s, struct migration *m)
 	m->priv = x;
 	return 0;
 err:
-	dest_close(&x->dst);
-	free(x->vbuf);
-	free(x->bm);
-	free(x->resent);
-	free(x->tmp);
-	free(x->seen);
-	if (x->staging)
-		munmap(x->staging, 2 * x->s->info.length);
-	free(x->staged);
-	free(x);
+	mctx_free(x);
 	return ret;
 }
 
@@ -618,15 +760,6 @@ void sim_migration_join(struct sim *s, struct migration *m)
 		return;
 	(void)s;
 	pthread_join(m->th, NULL);
-	dest_close(&x->dst);
-	free(x->vbuf);
-	free(x->bm);
-	free(x->resent);
-	free(x->tmp);
-	free(x->seen);
-	if (x->staging)
-		munmap(x->staging, 2 * x->s->info.length);
-	free(x->staged);
-	free(x);
+	mctx_free(x);
 	m->priv = NULL;
 }

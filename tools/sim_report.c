@@ -22,7 +22,9 @@
  *               pages, bytes, seconds, dirty_after_ms), rounds_count
  *               (pre-copy), pages_sent, bytes_sent, refine, granule_bytes
  *               (pages are 4 KiB pieces when refine), bytes_sent_whole_pages,
- *               first_round_pages,
+ *               zero_markers, zero_marker_pieces, zero_marker_bytes,
+ *               bytes_sent_without_zero_markers, zero_check_ms (rounds[]
+ *               have zero_pieces), first_round_pages,
  *               final_pages, estimated/measured_downtime_ms, guest_stop_ms,
  *               converged, end_reason, dirtied_pages, dirtied_not_sent,
  *               verified, verify_units, verify_mismatch, destination...
@@ -173,6 +175,13 @@ void sim_print_summary(struct sim *s, FILE *f)
 				"pages would have been %s in the same rounds\n",
 				sim_bytes(m->bytes_sent, b1, sizeof(b1)),
 				sim_bytes(m->bytes_2m, b2, sizeof(b2)));
+		if (m->zero_markers)
+			fprintf(f, "              zero markers: %" PRIu64 " zero 4 KiB pieces sent as "
+				"%llu-byte markers (%.1f ms checking): %s sent, %s without markers\n",
+				m->zero_pieces, SIM_ZERO_MARKER, m->zero_check_ms,
+				sim_bytes(m->bytes_sent, b1, sizeof(b1)),
+				sim_bytes(m->bytes_sent + m->zero_pieces * (SIM_UNIT - SIM_ZERO_MARKER),
+					  b2, sizeof(b2)));
 		fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
 			" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
 			"%" PRIu64 " released ones skipped)\n",
@@ -303,6 +312,7 @@ static json_object *config_json(const struct sim *s)
 	add(o, "dirty_method", js(pgt_dirty_method_name(c->dirty_method)));
 	add(o, "touch", jb(c->touch));
 	add(o, "refine", jb(c->refine));
+	add(o, "zero_markers", jb(c->zero_markers));
 	add(o, "workloads", js(c->workloads));
 	add(o, "duration_s", jd(c->duration));
 	add(o, "interval_s", jd(c->interval));
@@ -345,6 +355,7 @@ static json_object *migration_json(const struct sim *s, const struct migration *
 		add(r, "bytes", ju(m->rounds[i].bytes));
 		add(r, "seconds", jd(m->rounds[i].seconds));
 		add(r, "dirty_after_ms", jd(m->rounds[i].est_downtime_ms));
+		add(r, "zero_pieces", ju(m->rounds[i].zero_pieces));
 		json_object_array_add(a, r);
 	}
 	add(o, "rounds", a);
@@ -358,6 +369,14 @@ static json_object *migration_json(const struct sim *s, const struct migration *
 	add(o, "refine", jb(m->refine));
 	add(o, "granule_bytes", ju(m->granule));
 	add(o, "bytes_sent_whole_pages", ju(m->bytes_2m));
+	/* zero markers: bytes_sent counts each marker as SIM_ZERO_MARKER bytes;
+	 * without markers the same pieces would have gone as 4 KiB each */
+	add(o, "zero_markers", jb(m->zero_markers));
+	add(o, "zero_marker_pieces", ju(m->zero_pieces));
+	add(o, "zero_marker_bytes", ju(m->zero_pieces * SIM_ZERO_MARKER));
+	add(o, "bytes_sent_without_zero_markers",
+	    ju(m->bytes_sent + m->zero_pieces * (SIM_UNIT - SIM_ZERO_MARKER)));
+	add(o, "zero_check_ms", jd(m->zero_check_ms));
 	add(o, "first_round_pages", ju(m->first_round_pages));
 	add(o, "final_pages", ju(m->final_pages));
 	add(o, "estimated_downtime_ms", jd(m->est_downtime_ms));

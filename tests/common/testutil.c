@@ -14,6 +14,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <sys/mman.h>
+
+#include <pgtrack.h>
 
 void pgt_test_note(const char *fmt, ...)
 {
@@ -202,4 +206,77 @@ char *pgt_test_http_get(unsigned port, const char *path, int attempts)
 		usleep(100000);
 	}
 	return body;
+}
+
+int pgt_test_count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static char *guard_base;
+static size_t guard_ps;
+
+int pgt_test_guard_setup(void **state)
+{
+	(void)state;
+	guard_ps = (size_t)sysconf(_SC_PAGESIZE);
+	guard_base = mmap(NULL, 2 * guard_ps, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (guard_base == MAP_FAILED) {
+		guard_base = NULL;
+		return -1;
+	}
+	return mprotect(guard_base + guard_ps, guard_ps, PROT_NONE);
+}
+
+int pgt_test_guard_teardown(void **state)
+{
+	(void)state;
+	if (guard_base)
+		munmap(guard_base, 2 * guard_ps);
+	guard_base = NULL;
+	return 0;
+}
+
+char *pgt_test_guarded(const void *s, size_t len)
+{
+	char *p;
+
+	assert_non_null(guard_base);
+	assert_true(len <= guard_ps);
+	p = guard_base + guard_ps - len;
+	memcpy(p, s, len);
+	return p;
+}
+
+int pgt_test_region_open(const struct pgt_region_config *rc, pgt_engine **eng, pgt_region **r,
+			 struct pgt_region_info *info)
+{
+	int ret;
+
+	*r = NULL;
+	assert_int_equal(pgt_engine_open(NULL, eng), 0);
+	ret = pgt_region_create(*eng, rc, r);
+	if (ret) {
+		pgt_engine_close(*eng);
+		*eng = NULL;
+		*r = NULL;
+		return ret;
+	}
+	if (info) {
+		memset(info, 0, sizeof(*info));
+		info->size = sizeof(*info);
+		assert_int_equal(pgt_region_info(*r, info), 0);
+	}
+	return 0;
 }

@@ -56,17 +56,7 @@ static int setup(void **state)
 /* Threads of this process now. */
 static int ntasks(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
+	return pgt_test_count_dir("/proc/self/task");
 }
 
 static void *noop_thread(void *arg)

@@ -55,24 +55,55 @@ static int open_hugetlb(struct fx *f, int mode)
 		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_AUTO, .numa_node = -1,
 		.name = "refine",
 	};
-	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_region_info info;
 	int ret;
 
 	memset(f, 0, sizeof(*f));
 	if (pgt_test_free_hugepages() < NHP)
 		return -ENOMEM;
-	assert_int_equal(pgt_engine_open(NULL, &f->eng), 0);
-	ret = pgt_region_create(f->eng, &rc, &f->r);
-	if (ret) {
-		pgt_engine_close(f->eng);
+	ret = pgt_test_region_open(&rc, &f->eng, &f->r, &info);
+	if (ret)
 		return ret;
-	}
-	assert_int_equal(pgt_region_info(f->r, &info), 0);
 	f->mem = info.addr;
 	assert_int_equal(pgt_region_refine(f->r, mode), 0);
 	assert_int_equal(pgt_region_refine_mode(f->r), mode);
 	f->seed = pgt_test_seed();
 	return 0;
+}
+
+/*
+ * The two-consumer fixture: the hugetlb region in refine @mode, and two
+ * consumers each with a view and a (zero) copy of the region. Skips the
+ * test where no such region can be made.
+ */
+static struct consumer *open_consumers(struct fx *f, int mode)
+{
+	struct consumer *c = calloc(2, sizeof(*c));
+	int ret;
+
+	assert_non_null(c);
+	ret = open_hugetlb(f, mode);
+	if (ret) {
+		free(c);
+		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
+	}
+	for (int i = 0; i < 2; i++) {
+		c[i].copy = calloc(1, LEN);
+		assert_non_null(c[i].copy);
+		assert_int_equal(pgt_dirty_view_open(f->r, &c[i].v), 0);
+	}
+	return c;
+}
+
+static void close_consumers(struct fx *f, struct consumer *c)
+{
+	for (int i = 0; i < 2; i++) {
+		pgt_dirty_view_close(c[i].v);
+		free(c[i].copy);
+		free(c[i].data);
+	}
+	free(c);
+	pgt_engine_close(f->eng);
 }
 
 /* Apply one harvest to @c's copy; the copy must equal the source after. */
@@ -154,23 +185,13 @@ static void random_writes(struct fx *f, struct consumer *c, uint64_t *touched)
 
 static void run_oracle(int mode, bool data)
 {
-	struct consumer *c = calloc(2, sizeof(*c));
 	uint64_t touched = 0, released = 0;
+	struct consumer *c;
 	struct fx f;
-	int ret;
 
-	assert_non_null(c);
-	ret = open_hugetlb(&f, mode);
-	if (ret) {
-		free(c);
-		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
-	}
-	for (int i = 0; i < 2; i++) {
-		c[i].copy = calloc(1, LEN);
-		assert_non_null(c[i].copy);
-		assert_int_equal(pgt_dirty_view_open(f.r, &c[i].v), 0);
+	c = open_consumers(&f, mode);
+	for (int i = 0; i < 2; i++)
 		memset(c[i].dirty, 1, sizeof(c[i].dirty));  /* first harvest: whole */
-	}
 	if (data) {
 		c[0].data = malloc(LEN);
 		assert_non_null(c[0].data);
@@ -207,13 +228,7 @@ static void run_oracle(int mode, bool data)
 	 * each changed piece once (a write may change several pieces) */
 	if (data)
 		assert_true(c[0].reported <= PIECES + touched + released);
-	for (int i = 0; i < 2; i++) {
-		free(c[i].data);
-		pgt_dirty_view_close(c[i].v);
-		free(c[i].copy);
-	}
-	free(c);
-	pgt_engine_close(f.eng);
+	close_consumers(&f, c);
 }
 
 static void test_oracle_fingerprint(void **state)
@@ -365,24 +380,13 @@ static void *locker_main(void *arg)
  */
 static void test_lock_words(void **state)
 {
-	struct consumer *c = calloc(2, sizeof(*c));
 	struct locker l = { 0 };
+	struct consumer *c;
 	pthread_t th;
 	struct fx f;
-	int ret;
 
 	(void)state;
-	assert_non_null(c);
-	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
-	if (ret) {
-		free(c);
-		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
-	}
-	for (int i = 0; i < 2; i++) {
-		c[i].copy = calloc(1, LEN);
-		assert_non_null(c[i].copy);
-		assert_int_equal(pgt_dirty_view_open(f.r, &c[i].v), 0);
-	}
+	c = open_consumers(&f, PGT_REFINE_FINGERPRINT);
 	c[1].data = malloc(LEN);
 	assert_non_null(c[1].data);
 	l.words = (volatile uint64_t *)f.mem;
@@ -413,12 +417,8 @@ static void test_lock_words(void **state)
 		pgt_test_note("lock words, %s: %llu pieces over 31 harvests",
 			      c[i].data ? "from the harvest's copy" : "from guest memory",
 			      (unsigned long long)c[i].reported);
-		pgt_dirty_view_close(c[i].v);
-		free(c[i].copy);
-		free(c[i].data);
 	}
-	free(c);
-	pgt_engine_close(f.eng);
+	close_consumers(&f, c);
 }
 
 struct scribbler {

@@ -71,19 +71,9 @@ static int open_region(struct fx *f, int backing, uint64_t len, uint32_t track, 
 		.size = sizeof(rc), .backing = (uint32_t)backing, .length = len, .gpa = GPA0,
 		.track = track, .dirty_method = method, .numa_node = -1, .name = "rel",
 	};
-	int ret;
 
 	memset(f, 0, sizeof(*f));
-	assert_int_equal(pgt_engine_open(NULL, &f->eng), 0);
-	ret = pgt_region_create(f->eng, &rc, &f->r);
-	if (ret) {
-		pgt_engine_close(f->eng);
-		f->eng = NULL;
-		return ret;
-	}
-	f->info.size = sizeof(f->info);
-	assert_int_equal(pgt_region_info(f->r, &f->info), 0);
-	return 0;
+	return pgt_test_region_open(&rc, &f->eng, &f->r, &f->info);
 }
 
 static void close_region(struct fx *f)

@@ -44,16 +44,10 @@ static int open_region(struct fx *f, int backing)
 	int ret;
 
 	memset(f, 0, sizeof(*f));
-	assert_int_equal(pgt_engine_open(NULL, &f->eng), 0);
-	ret = pgt_region_create(f->eng, &rc, &f->r);
-	if (ret) {
-		pgt_engine_close(f->eng);
-		return ret;
-	}
-	f->info.size = sizeof(f->info);
-	assert_int_equal(pgt_region_info(f->r, &f->info), 0);
-	f->m = f->info.addr;
-	return 0;
+	ret = pgt_test_region_open(&rc, &f->eng, &f->r, &f->info);
+	if (!ret)
+		f->m = f->info.addr;
+	return ret;
 }
 
 static void close_region(struct fx *f)

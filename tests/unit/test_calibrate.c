@@ -28,34 +28,10 @@ static const struct pgt__calib_costs v1272 = {
 	.scan_clean = 1.2, .reprotect = 69, .pagemap_read = 9.4,
 };
 
-static char *guard_base;
-static size_t guard_ps;
-
-static int setup(void **state)
-{
-	(void)state;
-	guard_ps = (size_t)sysconf(_SC_PAGESIZE);
-	guard_base = mmap(NULL, 2 * guard_ps, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (guard_base == MAP_FAILED)
-		return -1;
-	return mprotect(guard_base + guard_ps, guard_ps, PROT_NONE);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	munmap(guard_base, 2 * guard_ps);
-	return 0;
-}
-
+/* Parse @len bytes of @s ending at a guard page (tests/common/testutil.h). */
 static int parse(const char *s, size_t len, struct pgt__calib_costs *out)
 {
-	char *b = guard_base + guard_ps - len;
-
-	assert_true(len <= guard_ps);
-	memcpy(b, s, len);
-	return pgt__calib_parse(b, len, BOOT, out);
+	return pgt__calib_parse(pgt_test_guarded(s, len), len, BOOT, out);
 }
 
 static void test_choose(void **state)
@@ -181,5 +157,6 @@ int main(void)
 		cmocka_unit_test(test_fuzz),
 	};
 
-	return cmocka_run_group_tests_name("calibrate", tests, setup, teardown);
+	return cmocka_run_group_tests_name("calibrate", tests, pgt_test_guard_setup,
+					   pgt_test_guard_teardown);
 }

@@ -28,17 +28,7 @@ static struct pgt_probe P;
 
 static int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
+	return pgt_test_count_dir("/proc/self/fd");
 }
 
 static bool maps_contain(const char *what)

@@ -21,41 +21,8 @@
 
 #define FIX PGT_SRCDIR "/tests/fixtures/probe/"
 
-/* ---- guarded buffers ---- */
-
-static char *guard_base;
-static size_t guard_ps;
-
-static int setup(void **state)
-{
-	(void)state;
-	guard_ps = (size_t)sysconf(_SC_PAGESIZE);
-	guard_base = mmap(NULL, 2 * guard_ps, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (guard_base == MAP_FAILED)
-		return -1;
-	return mprotect(guard_base + guard_ps, guard_ps, PROT_NONE);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	munmap(guard_base, 2 * guard_ps);
-	return 0;
-}
-
-/* @len bytes of @s ending exactly at the guard page. */
-static const char *g(const char *s, size_t len)
-{
-	char *p;
-
-	assert_true(len <= guard_ps);
-	p = guard_base + guard_ps - len;
-	memcpy(p, s, len);
-	return p;
-}
-
-#define GS(lit) g(lit, sizeof(lit) - 1), sizeof(lit) - 1
+/* A literal copied to end exactly at a guard page, and its length. */
+#define GS(lit) pgt_test_guarded(lit, sizeof(lit) - 1), sizeof(lit) - 1
 
 /* ---- buffer parsers ---- */
 
@@ -254,8 +221,8 @@ static void test_limits(void **state)
 	uint64_t c = 1, m = 1;
 
 	(void)state;
-	assert_int_equal(pgt__parse_limits_memlock(g(host, sizeof(host) - 1), sizeof(host) - 1,
-						   &c, &m), 0);
+	assert_int_equal(pgt__parse_limits_memlock(pgt_test_guarded(host, sizeof(host) - 1),
+						   sizeof(host) - 1, &c, &m), 0);
 	assert_int_equal(c, 8388608);
 	assert_int_equal(m, 16777216);
 	assert_int_equal(pgt__parse_limits_memlock(GS("Max locked memory unlimited unlimited bytes"),
@@ -706,5 +673,6 @@ int main(void)
 		cmocka_unit_test(test_names),
 	};
 
-	return cmocka_run_group_tests_name("probe_parse", tests, setup, teardown);
+	return cmocka_run_group_tests_name("probe_parse", tests, pgt_test_guard_setup,
+					   pgt_test_guard_teardown);
 }
