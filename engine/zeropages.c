@@ -6,8 +6,9 @@
  *
  * Per 4 KiB piece, in order:
  *  - private memory (anonymous, THP, MAP_PRIVATE|MAP_HUGETLB without a
- *    file): a piece neither present nor swapped (nor a uffd-wp marker,
- *    which PAGEMAP_SCAN reports as swapped) is a hole and reads as zero; a
+ *    file): a piece neither present nor swapped is a hole and reads as
+ *    zero, and so does a uffd-wp marker (PAGEMAP_SCAN reports it as
+ *    swapped; marker_holes() tells it from swap where it can); a
  *    present piece mapping the shared zero page (PAGE_IS_PFNZERO) is zero
  *    without a read; a swapped piece is unknown (reading it would swap it
  *    in) and not reported. A private mapping of a file reads the file in
@@ -115,6 +116,58 @@ static bool anon_mapping(uint64_t addr)
 	return anon;
 }
 
+/*
+ * uffd-wp pte markers are holes that PAGEMAP_SCAN reports as swapped: the
+ * uffd trackers install them on every unpopulated piece
+ * (UFFD_FEATURE_WP_UNPOPULATED) and a zap under uffd-WP leaves one. Only
+ * /proc/self/pagemap tells them from swap, and only to CAP_SYS_ADMIN, which
+ * sees the swap type and offset: a marker is the last of the 5-bit swap
+ * types (SWP_PTE_MARKER, 31) with PTE_MARKER_UFFD_WP (1) alone in the
+ * offset. Poison and guard markers fault when read: never zero. Without the
+ * capability type and offset read 0 (offset 0 is the swap header, never a
+ * page) and the pieces stay unknown. @swapped: swapped, not present.
+ */
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_SWP_TYPE(e) ((e) & 0x1f)
+#define PM_SWP_OFFSET(e) (((e) >> 5) & ((1ULL << 50) - 1))
+#define SWP_PTE_MARKER_TYPE 31
+#define PTE_MARKER_UFFD_WP 1
+
+static void marker_holes(uint64_t start, uint64_t n, const uint64_t *swapped, uint64_t *zero)
+{
+	int fd = -1;
+	uint64_t e[512];
+
+	for (uint64_t i = 0; i < n;) {
+		uint64_t j = i, got;
+
+		if (!swapped[i / 64]) {
+			i = (i / 64 + 1) * 64;
+			continue;
+		}
+		if (!(swapped[i / 64] >> (i % 64) & 1)) {
+			i++;
+			continue;
+		}
+		while (j < n && j - i < 512 && (swapped[j / 64] >> (j % 64) & 1))
+			j++;
+		if (fd < 0 && (fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0)
+			return;
+		got = (uint64_t)pread(fd, e, (j - i) * 8, (off_t)((start / PIECE + i) * 8));
+		if (got != (j - i) * 8)
+			break;
+		for (uint64_t k = 0; k < j - i; k++)
+			if ((e[k] & (PM_PRESENT | PM_SWAP)) == PM_SWAP &&
+			    PM_SWP_TYPE(e[k]) == SWP_PTE_MARKER_TYPE &&
+			    PM_SWP_OFFSET(e[k]) == PTE_MARKER_UFFD_WP)
+				zero[(i + k) / 64] |= 1ULL << ((i + k) % 64);
+		i = j;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 /* Private memory: present pieces into @present, holes into @zero. */
 static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, uint64_t *present,
 			    uint64_t *zero, uint64_t *tmp)
@@ -122,19 +175,26 @@ static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, ui
 	struct zp_ctx c = { .start = start, .mark = tmp };
 	bool scan = r->eng->probe.pagemap_scan;
 	size_t nw = (size_t)((n + 63) / 64);
+	bool anon;
 	int ret;
 
 	/* present or swapped: everything else is a hole */
 	ret = pgt__present_walk(start, start + n * PIECE, true, scan, mark_run, &c);
 	if (ret)
 		return ret;
-	if (r->fd < 0 && (r->owned || anon_mapping(start)))
+	anon = r->fd < 0 && (r->owned || anon_mapping(start));
+	if (anon)
 		for (size_t w = 0; w < nw; w++)
 			zero[w] = ~tmp[w];
 	c.mark = present;
 	ret = pgt__present_walk(start, start + n * PIECE, false, scan, mark_run, &c);
 	if (ret)
 		return ret;
+	if (anon && r->uffd >= 0) {
+		for (size_t w = 0; w < nw; w++)
+			tmp[w] &= ~present[w];
+		marker_holes(start, n, tmp, zero);
+	}
 	if (scan) {
 		memset(tmp, 0, nw * 8);
 		pfnzero_pieces(start, n, tmp);

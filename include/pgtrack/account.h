@@ -195,7 +195,10 @@ enum pgt_zero_pages_flags {
  * (SEEK_DATA), pieces mapping the zero page (PAGEMAP_SCAN PAGE_IS_PFNZERO)
  * and resident pieces whose bytes are all zero (hugetlbfs pieces not
  * mapped here are read through the fd: a hole reads as zeros there without
- * allocating). Never reported: swapped pieces, holes of shared anonymous memory and of
+ * allocating). Holes of private memory a uffd tracker write-protects carry
+ * uffd-wp markers the kernel shows as swap entries: they are told from swap
+ * (and reported) only with CAP_SYS_ADMIN, which reads the swap type in
+ * /proc/self/pagemap. Never reported: swapped pieces, holes of shared anonymous memory and of
  * private file mappings (their content is unknown without reading). A
  * piece may be written right after the call: the caller pauses the guest
  * or re-sends pieces the dirty log reports.

@@ -35,11 +35,12 @@ struct fx {
 	uint8_t *m;
 };
 
-static int open_region(struct fx *f, int backing)
+static int open_region_m(struct fx *f, int backing, int method)
 {
 	struct pgt_region_config rc = {
 		.size = sizeof(rc), .backing = (uint32_t)backing, .length = LEN, .gpa = GPA0,
-		.dirty_method = PGT_DIRTY_NONE, .numa_node = -1, .name = "zp",
+		.track = method == PGT_DIRTY_NONE ? 0 : PGT_TRACK_DIRTY,
+		.dirty_method = method, .numa_node = -1, .name = "zp",
 	};
 	int ret;
 
@@ -48,6 +49,11 @@ static int open_region(struct fx *f, int backing)
 	if (!ret)
 		f->m = f->info.addr;
 	return ret;
+}
+
+static int open_region(struct fx *f, int backing)
+{
+	return open_region_m(f, backing, PGT_DIRTY_NONE);
 }
 
 static void close_region(struct fx *f)
@@ -96,7 +102,7 @@ static unsigned hole_mapped(struct fx *f)
 	return n;
 }
 
-static void pattern_case(int backing, const char *name)
+static void pattern_case_m(int backing, int method, const char *name)
 {
 	static unsigned long bm[NPIECES / 64 + 1];
 	uint64_t blocks0 = 0;
@@ -104,7 +110,7 @@ static void pattern_case(int backing, const char *name)
 	struct fx f;
 	int64_t got;
 
-	if (open_region(&f, backing)) {
+	if (open_region_m(&f, backing, method)) {
 		pgt_skip("%s: region not available here", name);
 		return;
 	}
@@ -141,6 +147,11 @@ static void pattern_case(int backing, const char *name)
 	assert_int_equal(pgt_zero_pages(f.r, GPA0, 8 * PIECE, bm, 0), 7);
 	assert_false(bit(bm, 5));
 	close_region(&f);
+}
+
+static void pattern_case(int backing, const char *name)
+{
+	pattern_case_m(backing, PGT_DIRTY_NONE, name);
 }
 
 /* Whether the kernel says @p maps the zero page: 1, 0, or -1 (no PAGEMAP_SCAN). */
@@ -187,6 +198,26 @@ static void test_anon(void **state)
 	assert_int_equal(pgt_zero_pages(f.r, GPA0 + 8 * PIECE, 4 * PIECE, bm,
 					PGT_ZERO_PAGES_RESIDENT), pfz == 1 ? 0 : 1);
 	close_region(&f);
+}
+
+/*
+ * Under uffd WP-async the tracker puts a uffd-wp marker on every piece
+ * never populated: PAGEMAP_SCAN reports those as swapped, and only
+ * /proc/self/pagemap's swap type (shown to CAP_SYS_ADMIN) says they are
+ * holes. The same pattern, the same answer.
+ */
+static void test_anon_uffd_async(void **state)
+{
+	(void)state;
+	if (!probe.pagemap_scan) {
+		pgt_skip("PAGEMAP_SCAN / uffd WP-async not available on this kernel");
+		return;
+	}
+	if (geteuid() != 0) {
+		pgt_skip("needs CAP_SYS_ADMIN to tell uffd-wp markers from swap");
+		return;
+	}
+	pattern_case_m(PGT_BACKING_ANON, PGT_DIRTY_UFFD_ASYNC, "anon, uffd-async");
 }
 
 static void test_thp(void **state)
@@ -288,6 +319,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_anon),
+		cmocka_unit_test(test_anon_uffd_async),
 		cmocka_unit_test(test_thp),
 		cmocka_unit_test(test_memfd),
 		cmocka_unit_test(test_hugetlb),
