@@ -182,7 +182,8 @@ static int private_classify(struct pgt_region *r, uint64_t start, uint64_t n, ui
 	ret = pgt__present_walk(start, start + n * PIECE, true, scan, mark_run, &c);
 	if (ret)
 		return ret;
-	anon = r->fd < 0 && (r->owned || anon_mapping(start));
+	/* with a page provider a hole is content not yet supplied, not zero */
+	anon = r->fd < 0 && !r->provider && (r->owned || anon_mapping(start));
 	if (anon)
 		for (size_t w = 0; w < nw; w++)
 			zero[w] = ~tmp[w];

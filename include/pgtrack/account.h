@@ -198,8 +198,9 @@ enum pgt_zero_pages_flags {
  * allocating). Holes of private memory a uffd tracker write-protects carry
  * uffd-wp markers the kernel shows as swap entries: they are told from swap
  * (and reported) only with CAP_SYS_ADMIN, which reads the swap type in
- * /proc/self/pagemap. Never reported: swapped pieces, holes of shared anonymous memory and of
- * private file mappings (their content is unknown without reading). A
+ * /proc/self/pagemap. Never reported: swapped pieces, holes of shared
+ * anonymous memory, of private file mappings and of private memory with a
+ * page provider (their content is unknown without reading). A
  * piece may be written right after the call: the caller pauses the guest
  * or re-sends pieces the dirty log reports.
  * Returns: the number of zero pieces; -EINVAL (NULL @r, unknown flag,

@@ -220,6 +220,41 @@ static void test_anon_uffd_async(void **state)
 	pattern_case_m(PGT_BACKING_ANON, PGT_DIRTY_UFFD_ASYNC, "anon, uffd-async");
 }
 
+static int fill_ones(void *arg, uint64_t gpa, void *dst, size_t len)
+{
+	(void)arg;
+	(void)gpa;
+	memset(dst, 0xff, len);
+	return 0;
+}
+
+/* With a page provider a hole is content not yet supplied: never zero. */
+static void test_anon_provider(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_ANON, .length = LEN, .gpa = GPA0,
+		.track = PGT_TRACK_TOUCH, .numa_node = -1, .name = "zp-provider",
+		.provider = fill_ones,
+	};
+	static unsigned long bm[NPIECES / 64];
+	struct fx f;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	if (pgt_test_region_open(&rc, &f.eng, &f.r, &f.info)) {
+		pgt_skip("first-touch tracking not available here");
+		return;
+	}
+	f.m = f.info.addr;
+	assert_int_equal(pgt_zero_pages(f.r, GPA0, LEN, bm, 0), 0);
+	/* what the provider supplied is read: 0xff, not zero */
+	assert_int_equal(f.m[3 * PIECE], 0xff);
+	memset(f.m + 5 * PIECE, 0, PIECE);
+	assert_int_equal(pgt_zero_pages(f.r, GPA0, LEN, bm, 0), 1);
+	assert_true(bit(bm, 5));
+	close_region(&f);
+}
+
 static void test_thp(void **state)
 {
 	(void)state;
@@ -320,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_anon),
 		cmocka_unit_test(test_anon_uffd_async),
+		cmocka_unit_test(test_anon_provider),
 		cmocka_unit_test(test_thp),
 		cmocka_unit_test(test_memfd),
 		cmocka_unit_test(test_hugetlb),
