@@ -117,20 +117,10 @@ static int explain(struct sim *s, struct pgt_explain_line *lines, size_t cap)
 /* Summary                                                           */
 /* ---------------------------------------------------------------- */
 
-void sim_print_summary(struct sim *s, FILE *f)
+static void print_workloads(const struct sim *s, FILE *f)
 {
-	const struct sim_config *c = &s->cfg;
-	const struct balloon_report *b = sim_balloon_report(s);
-	struct views_fig vf;
-	char b1[32], b2[32], b3[32], b4[32], b5[32];
+	char b1[32], b2[32];
 
-	views_figures(s, &vf);
-	fprintf(f, "\npgtrack-sim %s: %s guest, %u vCPUs, ran %.1f s (boot %.1f s)\n",
-		pgt_version(), sim_bytes(c->memory, b1, sizeof(b1)), c->vcpus, sim_elapsed(s),
-		s->boot_s);
-	fprintf(f, "  guest RAM   %s; %s tracking at %s\n", s->backing_why,
-		pgt_dirty_method_name(s->info.dirty_method),
-		sim_bytes(s->info.page_size, b1, sizeof(b1)));
 	for (unsigned i = 0; i < s->nwls; i++) {
 		const struct wl *w = &s->wls[i];
 
@@ -143,132 +133,171 @@ void sim_print_summary(struct sim *s, FILE *f)
 				sim_bytes(atomic_load(&w->reported) * SIM_UNIT, b2, sizeof(b2)));
 		fputc('\n', f);
 	}
-	if (s->ring.n) {
-		struct pgt_offload_info di;
+}
 
-		sim_device_info(s, &di);
-		fprintf(f, "  device      %" PRIu64 " DMA page writes into a %s ring (pgtrack offload "
-			"\"sim\"): %" PRIu64 " log records in %" PRIu64 " harvests (%" PRIu64
-			" pages), %" PRIu64 " bad records dropped, %" PRIu64 " overflows\n",
-			di.dma_writes, sim_bytes(s->ring.n * SIM_UNIT, b1, sizeof(b1)), di.records,
-			di.harvests, di.pages, di.rejected, di.lost);
+static void print_device(struct sim *s, FILE *f)
+{
+	char b1[32];
+	struct pgt_offload_info di;
+
+	sim_device_info(s, &di);
+	fprintf(f, "  device      %" PRIu64 " DMA page writes into a %s ring (pgtrack offload "
+		"\"sim\"): %" PRIu64 " log records in %" PRIu64 " harvests (%" PRIu64
+		" pages), %" PRIu64 " bad records dropped, %" PRIu64 " overflows\n",
+		di.dma_writes, sim_bytes(s->ring.n * SIM_UNIT, b1, sizeof(b1)), di.records,
+		di.harvests, di.pages, di.rejected, di.lost);
+}
+
+static void print_migration(const struct migration *m, FILE *f)
+{
+	char b1[32], b2[32];
+
+	fprintf(f, "  migrate     %g Gbit/s: ", m->link_gbit);
+	if (!m->nrounds) {
+		fprintf(f, "%s\n", m->error ? strerror(-m->error) : m->end_reason);
+		return;
 	}
+	fprintf(f, "%s after %u pre-copy round%s; sent %" PRIu64 " pages, %s; final "
+		"stop-and-copy %" PRIu64 " pages, estimated downtime %.1f ms (budget %g ms), "
+		"measured %.1f ms (%.1f ms of it stopping the guest)\n",
+		m->converged ? "converged" : !strcmp(m->end_reason, "max rounds")
+			? "NOT converged (max rounds)" : "NOT converged (out of time)",
+		m->nrounds - 1, m->nrounds == 2 ? "" : "s",
+		m->pages_sent, sim_bytes(m->bytes_sent, b1, sizeof(b1)), m->final_pages,
+		m->est_downtime_ms, m->budget_ms, m->downtime_ms, m->stop_ms);
+	if (m->refine)
+		fprintf(f, "              refined to 4 KiB pieces: %s sent, whole 2 MiB "
+			"pages would have been %s in the same rounds\n",
+			sim_bytes(m->bytes_sent, b1, sizeof(b1)),
+			sim_bytes(m->bytes_2m, b2, sizeof(b2)));
+	if (m->zero_markers)
+		fprintf(f, "              zero markers: %" PRIu64 " zero 4 KiB pieces sent as "
+			"%llu-byte markers (%.1f ms checking): %s sent, %s without markers\n",
+			m->zero_pieces, SIM_ZERO_MARKER, m->zero_check_ms,
+			sim_bytes(m->bytes_sent, b1, sizeof(b1)),
+			sim_bytes(m->bytes_sent + m->zero_pieces * (SIM_UNIT - SIM_ZERO_MARKER),
+				  b2, sizeof(b2)));
+	fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
+		" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
+		"%" PRIu64 " released ones skipped)\n",
+		m->dirtied_pages, m->dirtied_not_sent,
+		m->verified ? "identical to the source" : "DIFFERS from the source",
+		m->verify_units, m->released_skipped);
+}
 
-	for (unsigned i = 0; i < s->nmigs; i++) {
-		const struct migration *m = &s->migs[i];
+static void print_snapshots(const struct sim *s, FILE *f)
+{
+	char b1[32];
+	uint64_t total = 0;
 
-		fprintf(f, "  migrate     %g Gbit/s: ", m->link_gbit);
-		if (!m->nrounds) {
-			fprintf(f, "%s\n", m->error ? strerror(-m->error) : m->end_reason);
+	fprintf(f, "  snapshots  ");
+	for (size_t i = 0; i < s->nsnaps; i++) {
+		fprintf(f, " #%u %s%s", s->snaps[i].index, s->snaps[i].full ? "full " : "+",
+			sim_bytes(s->snaps[i].bytes, b1, sizeof(b1)));
+		total += s->snaps[i].bytes;
+	}
+	fprintf(f, "  (chain %s)\n", sim_bytes(total, b1, sizeof(b1)));
+}
+
+static void print_balloon(struct sim *s, const struct balloon_report *b, FILE *f)
+{
+	char b1[32], b2[32], b3[32], b4[32], b5[32];
+	uint64_t seen = 0;
+	bool vis = release_visible(s, b, &seen);
+
+	fprintf(f, "  balloon     target %s %s", sim_bytes(b->target, b1, sizeof(b1)),
+		b->reached ? "reached" : "NOT reached");
+	if (b->reached)
+		fprintf(f, " in %.1f s", b->reach_seconds);
+	if (b->refused_target)
+		fprintf(f, "; %s refused first (%s: safe limit %s, pinned %s)",
+			sim_bytes(b->refused_target, b2, sizeof(b2)),
+			b->refused_error ? strerror(-b->refused_error) : "accepted",
+			sim_bytes(b->limit, b3, sizeof(b3)), sim_bytes(b->pinned, b4, sizeof(b4)));
+	fputc('\n', f);
+	fprintf(f, "              ballooned %s, free page reporting %s, host freed %s; "
+		"%s refused as pinned; %" PRIu64 " large pages partly released (%s in 4 KiB "
+		"pieces)\n",
+		sim_bytes(b->released_bytes, b1, sizeof(b1)),
+		sim_bytes(b->reported_bytes, b2, sizeof(b2)),
+		sim_bytes(b->freed_bytes, b3, sizeof(b3)),
+		sim_bytes(b->refused_pinned, b4, sizeof(b4)), b->partial_pages,
+		sim_bytes(b->partial_units * SIM_UNIT, b5, sizeof(b5)));
+	if (s->info.backing == PGT_BACKING_HUGETLB)
+		fprintf(f, "              host: HugetlbPages %s -> %s (-%s), HugePages_Free %"
+			PRIu64 " -> %" PRIu64 " (+%s)", sim_bytes(b->hugetlb_before, b2, sizeof(b2)),
+			sim_bytes(b->hugetlb_min, b3, sizeof(b3)), sim_bytes(seen, b1, sizeof(b1)),
+			b->hp_free_before, b->hp_free_peak,
+			sim_bytes(b->hp_free_peak > b->hp_free_before
+				  ? (b->hp_free_peak - b->hp_free_before) * hp_size() : 0,
+				  b4, sizeof(b4)));
+	else
+		fprintf(f, "              host: RSS %s -> %s (-%s)",
+			sim_bytes(b->rss_before, b1, sizeof(b1)),
+			sim_bytes(b->rss_min, b2, sizeof(b2)), sim_bytes(seen, b3, sizeof(b3)));
+	fprintf(f, ", guest resident %s -> %s, cgroup %s -> %s%s\n",
+		sim_bytes(b->resident_before, b1, sizeof(b1)),
+		sim_bytes(b->resident_min, b2, sizeof(b2)),
+		sim_bytes(b->cg_before, b3, sizeof(b3)), sim_bytes(b->cg_min, b4, sizeof(b4)),
+		vis ? "" : "  (release NOT visible to the host)");
+	if (b->deflate_target)
+		fprintf(f, "              deflate to %s %s, %s taken back\n",
+			sim_bytes(b->deflate_target, b1, sizeof(b1)),
+			b->deflate_reached ? "reached" : "not reached",
+			sim_bytes(b->reclaimed_bytes, b2, sizeof(b2)));
+}
+
+/* The equations' heads and the guest's side; --json has every line. */
+static void print_explain(struct sim *s, FILE *f)
+{
+	char b1[32];
+	struct pgt_explain_line lines[MAX_EXPLAIN];
+	int n = explain(s, lines, MAX_EXPLAIN);
+
+	if (n)
+		fprintf(f, "  memory      guest vs process vs cgroup, now (pgt_explain; all "
+			"lines in --json):\n");
+	for (int i = 0; i < n; i++) {
+		const char *k = lines[i].key;
+		int64_t v = lines[i].bytes;
+
+		if (strchr(k, '.') && strncmp(k, "guest.", 6) && !strchr(k, '-') &&
+		    strcmp(k, "cg.usage"))
 			continue;
-		}
-		fprintf(f, "%s after %u pre-copy round%s; sent %" PRIu64 " pages, %s; final "
-			"stop-and-copy %" PRIu64 " pages, estimated downtime %.1f ms (budget %g ms), "
-			"measured %.1f ms (%.1f ms of it stopping the guest)\n",
-			m->converged ? "converged" : !strcmp(m->end_reason, "max rounds")
-				? "NOT converged (max rounds)" : "NOT converged (out of time)",
-			m->nrounds - 1, m->nrounds == 2 ? "" : "s",
-			m->pages_sent, sim_bytes(m->bytes_sent, b1, sizeof(b1)), m->final_pages,
-			m->est_downtime_ms, m->budget_ms, m->downtime_ms, m->stop_ms);
-		if (m->refine)
-			fprintf(f, "              refined to 4 KiB pieces: %s sent, whole 2 MiB "
-				"pages would have been %s in the same rounds\n",
-				sim_bytes(m->bytes_sent, b1, sizeof(b1)),
-				sim_bytes(m->bytes_2m, b2, sizeof(b2)));
-		if (m->zero_markers)
-			fprintf(f, "              zero markers: %" PRIu64 " zero 4 KiB pieces sent as "
-				"%llu-byte markers (%.1f ms checking): %s sent, %s without markers\n",
-				m->zero_pieces, SIM_ZERO_MARKER, m->zero_check_ms,
-				sim_bytes(m->bytes_sent, b1, sizeof(b1)),
-				sim_bytes(m->bytes_sent + m->zero_pieces * (SIM_UNIT - SIM_ZERO_MARKER),
-					  b2, sizeof(b2)));
-		fprintf(f, "              %" PRIu64 " pages dirtied during it, %" PRIu64
-			" of them not re-sent; destination %s (%" PRIu64 " pages of 4 KiB compared, "
-			"%" PRIu64 " released ones skipped)\n",
-			m->dirtied_pages, m->dirtied_not_sent,
-			m->verified ? "identical to the source" : "DIFFERS from the source",
-			m->verify_units, m->released_skipped);
+		fprintf(f, "    %-16s %s%10s  %s\n", k, v < 0 ? "-" : " ",
+			sim_bytes((uint64_t)(v < 0 ? -v : v), b1, sizeof(b1)), lines[i].text);
 	}
-	if (s->nsnaps) {
-		uint64_t total = 0;
+}
 
-		fprintf(f, "  snapshots  ");
-		for (size_t i = 0; i < s->nsnaps; i++) {
-			fprintf(f, " #%u %s%s", s->snaps[i].index, s->snaps[i].full ? "full " : "+",
-				sim_bytes(s->snaps[i].bytes, b1, sizeof(b1)));
-			total += s->snaps[i].bytes;
-		}
-		fprintf(f, "  (chain %s)\n", sim_bytes(total, b1, sizeof(b1)));
-	}
-	if (b && b->ran) {
-		uint64_t seen = 0;
-		bool vis = release_visible(s, b, &seen);
+void sim_print_summary(struct sim *s, FILE *f)
+{
+	const struct sim_config *c = &s->cfg;
+	const struct balloon_report *b = sim_balloon_report(s);
+	struct views_fig vf;
+	char b1[32];
 
-		fprintf(f, "  balloon     target %s %s", sim_bytes(b->target, b1, sizeof(b1)),
-			b->reached ? "reached" : "NOT reached");
-		if (b->reached)
-			fprintf(f, " in %.1f s", b->reach_seconds);
-		if (b->refused_target)
-			fprintf(f, "; %s refused first (%s: safe limit %s, pinned %s)",
-				sim_bytes(b->refused_target, b2, sizeof(b2)),
-				b->refused_error ? strerror(-b->refused_error) : "accepted",
-				sim_bytes(b->limit, b3, sizeof(b3)), sim_bytes(b->pinned, b4, sizeof(b4)));
-		fputc('\n', f);
-		fprintf(f, "              ballooned %s, free page reporting %s, host freed %s; "
-			"%s refused as pinned; %" PRIu64 " large pages partly released (%s in 4 KiB "
-			"pieces)\n",
-			sim_bytes(b->released_bytes, b1, sizeof(b1)),
-			sim_bytes(b->reported_bytes, b2, sizeof(b2)),
-			sim_bytes(b->freed_bytes, b3, sizeof(b3)),
-			sim_bytes(b->refused_pinned, b4, sizeof(b4)), b->partial_pages,
-			sim_bytes(b->partial_units * SIM_UNIT, b5, sizeof(b5)));
-		if (s->info.backing == PGT_BACKING_HUGETLB)
-			fprintf(f, "              host: HugetlbPages %s -> %s (-%s), HugePages_Free %"
-				PRIu64 " -> %" PRIu64 " (+%s)", sim_bytes(b->hugetlb_before, b2, sizeof(b2)),
-				sim_bytes(b->hugetlb_min, b3, sizeof(b3)), sim_bytes(seen, b1, sizeof(b1)),
-				b->hp_free_before, b->hp_free_peak,
-				sim_bytes(b->hp_free_peak > b->hp_free_before
-					  ? (b->hp_free_peak - b->hp_free_before) * hp_size() : 0,
-					  b4, sizeof(b4)));
-		else
-			fprintf(f, "              host: RSS %s -> %s (-%s)",
-				sim_bytes(b->rss_before, b1, sizeof(b1)),
-				sim_bytes(b->rss_min, b2, sizeof(b2)), sim_bytes(seen, b3, sizeof(b3)));
-		fprintf(f, ", guest resident %s -> %s, cgroup %s -> %s%s\n",
-			sim_bytes(b->resident_before, b1, sizeof(b1)),
-			sim_bytes(b->resident_min, b2, sizeof(b2)),
-			sim_bytes(b->cg_before, b3, sizeof(b3)), sim_bytes(b->cg_min, b4, sizeof(b4)),
-			vis ? "" : "  (release NOT visible to the host)");
-		if (b->deflate_target)
-			fprintf(f, "              deflate to %s %s, %s taken back\n",
-				sim_bytes(b->deflate_target, b1, sizeof(b1)),
-				b->deflate_reached ? "reached" : "not reached",
-				sim_bytes(b->reclaimed_bytes, b2, sizeof(b2)));
-	}
+	views_figures(s, &vf);
+	fprintf(f, "\npgtrack-sim %s: %s guest, %u vCPUs, ran %.1f s (boot %.1f s)\n",
+		pgt_version(), sim_bytes(c->memory, b1, sizeof(b1)), c->vcpus, sim_elapsed(s),
+		s->boot_s);
+	fprintf(f, "  guest RAM   %s; %s tracking at %s\n", s->backing_why,
+		pgt_dirty_method_name(s->info.dirty_method),
+		sim_bytes(s->info.page_size, b1, sizeof(b1)));
+	print_workloads(s, f);
+	if (s->ring.n)
+		print_device(s, f);
+	for (unsigned i = 0; i < s->nmigs; i++)
+		print_migration(&s->migs[i], f);
+	if (s->nsnaps)
+		print_snapshots(s, f);
+	if (b && b->ran)
+		print_balloon(s, b, f);
 	fprintf(f, "  views       one tracker, %" PRIu64 " kernel passes reporting %" PRIu64
 		" pages; each consumer got its own: sampler %" PRIu64 ", snapshots %" PRIu64
 		", migrations %" PRIu64 " pages\n",
 		vf.kernel_passes, vf.kernel_reported, s->sampler_pages, s->snap_pages_total,
 		vf.mig_pages);
-	{
-		struct pgt_explain_line lines[MAX_EXPLAIN];
-		int n = explain(s, lines, MAX_EXPLAIN);
-
-		/* the equations' heads and the guest's side; --json has every line */
-		if (n)
-			fprintf(f, "  memory      guest vs process vs cgroup, now (pgt_explain; all "
-				"lines in --json):\n");
-		for (int i = 0; i < n; i++) {
-			const char *k = lines[i].key;
-			int64_t v = lines[i].bytes;
-
-			if (strchr(k, '.') && strncmp(k, "guest.", 6) && !strchr(k, '-') &&
-			    strcmp(k, "cg.usage"))
-				continue;
-			fprintf(f, "    %-16s %s%10s  %s\n", k, v < 0 ? "-" : " ",
-				sim_bytes((uint64_t)(v < 0 ? -v : v), b1, sizeof(b1)), lines[i].text);
-		}
-	}
+	print_explain(s, f);
 	fflush(f);
 }
 
@@ -490,21 +519,10 @@ static json_object *engine_stats_json(struct sim *s, char *err, size_t n)
 	return o;
 }
 
-int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
+static json_object *guest_json(const struct sim *s)
 {
-	json_object *root = json_object_new_object(), *o, *a;
-	const struct balloon_report *b = sim_balloon_report(s);
-	struct views_fig vf;
-	bool mig_ok = true, sent_ge = true;
-	const char *txt;
+	json_object *o = json_object_new_object();
 
-	views_figures(s, &vf);
-	add(root, "schema", js(REPORT_SCHEMA));
-	add(root, "tool", js("pgtrack-sim"));
-	add(root, "version", js(pgt_version()));
-	add(root, "config", config_json(s));
-
-	o = json_object_new_object();
 	add(o, "memory_bytes", ju(s->info.length));
 	add(o, "backing", js(pgt_backing_name((int)s->info.backing)));
 	add(o, "backing_reason", js(s->backing_why));
@@ -513,9 +531,12 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 	add(o, "dirty_method", js(pgt_dirty_method_name(s->info.dirty_method)));
 	add(o, "touch_tracking", jb(s->cfg.touch));
 	add(o, "hugepages_free_at_start", ju(s->hp_free_at_start));
-	add(root, "guest", o);
-	add(root, "elapsed_s", jd(sim_elapsed(s)));
-	add(root, "boot_s", jd(s->boot_s));
+	return o;
+}
+
+static json_object *workloads_json(const struct sim *s)
+{
+	json_object *o, *a;
 
 	a = json_object_new_array();
 	for (unsigned i = 0; i < s->nwls; i++) {
@@ -533,26 +554,32 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 		add(o, "reclaimed_pages", ju(atomic_load(&w->reclaimed)));
 		json_object_array_add(a, o);
 	}
-	add(root, "workloads", a);
+	return a;
+}
 
-	o = json_object_new_object();
-	{
-		struct pgt_offload_info di;
+static json_object *device_json(struct sim *s)
+{
+	json_object *o = json_object_new_object();
+	struct pgt_offload_info di;
 
-		sim_device_info(s, &di);
-		add(o, "enabled", jb(s->ring.n > 0));
-		add(o, "backend", js("sim"));
-		add(o, "ring_gpa", ju(sim_unit_gpa(s, s->ring.first)));
-		add(o, "ring_bytes", ju(s->ring.n * SIM_UNIT));
-		add(o, "own_mapping", jb(s->dev.alias));
-		add(o, "writes", ju(di.dma_writes));
-		add(o, "log_records", ju(di.records));
-		add(o, "merges", ju(di.harvests));
-		add(o, "merged_pages", ju(di.pages));
-		add(o, "rejected_log_entries", ju(di.rejected));
-		add(o, "lost_track", ju(di.lost));
-	}
-	add(root, "device", o);
+	sim_device_info(s, &di);
+	add(o, "enabled", jb(s->ring.n > 0));
+	add(o, "backend", js("sim"));
+	add(o, "ring_gpa", ju(sim_unit_gpa(s, s->ring.first)));
+	add(o, "ring_bytes", ju(s->ring.n * SIM_UNIT));
+	add(o, "own_mapping", jb(s->dev.alias));
+	add(o, "writes", ju(di.dma_writes));
+	add(o, "log_records", ju(di.records));
+	add(o, "merges", ju(di.harvests));
+	add(o, "merged_pages", ju(di.pages));
+	add(o, "rejected_log_entries", ju(di.rejected));
+	add(o, "lost_track", ju(di.lost));
+	return o;
+}
+
+static json_object *timeline_json(const struct sim *s)
+{
+	json_object *o, *a;
 
 	a = json_object_new_array();
 	for (size_t i = 0; i < s->nsamples; i++) {
@@ -576,64 +603,121 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 		add(o, "balloon_target_bytes", ju(x->balloon_target));
 		json_object_array_add(a, o);
 	}
-	add(root, "timeline", a);
+	return a;
+}
 
-	a = json_object_new_array();
+/* Also says whether every migration that ran was verified and sent at
+ * least the pages dirtied during it. */
+static json_object *migrations_json(const struct sim *s, bool *mig_ok, bool *sent_ge)
+{
+	json_object *a = json_object_new_array();
+
 	for (unsigned i = 0; i < s->nmigs; i++) {
 		const struct migration *m = &s->migs[i];
 
 		json_object_array_add(a, migration_json(s, m));
 		if (m->nrounds) {
-			mig_ok &= m->verified;
-			sent_ge &= m->pages_sent >= m->dirtied_pages;
+			*mig_ok &= m->verified;
+			*sent_ge &= m->pages_sent >= m->dirtied_pages;
 		}
 	}
-	add(root, "migrations", a);
+	return a;
+}
 
-	a = json_object_new_array();
-	{
-		uint64_t total = 0;
+static json_object *snapshots_json(const struct sim *s, uint64_t *chain)
+{
+	json_object *o, *a = json_object_new_array();
+	uint64_t total = 0;
 
-		for (size_t i = 0; i < s->nsnaps; i++) {
-			o = json_object_new_object();
-			add(o, "index", ju(s->snaps[i].index));
-			add(o, "kind", js(s->snaps[i].full ? "full" : "incremental"));
-			add(o, "t", jd(s->snaps[i].t));
-			add(o, "pages", ju(s->snaps[i].pages));
-			add(o, "bytes", ju(s->snaps[i].bytes));
-			json_object_array_add(a, o);
-			total += s->snaps[i].bytes;
-		}
-		add(root, "snapshots", a);
-		add(root, "snapshot_chain_bytes", ju(total));
+	for (size_t i = 0; i < s->nsnaps; i++) {
+		o = json_object_new_object();
+		add(o, "index", ju(s->snaps[i].index));
+		add(o, "kind", js(s->snaps[i].full ? "full" : "incremental"));
+		add(o, "t", jd(s->snaps[i].t));
+		add(o, "pages", ju(s->snaps[i].pages));
+		add(o, "bytes", ju(s->snaps[i].bytes));
+		json_object_array_add(a, o);
+		total += s->snaps[i].bytes;
 	}
-	add(root, "balloon", balloon_json(s, b));
+	*chain = total;
+	return a;
+}
 
-	o = json_object_new_object();
-	add(o, "kernel_passes", ju(vf.kernel_passes));
-	add(o, "kernel_reported_pages", ju(vf.kernel_reported));
+static json_object *views_json(const struct sim *s, const struct views_fig *vf)
+{
+	json_object *o = json_object_new_object();
+
+	add(o, "kernel_passes", ju(vf->kernel_passes));
+	add(o, "kernel_reported_pages", ju(vf->kernel_reported));
 	add(o, "sampler_pages", ju(s->sampler_pages));
 	add(o, "snapshot_pages", ju(s->snap_pages_total));
-	add(o, "migration_pages", ju(vf.mig_pages));
-	add(o, "open_at_end", ju(vf.views_open));
-	add(root, "views", o);
+	add(o, "migration_pages", ju(vf->mig_pages));
+	add(o, "open_at_end", ju(vf->views_open));
+	return o;
+}
 
-	o = engine_stats_json(s, err, n);
-	if (!o) {
-		json_object_put(root);
-		return -1;
-	}
-	add(root, "engine_stats", o);
+static json_object *heatmap_json(const struct sim *s)
+{
+	json_object *o = json_object_new_object();
 
-	o = json_object_new_object();
 	add(o, "rows", ju(s->rows));
 	add(o, "pages_per_row", ju(s->pages_per_row));
 	add(o, "page_size_bytes", ju(s->info.page_size));
 	add(o, "interval_s", jd(s->cfg.interval));
 	add(o, "dirty", heat_json(s, s->heat_dirty));
 	add(o, "touched", heat_json(s, s->heat_touch));
-	add(root, "heatmap", o);
+	return o;
+}
 
+static json_object *explain_json(struct sim *s)
+{
+	struct pgt_explain_line lines[MAX_EXPLAIN];
+	int k = explain(s, lines, MAX_EXPLAIN);
+	json_object *a = json_object_new_array();
+
+	for (int i = 0; i < k; i++) {
+		json_object *o = json_object_new_object();
+
+		add(o, "key", js(lines[i].key));
+		add(o, "bytes", json_object_new_int64(lines[i].bytes));
+		add(o, "text", js(lines[i].text));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
+{
+	json_object *root = json_object_new_object(), *o;
+	const struct balloon_report *b = sim_balloon_report(s);
+	struct views_fig vf;
+	bool mig_ok = true, sent_ge = true;
+	uint64_t chain = 0;
+	const char *txt;
+
+	views_figures(s, &vf);
+	add(root, "schema", js(REPORT_SCHEMA));
+	add(root, "tool", js("pgtrack-sim"));
+	add(root, "version", js(pgt_version()));
+	add(root, "config", config_json(s));
+	add(root, "guest", guest_json(s));
+	add(root, "elapsed_s", jd(sim_elapsed(s)));
+	add(root, "boot_s", jd(s->boot_s));
+	add(root, "workloads", workloads_json(s));
+	add(root, "device", device_json(s));
+	add(root, "timeline", timeline_json(s));
+	add(root, "migrations", migrations_json(s, &mig_ok, &sent_ge));
+	add(root, "snapshots", snapshots_json(s, &chain));
+	add(root, "snapshot_chain_bytes", ju(chain));
+	add(root, "balloon", balloon_json(s, b));
+	add(root, "views", views_json(s, &vf));
+	o = engine_stats_json(s, err, n);
+	if (!o) {
+		json_object_put(root);
+		return -1;
+	}
+	add(root, "engine_stats", o);
+	add(root, "heatmap", heatmap_json(s));
 	o = json_object_new_object();
 	add(o, "migrations_verified", jb(mig_ok));
 	add(o, "pages_sent_ge_dirtied", jb(sent_ge));
@@ -643,21 +727,7 @@ int sim_write_json(struct sim *s, FILE *f, char *err, size_t n)
 		add(o, "release_visible_to_host", jb(release_visible(s, b, &seen)));
 	}
 	add(root, "consistency", o);
-
-	{
-		struct pgt_explain_line lines[MAX_EXPLAIN];
-		int k = explain(s, lines, MAX_EXPLAIN);
-
-		a = json_object_new_array();
-		for (int i = 0; i < k; i++) {
-			o = json_object_new_object();
-			add(o, "key", js(lines[i].key));
-			add(o, "bytes", json_object_new_int64(lines[i].bytes));
-			add(o, "text", js(lines[i].text));
-			json_object_array_add(a, o);
-		}
-		add(root, "explain", a);
-	}
+	add(root, "explain", explain_json(s));
 
 	txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 					     JSON_C_TO_STRING_NOSLASHESCAPE);
