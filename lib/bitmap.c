@@ -643,16 +643,54 @@ static inline bool emit_word(uint64_t v, size_t w, uint64_t *out, size_t *n, siz
 	return false;
 }
 
-/* Non-zero words of group @g at or after word @w0, as group_nonzero's mask. */
-static inline uint64_t group_from(const struct pgt_bitmap *b, size_t g, size_t w0)
+/*
+ * Bits of words [ws, we) (one group) into out[*n..cap). The whole words go
+ * to the HAL's SIMD extraction; a word that does not fit in what is left is
+ * split by emit_word. Returns false when @out is full (*pos set).
+ */
+static bool group_bits(const struct pgt_bitmap *b, size_t ws, size_t we, uint64_t *out,
+		       size_t *n, size_t cap, uint64_t *pos)
 {
-	size_t first = g * PGT_BM_GROUP_WORDS;
-	/* SIMD compares; plain reads of atomic words as relaxed loads (the
-	 * layout is asserted identical) */
-	uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[first],
-					    group_end(b, g) - first);
+	while (ws < we) {
+		size_t done;
 
-	return w0 > first ? nz & (~0ULL << (w0 - first)) : nz;
+		/* Plain reads of atomic words as relaxed loads (the layout is
+		 * asserted identical). */
+		*n += pgt_hal_bits_extract((const uint64_t *)&b->words[ws], we - ws,
+					   (uint64_t)ws * 64, out + *n, cap - *n, &done);
+		ws += done;
+		if (ws == we)
+			break;
+		/* Re-read: a concurrent setter may have added bits since. */
+		if (!emit_word(atomic_load_explicit(&b->words[ws], memory_order_relaxed), ws, out,
+			       n, cap, pos))
+			return false;
+		ws++;
+	}
+	return true;
+}
+
+/*
+ * A group with a few non-zero words is cheaper word by word through its
+ * non-zero mask (ctz per word, no call per group); the others go to
+ * group_bits. Same return as group_bits.
+ */
+static bool group_sparse(const struct pgt_bitmap *b, size_t ws, size_t we, uint64_t *out,
+			 size_t *n, size_t cap, uint64_t *pos)
+{
+	/* SIMD compares; plain reads of atomic words as relaxed loads */
+	uint64_t nz = ws < we ? pgt_hal_nonzero_words((const uint64_t *)&b->words[ws], we - ws) : 0;
+
+	if (popc(nz) >= 8)
+		return group_bits(b, ws, we, out, n, cap, pos);
+	for (; nz; nz &= nz - 1) {
+		size_t w = ws + ctz(nz);
+
+		if (!emit_word(atomic_load_explicit(&b->words[w], memory_order_relaxed), w, out, n,
+			       cap, pos))
+			return false;
+	}
+	return true;
 }
 
 size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out, size_t cap)
@@ -671,16 +709,18 @@ size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t
 			gm &= ~0ULL << (g0 - sw * SUMW_GROUPS);
 		for (; gm; gm &= gm - 1) {
 			size_t g = sw * SUMW_GROUPS + ctz(gm);
+			size_t ws = g * PGT_BM_GROUP_WORDS > w0 ? g * PGT_BM_GROUP_WORDS : w0;
 
-			for (uint64_t nz = group_from(b, g, w0); nz; nz &= nz - 1) {
-				size_t w = g * PGT_BM_GROUP_WORDS + ctz(nz);
-				uint64_t v = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+			if (ws == w0 && p % 64) {
+				/* The word *pos resumes in: its lower bits were visited. */
+				uint64_t v = atomic_load_explicit(&b->words[ws], memory_order_relaxed);
 
-				if (w == p / 64)
-					v &= ~0ULL << (p % 64);
-				if (!emit_word(v, w, out, &n, cap, pos))
+				if (!emit_word(v & (~0ULL << (p % 64)), ws, out, &n, cap, pos))
 					return n;
+				ws++;
 			}
+			if (!group_sparse(b, ws, group_end(b, g), out, &n, cap, pos))
+				return n;
 		}
 	}
 	*pos = b->nbits;
