@@ -29,6 +29,30 @@
  * happens regardless, because another setter that put the bit there may not
  * have published the summary yet.
  *
+ * The taker's occupancy scan
+ * --------------------------
+ * pgt__bitmap_take finds a group's non-zero words with the HAL's SIMD compare
+ * (pgt_hal_nonzero_words: plain vector loads, which behave as relaxed loads
+ * of each aligned word) instead of 64 seq_cst loads, then exchanges only
+ * those words (seq_cst RMWs, which return the true value). A relaxed word
+ * load is not part of the seq_cst order, so the second case above would not
+ * hold by itself; a seq_cst fence F after the summary exchange restores it
+ * (C11 7.17.4 / [atomics.order]: the setter's word RMW A and F are both in
+ * the single total order S):
+ *  - A before F in S: a load sequenced after F sees A or a later value of
+ *    the word (the fence-after-write rule), so the bit is seen non-zero and
+ *    exchanged;
+ *  - F before A in S: the exchange is sequenced before F, so it precedes A
+ *    and the setter's seq_cst summary load in S; that load reads the
+ *    cleared group bit (or a later set) and the setter publishes it again.
+ * A non-zero word the scan misses cannot exist, and a zero word it reports
+ * as non-zero only costs an exchange that returns 0. The fence is once per
+ * non-zero summary word (64 groups), not per group. Cost: x86-64 gcc emits
+ * "lock or $0,(%rsp)" (the xchg just before is already a full barrier, so
+ * this is belt and braces there); aarch64 a "dmb ish", which is needed: a
+ * seq_cst exchange without LSE is ldaxr/stlxr, and a plain load after
+ * stlxr may be satisfied before the store is visible (store-buffering).
+ *
  * Clearing (clear, clear_range, zero) follows the taker's order: summary bit
  * first, words second, then the summary bit is put back if a word is still
  * non-zero. That keeps summaries tight without breaking the argument above.
@@ -397,6 +421,7 @@ void pgt__bitmap_clear_range(struct pgt_bitmap *b, uint64_t first, uint64_t n)
 
 /* ---- taker side ---- */
 
+
 uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg)
 {
 	size_t nsw = sum_words(b);
@@ -410,9 +435,15 @@ uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg
 		if (!atomic_load_explicit(&b->summary[sw], memory_order_seq_cst))
 			continue;
 		gm = atomic_exchange_explicit(&b->summary[sw], 0, memory_order_seq_cst);
+		/* Orders the plain word reads below after the exchange: see
+		 * "The taker's occupancy scan" at the top of this file. */
+		atomic_thread_fence(memory_order_seq_cst);
 		while (gm) {
 			size_t g = sw * SUMW_GROUPS + ctz(gm);
-			uint64_t nz = group_nonzero(b, g, memory_order_seq_cst);
+			size_t w0 = g * PGT_BM_GROUP_WORDS;
+			/* SIMD, plain reads of the atomic words (relaxed-like) */
+			uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[w0],
+							    group_end(b, g) - w0);
 
 			gm &= gm - 1;
 			while (nz) {
