@@ -31,7 +31,7 @@
  *
  * The taker's occupancy scan
  * --------------------------
- * pgt__bitmap_take finds a group's non-zero words with the HAL's SIMD compare
+ * pgt__bitmap_take (and take_runs) find a group's non-zero words with the HAL's SIMD compare
  * (pgt_hal_nonzero_words: plain vector loads, which behave as relaxed loads
  * of each aligned word) instead of 64 seq_cst loads, then exchanges only
  * those words (seq_cst RMWs, which return the true value). A relaxed word
@@ -491,12 +491,18 @@ static inline int walk_runs(struct pgt_bitmap *b, bool take, pgt_bitmap_run_fn f
 
 		if (!gm)
 			continue;
-		if (take)
+		if (take) {
 			gm = atomic_exchange_explicit(&b->summary[sw], 0, memory_order_seq_cst);
+			/* as in pgt__bitmap_take (see the top of this file) */
+			atomic_thread_fence(memory_order_seq_cst);
+		}
 		while (gm) {
 			unsigned gb = ctz(gm);
 			size_t g = sw * SUMW_GROUPS + gb;
-			uint64_t nz = group_nonzero(b, g, mo);
+			size_t w0 = g * PGT_BM_GROUP_WORDS;
+			/* SIMD, plain reads of the atomic words (relaxed-like) */
+			uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[w0],
+							    group_end(b, g) - w0);
 
 			gm &= gm - 1;
 			while (nz) {
