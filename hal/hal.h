@@ -153,4 +153,39 @@ const char *pgt__hal_crc_impl_name(unsigned i);
 int pgt__hal_crc_force_name(const char *name);
 const char *pgt__hal_crc_impl(void);
 
+/*
+ * Set-bit extraction, hal/iter.c: scalar reference, a tzcnt loop over the
+ * SIMD non-zero mask, AVX2 (byte table) and AVX-512 VBMI2 (vpcompressb),
+ * chosen once at run time.
+ */
+/**
+ * pgt_hal_bits_extract() - Indices of the set bits of @nwords words, in
+ * ascending order: @base + 64 * i + j for every set bit j of words[i].
+ * Whole words only: stops before the first word whose bits do not fit in
+ * the @cap entries left, and sets *@done to the number of words consumed
+ * (@nwords when all were). Returns the number of indices written to @out.
+ * out[return..cap) may be overwritten (scratch). Plain loads of @words
+ * (callers reading atomic words accept relaxed semantics).
+ */
+size_t pgt_hal_bits_extract(const uint64_t *words, size_t nwords, uint64_t base, uint64_t *out,
+			    size_t cap, size_t *done);
+
+/* Implementations of pgt_hal_bits_extract(), for the test hooks. */
+enum pgt__iter_level {
+	PGT_ITER_SCALAR = 0,
+	PGT_ITER_TZCNT,
+	PGT_ITER_AVX2,
+	PGT_ITER_AVX512_VBMI2,
+	PGT_ITER_NLEVELS
+};
+/* Reference: exact writes, no SIMD. */
+size_t pgt__hal_bits_extract_scalar(const uint64_t *words, size_t nwords, uint64_t base,
+				    uint64_t *out, size_t cap, size_t *done);
+/* Bit (1u << level) per level this CPU runs. */
+uint32_t pgt__hal_iter_available(void);
+/* Force one level: 0, -EINVAL (unknown), -ENOTSUP (CPU lacks it). Tests only. */
+int pgt__hal_iter_force(int level);
+/* Name of the level in use ("scalar", "tzcnt", "avx2", "avx512-vbmi2"). */
+const char *pgt__hal_iter_impl(void);
+
 #endif /* PGT_HAL_H */

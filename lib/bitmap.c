@@ -29,6 +29,30 @@
  * happens regardless, because another setter that put the bit there may not
  * have published the summary yet.
  *
+ * The taker's occupancy scan
+ * --------------------------
+ * pgt__bitmap_take (and take_runs) find a group's non-zero words with the HAL's SIMD compare
+ * (pgt_hal_nonzero_words: plain vector loads, which behave as relaxed loads
+ * of each aligned word) instead of 64 seq_cst loads, then exchanges only
+ * those words (seq_cst RMWs, which return the true value). A relaxed word
+ * load is not part of the seq_cst order, so the second case above would not
+ * hold by itself; a seq_cst fence F after the summary exchange restores it
+ * (C11 7.17.4 / [atomics.order]: the setter's word RMW A and F are both in
+ * the single total order S):
+ *  - A before F in S: a load sequenced after F sees A or a later value of
+ *    the word (the fence-after-write rule), so the bit is seen non-zero and
+ *    exchanged;
+ *  - F before A in S: the exchange is sequenced before F, so it precedes A
+ *    and the setter's seq_cst summary load in S; that load reads the
+ *    cleared group bit (or a later set) and the setter publishes it again.
+ * A non-zero word the scan misses cannot exist, and a zero word it reports
+ * as non-zero only costs an exchange that returns 0. The fence is once per
+ * non-zero summary word (64 groups), not per group. Cost: x86-64 gcc emits
+ * "lock or $0,(%rsp)" (the xchg just before is already a full barrier, so
+ * this is belt and braces there); aarch64 a "dmb ish", which is needed: a
+ * seq_cst exchange without LSE is ldaxr/stlxr, and a plain load after
+ * stlxr may be satisfied before the store is visible (store-buffering).
+ *
  * Clearing (clear, clear_range, zero) follows the taker's order: summary bit
  * first, words second, then the summary bit is put back if a word is still
  * non-zero. That keeps summaries tight without breaking the argument above.
@@ -397,6 +421,7 @@ void pgt__bitmap_clear_range(struct pgt_bitmap *b, uint64_t first, uint64_t n)
 
 /* ---- taker side ---- */
 
+
 uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg)
 {
 	size_t nsw = sum_words(b);
@@ -410,9 +435,15 @@ uint64_t pgt__bitmap_take(struct pgt_bitmap *b, pgt_bitmap_word_fn fn, void *arg
 		if (!atomic_load_explicit(&b->summary[sw], memory_order_seq_cst))
 			continue;
 		gm = atomic_exchange_explicit(&b->summary[sw], 0, memory_order_seq_cst);
+		/* Orders the plain word reads below after the exchange: see
+		 * "The taker's occupancy scan" at the top of this file. */
+		atomic_thread_fence(memory_order_seq_cst);
 		while (gm) {
 			size_t g = sw * SUMW_GROUPS + ctz(gm);
-			uint64_t nz = group_nonzero(b, g, memory_order_seq_cst);
+			size_t w0 = g * PGT_BM_GROUP_WORDS;
+			/* SIMD, plain reads of the atomic words (relaxed-like) */
+			uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[w0],
+							    group_end(b, g) - w0);
 
 			gm &= gm - 1;
 			while (nz) {
@@ -460,12 +491,18 @@ static inline int walk_runs(struct pgt_bitmap *b, bool take, pgt_bitmap_run_fn f
 
 		if (!gm)
 			continue;
-		if (take)
+		if (take) {
 			gm = atomic_exchange_explicit(&b->summary[sw], 0, memory_order_seq_cst);
+			/* as in pgt__bitmap_take (see the top of this file) */
+			atomic_thread_fence(memory_order_seq_cst);
+		}
 		while (gm) {
 			unsigned gb = ctz(gm);
 			size_t g = sw * SUMW_GROUPS + gb;
-			uint64_t nz = group_nonzero(b, g, mo);
+			size_t w0 = g * PGT_BM_GROUP_WORDS;
+			/* SIMD, plain reads of the atomic words (relaxed-like) */
+			uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[w0],
+							    group_end(b, g) - w0);
 
 			gm &= gm - 1;
 			while (nz) {
@@ -643,16 +680,54 @@ static inline bool emit_word(uint64_t v, size_t w, uint64_t *out, size_t *n, siz
 	return false;
 }
 
-/* Non-zero words of group @g at or after word @w0, as group_nonzero's mask. */
-static inline uint64_t group_from(const struct pgt_bitmap *b, size_t g, size_t w0)
+/*
+ * Bits of words [ws, we) (one group) into out[*n..cap). The whole words go
+ * to the HAL's SIMD extraction; a word that does not fit in what is left is
+ * split by emit_word. Returns false when @out is full (*pos set).
+ */
+static bool group_bits(const struct pgt_bitmap *b, size_t ws, size_t we, uint64_t *out,
+		       size_t *n, size_t cap, uint64_t *pos)
 {
-	size_t first = g * PGT_BM_GROUP_WORDS;
-	/* SIMD compares; plain reads of atomic words as relaxed loads (the
-	 * layout is asserted identical) */
-	uint64_t nz = pgt_hal_nonzero_words((const uint64_t *)&b->words[first],
-					    group_end(b, g) - first);
+	while (ws < we) {
+		size_t done;
 
-	return w0 > first ? nz & (~0ULL << (w0 - first)) : nz;
+		/* Plain reads of atomic words as relaxed loads (the layout is
+		 * asserted identical). */
+		*n += pgt_hal_bits_extract((const uint64_t *)&b->words[ws], we - ws,
+					   (uint64_t)ws * 64, out + *n, cap - *n, &done);
+		ws += done;
+		if (ws == we)
+			break;
+		/* Re-read: a concurrent setter may have added bits since. */
+		if (!emit_word(atomic_load_explicit(&b->words[ws], memory_order_relaxed), ws, out,
+			       n, cap, pos))
+			return false;
+		ws++;
+	}
+	return true;
+}
+
+/*
+ * A group with a few non-zero words is cheaper word by word through its
+ * non-zero mask (ctz per word, no call per group); the others go to
+ * group_bits. Same return as group_bits.
+ */
+static bool group_sparse(const struct pgt_bitmap *b, size_t ws, size_t we, uint64_t *out,
+			 size_t *n, size_t cap, uint64_t *pos)
+{
+	/* SIMD compares; plain reads of atomic words as relaxed loads */
+	uint64_t nz = ws < we ? pgt_hal_nonzero_words((const uint64_t *)&b->words[ws], we - ws) : 0;
+
+	if (popc(nz) >= 8)
+		return group_bits(b, ws, we, out, n, cap, pos);
+	for (; nz; nz &= nz - 1) {
+		size_t w = ws + ctz(nz);
+
+		if (!emit_word(atomic_load_explicit(&b->words[w], memory_order_relaxed), w, out, n,
+			       cap, pos))
+			return false;
+	}
+	return true;
 }
 
 size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out, size_t cap)
@@ -671,16 +746,18 @@ size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t
 			gm &= ~0ULL << (g0 - sw * SUMW_GROUPS);
 		for (; gm; gm &= gm - 1) {
 			size_t g = sw * SUMW_GROUPS + ctz(gm);
+			size_t ws = g * PGT_BM_GROUP_WORDS > w0 ? g * PGT_BM_GROUP_WORDS : w0;
 
-			for (uint64_t nz = group_from(b, g, w0); nz; nz &= nz - 1) {
-				size_t w = g * PGT_BM_GROUP_WORDS + ctz(nz);
-				uint64_t v = atomic_load_explicit(&b->words[w], memory_order_relaxed);
+			if (ws == w0 && p % 64) {
+				/* The word *pos resumes in: its lower bits were visited. */
+				uint64_t v = atomic_load_explicit(&b->words[ws], memory_order_relaxed);
 
-				if (w == p / 64)
-					v &= ~0ULL << (p % 64);
-				if (!emit_word(v, w, out, &n, cap, pos))
+				if (!emit_word(v & (~0ULL << (p % 64)), ws, out, &n, cap, pos))
 					return n;
+				ws++;
 			}
+			if (!group_sparse(b, ws, group_end(b, g), out, &n, cap, pos))
+				return n;
 		}
 	}
 	*pos = b->nbits;

@@ -95,6 +95,8 @@ uint64_t pgt__bitmap_take_runs(struct pgt_bitmap *b, pgt_bitmap_run_fn fn, void 
  * with no bits are skipped), not to nbits. Each call re-reads the group
  * it resumes in (64 words): give it room for a few thousand bits on dense
  * bitmaps. Relaxed loads: a concurrent setter's bit is seen or not.
+ * Whole words go through the HAL's SIMD extraction (pgt_hal_bits_extract),
+ * which may use out[return..cap) as scratch.
  */
 size_t pgt__bitmap_next_bits(const struct pgt_bitmap *b, uint64_t *pos, uint64_t *out,
 			     size_t cap);

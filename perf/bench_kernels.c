@@ -68,20 +68,32 @@ static void add_ratio(struct json_object *ratios, const char *key, double v, boo
 static void bench_zero(const struct kopts *o, struct json_object *res, struct json_object *ratios)
 {
 	uint64_t *buf = aligned_alloc(4096, o->zero_bytes);
-	double z[MAX_REPS], r[MAX_REPS];
+	double z[MAX_REPS], r[MAX_REPS], q[MAX_REPS];
 	struct json_object *j = json_object_new_object();
 
 	if (!buf)
 		return;
 	memset(buf, 0, o->zero_bytes);
+	/*
+	 * Paired and alternating: each rep times both back to back, in
+	 * alternating order (the second of a pair found the other's effect
+	 * on the memory system), and the ratio is the median of the per-rep
+	 * ratios, so a neighbour's burst that hits one rep moves one pair,
+	 * not the two medians independently.
+	 */
 	for (unsigned i = 0; i < o->reps; i++) {
-		uint64_t t0 = bench_now_ns();
+		for (int k = 0; k < 2; k++) {
+			uint64_t t0 = bench_now_ns();
 
-		sink += stream_read(buf, o->zero_bytes / 8);
-		r[i] = (double)o->zero_bytes / (double)(bench_now_ns() - t0);
-		t0 = bench_now_ns();
-		sink += pgt_hal_is_zero(buf, o->zero_bytes);
-		z[i] = (double)o->zero_bytes / (double)(bench_now_ns() - t0);
+			if ((k ^ (int)(i & 1)) == 0) {
+				sink += stream_read(buf, o->zero_bytes / 8);
+				r[i] = (double)o->zero_bytes / (double)(bench_now_ns() - t0);
+			} else {
+				sink += pgt_hal_is_zero(buf, o->zero_bytes);
+				z[i] = (double)o->zero_bytes / (double)(bench_now_ns() - t0);
+			}
+		}
+		q[i] = z[i] / r[i];
 	}
 	json_object_object_add(j, "test", json_object_new_string("zero_check"));
 	bench_json_str(j, "impl", pgt__hal_is_zero_impl());
@@ -89,8 +101,9 @@ static void bench_zero(const struct kopts *o, struct json_object *res, struct js
 	bench_json_dbl(j, "zero_gbps", median(z, o->reps), true);
 	bench_json_dbl(j, "stream_read_gbps", median(r, o->reps), true);
 	json_object_array_add(res, j);
-	add_ratio(ratios, "zero_vs_memread", median(z, o->reps) / median(r, o->reps), true, ">=",
-		  0.9, "HAL zero check GB/s / streaming read GB/s, same buffer");
+	add_ratio(ratios, "zero_vs_memread", median(q, o->reps), true, ">=", 0.9,
+		  "median over reps of HAL zero check GB/s / streaming read GB/s, same buffer, "
+		  "timed back to back in alternating order");
 	bench_note("zero: %.1f GB/s, read %.1f GB/s", median(z, o->reps), median(r, o->reps));
 	free(buf);
 }
