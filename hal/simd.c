@@ -349,6 +349,25 @@ TARGET_AVX512 static bool is_zero_avx512(const void *p, size_t len)
 	end = s + len;
 	acc = _mm512_or_si512(_mm512_loadu_si512(s), _mm512_loadu_si512(end - 64));
 	q = align_up(s + 1, 64);
+	/* 1 KiB per test, in four chains: the test and its branch once per
+	 * 16 loads keep pace with memory (a test per 256 B was ~8 % behind a
+	 * plain read of the same buffer) */
+	while (end - q >= 1024) {
+		__m512i a0 = _mm512_load_si512(q), a1 = _mm512_load_si512(q + 64);
+		__m512i a2 = _mm512_load_si512(q + 128), a3 = _mm512_load_si512(q + 192);
+
+		for (unsigned k = 256; k < 1024; k += 256) {
+			a0 = _mm512_or_si512(a0, _mm512_load_si512(q + k));
+			a1 = _mm512_or_si512(a1, _mm512_load_si512(q + k + 64));
+			a2 = _mm512_or_si512(a2, _mm512_load_si512(q + k + 128));
+			a3 = _mm512_or_si512(a3, _mm512_load_si512(q + k + 192));
+		}
+		acc = _mm512_or_si512(acc, _mm512_or_si512(_mm512_or_si512(a0, a1),
+							   _mm512_or_si512(a2, a3)));
+		if (_mm512_test_epi64_mask(acc, acc))
+			return false;
+		q += 1024;
+	}
 	while (end - q >= 256) {
 		acc = _mm512_or_si512(acc, _mm512_or_si512(
 			_mm512_or_si512(_mm512_load_si512(q), _mm512_load_si512(q + 64)),
