@@ -267,14 +267,6 @@ static void make_fold(void)
 #define TARGET_CLMUL __attribute__((target("sse4.2,pclmul")))
 #define TARGET_VCLMUL __attribute__((target("sse4.2,pclmul,avx512f,avx512bw,vpclmulqdq")))
 
-static uint64_t xgetbv0(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	return ((uint64_t)hi << 32) | lo;
-}
-
 static bool clmul_detect(void)
 {
 	unsigned a, b, c, d;
@@ -289,7 +281,7 @@ static bool vclmul_detect(void)
 
 	if (!clmul_detect() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
 		return false;
-	if ((xgetbv0() & 0xe6) != 0xe6)
+	if ((pgt__arch_xcr0() & 0xe6) != 0xe6)
 		return false;
 	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16)) && (b & (1u << 30)) &&
 	       (c & (1u << 10));
@@ -353,7 +345,7 @@ static bool yclmul_detect(void)
 
 	if (!clmul_detect() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
 		return false;
-	if ((xgetbv0() & 0x6) != 0x6)
+	if ((pgt__arch_xcr0() & 0x6) != 0x6)
 		return false;
 	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5)) && (c & (1u << 10));
 }

@@ -232,14 +232,6 @@ TARGET_VBMI2 static size_t extract_vbmi2(const uint64_t *w, size_t nw, uint64_t 
 	WALK_NONZERO(nonzero_avx512, word_vbmi2);
 }
 
-static uint64_t xgetbv0(void)
-{
-	uint32_t lo, hi;
-
-	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	return ((uint64_t)hi << 32) | lo;
-}
-
 /* CPUID for the instructions, XCR0 for the kernel saving the registers. */
 static uint32_t iter_detect(void)
 {
@@ -253,7 +245,7 @@ static uint32_t iter_detect(void)
 	popcnt = c & (1u << 23);
 	if (!(c & (1u << 27)) || !(c & (1u << 28)) || !popcnt)   /* OSXSAVE, AVX */
 		return lv;
-	xcr0 = xgetbv0();
+	xcr0 = pgt__arch_xcr0();
 	if ((xcr0 & 0x6) != 0x6 || __get_cpuid_max(0, NULL) < 7)
 		return lv;
 	__cpuid_count(7, 0, a, b, c, d);

@@ -738,15 +738,6 @@ TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
 	return m;
 }
 
-static uint64_t xgetbv0(void)
-{
-	uint32_t lo, hi;
-
-	/* Raw opcode users would need -mxsave for _xgetbv(); the asm does not. */
-	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-	return ((uint64_t)hi << 32) | lo;
-}
-
 /*
  * CPUID says what the core implements; XCR0 says whether the kernel saves
  * the wider registers across context switches. Both are needed.
@@ -764,7 +755,7 @@ static uint32_t cpu_detect(bool *vpopcntdq)
 	popcnt = c & (1u << 23);
 	if (!(c & (1u << 27)) || !(c & (1u << 28)))     /* OSXSAVE, AVX */
 		return lv;
-	xcr0 = xgetbv0();
+	xcr0 = pgt__arch_xcr0();
 	if ((xcr0 & 0x6) != 0x6)                         /* XMM, YMM state */
 		return lv;
 	if (__get_cpuid_max(0, NULL) < 7)

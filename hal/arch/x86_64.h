@@ -56,6 +56,19 @@ static inline uint64_t pgt_cycles(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
+/*
+ * XCR0: which register states the kernel saves (bit 1 SSE, 2 AVX, 5-7
+ * AVX-512), for the SIMD dispatch next to CPUID. Asm, since _xgetbv()
+ * needs -mxsave; call only where CPUID says OSXSAVE.
+ */
+static inline uint64_t pgt__arch_xcr0(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((uint64_t)hi << 32) | lo;
+}
+
 /* The TSC rate is not architecturally readable on every CPU: calibrate. */
 static inline uint64_t pgt__arch_cycles_hz(void)
 {
