@@ -94,6 +94,8 @@ struct bench_mem {
 /* Map and populate @len bytes into @m. Returns 0, or -ENOMEM with the
  * reason in @why (@wl bytes) and @m empty (addr NULL, fd -1). */
 int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl);
+/* The same without populating: every page faults on first touch. */
+int bench_mem_map_empty(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl);
 /* Unmap and close; @m is empty after (a second call does nothing). */
 void bench_mem_unmap(struct bench_mem *m);
 

@@ -280,7 +280,7 @@ static void wgroup_stop(struct wgroup *g)
 /* ---------------------------------------------------------------- */
 /* Memory                                                             */
 
-int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl)
+int bench_mem_map_empty(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl)
 {
 	memset(m, 0, sizeof(*m));
 	m->backing = backing;
@@ -317,15 +317,6 @@ int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, siz
 		(void)madvise(m->addr, len, MADV_NOHUGEPAGE);
 	m->shift = (unsigned)__builtin_ctzll(m->ps);
 	m->npages = len >> m->shift;
-	/* Populate: the benchmark measures write tracking, not first touch. */
-	if (madvise(m->addr, len, MADV_POPULATE_WRITE)) {
-		if (backing == PGT_BACKING_HUGETLB) {
-			snprintf(why, wl, "populating hugetlb: %s", strerror(errno));
-			goto err;
-		}
-		for (uint64_t p = 0; p < m->npages; p++)
-			m->addr[p << m->shift] = 1;
-	}
 	return 0;
 err:
 	if (m->addr)
@@ -335,6 +326,25 @@ err:
 	m->addr = NULL;
 	m->fd = -1;
 	return -ENOMEM;
+}
+
+int bench_mem_map(struct bench_mem *m, int backing, uint64_t len, char *why, size_t wl)
+{
+	int ret = bench_mem_map_empty(m, backing, len, why, wl);
+
+	if (ret)
+		return ret;
+	/* Populate: the benchmark measures write tracking, not first touch. */
+	if (madvise(m->addr, len, MADV_POPULATE_WRITE)) {
+		if (backing == PGT_BACKING_HUGETLB) {
+			snprintf(why, wl, "populating hugetlb: %s", strerror(errno));
+			bench_mem_unmap(m);
+			return -ENOMEM;
+		}
+		for (uint64_t p = 0; p < m->npages; p++)
+			m->addr[p << m->shift] = 1;
+	}
+	return 0;
 }
 
 void bench_mem_unmap(struct bench_mem *m)

@@ -42,14 +42,6 @@ static const char *const tm_names[TM__COUNT] = { "engine", "raw-uffd" };
 enum { PL_SAME = 0, PL_CROSS, PL__COUNT };
 static const char *const pl_names[PL__COUNT] = { "same-cpu", "cross-cpu" };
 
-struct tmem {
-	int backing;
-	uint8_t *addr;
-	uint64_t len, ps, npages;
-	unsigned shift;
-	int fd;
-};
-
 struct tcell {
 	int method, backing, access, placement;
 	uint64_t size, page_size, npages;
@@ -104,7 +96,7 @@ static void *toucher_main(void *arg)
 	return NULL;
 }
 
-static int touch_all(struct tctx *x, struct tmem *m, uint64_t npages, bool write, uint64_t *ns)
+static int touch_all(struct tctx *x, struct bench_mem *m, uint64_t npages, bool write, uint64_t *ns)
 {
 	struct toucher t = {
 		.addr = m->addr, .shift = m->shift, .npages = npages, .write = write,
@@ -122,54 +114,8 @@ static int touch_all(struct tctx *x, struct tmem *m, uint64_t npages, bool write
 
 /* ---------------------------------------------------------------- */
 
-static int tmem_map(struct tmem *m, int backing, uint64_t len, char *why, size_t wl)
-{
-	memset(m, 0, sizeof(*m));
-	m->backing = backing;
-	m->len = len;
-	m->fd = -1;
-	if (backing == PGT_BACKING_HUGETLB) {
-		m->ps = HUGE_2M;
-		m->fd = memfd_create("pgtrack-bench-touch", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
-		if (m->fd < 0 || ftruncate(m->fd, (off_t)len)) {
-			snprintf(why, wl, "hugetlb memfd: %s", strerror(errno));
-			if (m->fd >= 0)
-				close(m->fd);
-			return -errno;
-		}
-		m->addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
-	} else {
-		m->ps = (uint64_t)sysconf(_SC_PAGESIZE);
-		m->addr = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	}
-	if (m->addr == MAP_FAILED) {
-		int err = errno;
-
-		snprintf(why, wl, "mmap %s: %s", pgt_backing_name(backing), strerror(err));
-		if (m->fd >= 0)
-			close(m->fd);
-		m->addr = NULL;
-		return -err;
-	}
-	if (backing == PGT_BACKING_ANON)
-		(void)madvise(m->addr, len, MADV_NOHUGEPAGE);
-	m->shift = (unsigned)__builtin_ctzll(m->ps);
-	m->npages = len >> m->shift;
-	return 0;
-}
-
-static void tmem_unmap(struct tmem *m)
-{
-	if (m->addr)
-		munmap(m->addr, m->len);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-}
-
 /* Give every page back, so the next run faults on all of them. */
-static int tmem_empty(struct tmem *m)
+static int tmem_empty(struct bench_mem *m)
 {
 	if (m->backing == PGT_BACKING_HUGETLB) {
 		if (fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)m->len))
@@ -268,7 +214,7 @@ static int uffd_new(void)
 	return fd;
 }
 
-static int raw_start(struct tctx *x, struct raw *h, struct tmem *m, int cpu, char *why, size_t wl)
+static int raw_start(struct tctx *x, struct raw *h, struct bench_mem *m, int cpu, char *why, size_t wl)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = {
@@ -307,7 +253,7 @@ static int raw_start(struct tctx *x, struct raw *h, struct tmem *m, int cpu, cha
 	return 0;
 }
 
-static void raw_stop(struct raw *h, struct tmem *m)
+static void raw_stop(struct raw *h, struct bench_mem *m)
 {
 	struct uffdio_range range = { .start = (uintptr_t)m->addr, .len = m->len };
 	uint64_t one = 1;
@@ -326,7 +272,7 @@ static void raw_stop(struct raw *h, struct tmem *m)
  * One run of @method: empty the mapping, attach, touch @npages pages, check
  * the handler saw each of them, detach. *ns is the toucher's loop time.
  */
-static int run_once(struct tctx *x, struct tmem *m, int method, int pl, bool write,
+static int run_once(struct tctx *x, struct bench_mem *m, int method, int pl, bool write,
 		    uint64_t npages, uint64_t *ns, bool *miscount, char *why, size_t wl)
 {
 	int ret = tmem_empty(m);
@@ -399,7 +345,7 @@ static struct tcell *tcell_new(struct tctx *x)
 static void run_region(struct tctx *x, int backing, uint64_t size)
 {
 	const struct bench_opts *o = x->o;
-	struct tmem m;
+	struct bench_mem m;
 	char why[192] = "", label[16];
 	int ret = 0;
 	size_t first = x->ncells;
@@ -416,7 +362,7 @@ static void run_region(struct tctx *x, int backing, uint64_t size)
 			 strerror(-x->probe.uffd_error));
 		ret = -EOPNOTSUPP;
 	} else {
-		ret = tmem_map(&m, backing, size, why, sizeof(why));
+		ret = bench_mem_map_empty(&m, backing, size, why, sizeof(why));
 	}
 	for (int acc = 0; acc < 2; acc++) {
 		if (!(o->touch_access & (1u << acc)))
@@ -495,7 +441,7 @@ static void run_region(struct tctx *x, int backing, uint64_t size)
 			   (double)(bench_now_ns() - t0) / 1e9);
 	}
 	tmem_empty(&m);
-	tmem_unmap(&m);
+	bench_mem_unmap(&m);
 }
 
 static struct json_object *tcell_json(struct tcell *c)
