@@ -382,6 +382,124 @@ static void test_range_edges(void **state)
 	pgt__bitmap_fini(&b);
 }
 
+/* get-and-clear by word, against the model */
+static void op_take(struct pgt_bitmap *b, struct model *m)
+{
+	uint64_t n = m->n;
+	struct wordlog l = { 0 };
+	uint64_t want = model_count(m), got;
+	size_t j = 0;
+
+	got = pgt__bitmap_take(b, log_word, &l);
+	CHECK(got == want, "take returned %llu want %llu", (unsigned long long)got,
+	      (unsigned long long)want);
+	for (uint64_t w = 0; w < b->nwords; w++) {
+		uint64_t v = model_word(m, w);
+
+		if (!v)
+			continue;
+		CHECK(j < l.n && l.idx[j] == w && l.bits[j] == v, "take word %llu",
+		      (unsigned long long)w);
+		j++;
+	}
+	CHECK(j == l.n, "take reported extra words");
+	memset(m->bit, 0, n);
+	free(l.idx);
+	free(l.bits);
+}
+
+/* get-and-clear by runs, stopped early at random */
+static void op_take_runs(struct pgt_bitmap *b, struct model *m, uint64_t *s)
+{
+	struct runlog l = { .stop_after = rnd(s, 4), .stop_rc = 1 };
+	uint64_t got = pgt__bitmap_take_runs(b, log_run, &l), sum = 0;
+
+	check_runs(&l, m, l.stop_after);
+	for (size_t i = 0; i < l.n; i++) {
+		sum += l.r[i].n;
+		memset(m->bit + l.r[i].first, 0, l.r[i].n);
+	}
+	CHECK(got == sum, "take_runs returned %llu want %llu", (unsigned long long)got,
+	      (unsigned long long)sum);
+	free(l.r);
+}
+
+/* OR of another random bitmap */
+static void op_or(struct pgt_bitmap *b, struct model *m, uint64_t *s)
+{
+	uint64_t n = m->n;
+	struct pgt_bitmap src;
+	struct model ms;
+
+	model_init(&ms, n);
+	assert_int_equal(pgt__bitmap_init(&src, n), 0);
+	random_fill(&src, &ms, s, (unsigned)rnd(s, 6));
+	assert_int_equal(pgt__bitmap_or(b, &src), 0);
+	for (uint64_t i = 0; i < n; i++)
+		m->bit[i] |= ms.bit[i];
+	check_equal(&src, &ms); /* src untouched */
+	pgt__bitmap_fini(&src);
+	model_fini(&ms);
+}
+
+/* OR of a KVM-layout bitmap shorter, equal or longer, with garbage past its end */
+static void op_or_kvm(struct pgt_bitmap *b, struct model *m, uint64_t *s)
+{
+	uint64_t n = m->n;
+	/* Source sizes below, at and beyond the bitmap. */
+	uint64_t kb = rnd(s, 3) ? 1 + rnd(s, n + 130) : n;
+	size_t kw = (size_t)((kb + 63) / 64);
+	unsigned long *src = calloc(kw, sizeof(*src));
+	unsigned dens = 1 + (unsigned)rnd(s, 64);
+	uint64_t want = 0;
+
+	assert_non_null(src);
+	for (uint64_t i = 0; i < kb; i++) {
+		if (rnd(s, 64) >= dens)
+			continue;
+		src[i / 64] |= 1UL << (i % 64);
+		if (i < n) {
+			m->bit[i] = true;
+			want++;
+		}
+	}
+	/* Garbage beyond kb must be ignored too. */
+	if (kb % 64)
+		src[kw - 1] |= ~0UL << (kb % 64);
+	CHECK(pgt__bitmap_or_kvm(b, src, kb) == want, "or_kvm count");
+	free(src);
+}
+
+/* export in KVM layout, too small a buffer first */
+static void op_export(struct pgt_bitmap *b, struct model *m, uint64_t *s)
+{
+	size_t nw = b->nwords;
+	unsigned long *out = malloc((nw + 1) * sizeof(*out));
+
+	assert_non_null(out);
+	memset(out, 0xa5, (nw + 1) * sizeof(*out));
+	CHECK(pgt__bitmap_export_kvm(b, out, nw - 1) == -ENOBUFS || nw == 0, "ENOBUFS");
+	CHECK(pgt__bitmap_export_kvm(b, out, nw + rnd(s, 2)) == (int64_t)model_count(m),
+	      "export count");
+	for (size_t w = 0; w < nw; w++)
+		CHECK(out[w] == model_word(m, w), "export word %zu", w);
+	free(out);
+}
+
+/* run iteration, stopped early at random */
+static void op_for_each_run(struct pgt_bitmap *b, struct model *m, uint64_t *s)
+{
+	struct runlog l = { .stop_after = rnd(s, 3), .stop_rc = 42 };
+	int rc = pgt__bitmap_for_each_run(b, log_run, &l);
+	struct run *want;
+	size_t nwant = model_runs(m, &want);
+
+	free(want);
+	check_runs(&l, m, l.stop_after);
+	CHECK(rc == (l.stop_after && l.stop_after <= nwant ? 42 : 0), "for_each_run rc %d", rc);
+	free(l.r);
+}
+
 /* One random operation on (b, m), checked; returns nothing, fails loudly. */
 static void random_op(struct pgt_bitmap *b, struct model *m, uint64_t *s)
 {
@@ -410,109 +528,24 @@ static void random_op(struct pgt_bitmap *b, struct model *m, uint64_t *s)
 		CHECK(pgt__bitmap_test(b, p), "test after test_and_set");
 		m->bit[p] = true;
 		break;
-	case 6: {
-		struct wordlog l = { 0 };
-		uint64_t want = model_count(m), got;
-		size_t j = 0;
-
-		got = pgt__bitmap_take(b, log_word, &l);
-		CHECK(got == want, "take returned %llu want %llu", (unsigned long long)got,
-		      (unsigned long long)want);
-		for (uint64_t w = 0; w < b->nwords; w++) {
-			uint64_t v = model_word(m, w);
-
-			if (!v)
-				continue;
-			CHECK(j < l.n && l.idx[j] == w && l.bits[j] == v, "take word %llu",
-			      (unsigned long long)w);
-			j++;
-		}
-		CHECK(j == l.n, "take reported extra words");
-		memset(m->bit, 0, n);
-		free(l.idx);
-		free(l.bits);
+	case 6:
+		op_take(b, m);
 		break;
-	}
-	case 7: {
-		struct runlog l = { .stop_after = rnd(s, 4), .stop_rc = 1 };
-		uint64_t got = pgt__bitmap_take_runs(b, log_run, &l), sum = 0;
-
-		check_runs(&l, m, l.stop_after);
-		for (size_t i = 0; i < l.n; i++) {
-			sum += l.r[i].n;
-			memset(m->bit + l.r[i].first, 0, l.r[i].n);
-		}
-		CHECK(got == sum, "take_runs returned %llu want %llu", (unsigned long long)got,
-		      (unsigned long long)sum);
-		free(l.r);
+	case 7:
+		op_take_runs(b, m, s);
 		break;
-	}
-	case 8: {
-		struct pgt_bitmap src;
-		struct model ms;
-
-		model_init(&ms, n);
-		assert_int_equal(pgt__bitmap_init(&src, n), 0);
-		random_fill(&src, &ms, s, (unsigned)rnd(s, 6));
-		assert_int_equal(pgt__bitmap_or(b, &src), 0);
-		for (uint64_t i = 0; i < n; i++)
-			m->bit[i] |= ms.bit[i];
-		check_equal(&src, &ms); /* src untouched */
-		pgt__bitmap_fini(&src);
-		model_fini(&ms);
+	case 8:
+		op_or(b, m, s);
 		break;
-	}
-	case 9: {
-		/* Source sizes below, at and beyond the bitmap. */
-		uint64_t kb = rnd(s, 3) ? 1 + rnd(s, n + 130) : n;
-		size_t kw = (size_t)((kb + 63) / 64);
-		unsigned long *src = calloc(kw, sizeof(*src));
-		unsigned dens = 1 + (unsigned)rnd(s, 64);
-		uint64_t want = 0;
-
-		assert_non_null(src);
-		for (uint64_t i = 0; i < kb; i++) {
-			if (rnd(s, 64) >= dens)
-				continue;
-			src[i / 64] |= 1UL << (i % 64);
-			if (i < n) {
-				m->bit[i] = true;
-				want++;
-			}
-		}
-		/* Garbage beyond kb must be ignored too. */
-		if (kb % 64)
-			src[kw - 1] |= ~0UL << (kb % 64);
-		CHECK(pgt__bitmap_or_kvm(b, src, kb) == want, "or_kvm count");
-		free(src);
+	case 9:
+		op_or_kvm(b, m, s);
 		break;
-	}
-	case 10: {
-		size_t nw = b->nwords;
-		unsigned long *out = malloc((nw + 1) * sizeof(*out));
-
-		assert_non_null(out);
-		memset(out, 0xa5, (nw + 1) * sizeof(*out));
-		CHECK(pgt__bitmap_export_kvm(b, out, nw - 1) == -ENOBUFS || nw == 0, "ENOBUFS");
-		CHECK(pgt__bitmap_export_kvm(b, out, nw + rnd(s, 2)) == (int64_t)model_count(m),
-		      "export count");
-		for (size_t w = 0; w < nw; w++)
-			CHECK(out[w] == model_word(m, w), "export word %zu", w);
-		free(out);
+	case 10:
+		op_export(b, m, s);
 		break;
-	}
-	case 11: {
-		struct runlog l = { .stop_after = rnd(s, 3), .stop_rc = 42 };
-		int rc = pgt__bitmap_for_each_run(b, log_run, &l);
-		struct run *want;
-		size_t nwant = model_runs(m, &want);
-
-		free(want);
-		check_runs(&l, m, l.stop_after);
-		CHECK(rc == (l.stop_after && l.stop_after <= nwant ? 42 : 0), "for_each_run rc %d", rc);
-		free(l.r);
+	case 11:
+		op_for_each_run(b, m, s);
 		break;
-	}
 	case 12: {
 		struct run *want;
 		size_t nwant = model_runs(m, &want);
