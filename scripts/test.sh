@@ -42,14 +42,15 @@ run() { # name, builddir, meson setup args..., -- , meson test args...
 
 # ThreadSanitizer (issue 11): clang -fsanitize=thread builds only the
 # threaded tests (harvest vs writers, fault handlers, views, release, shard
-# workers, fault injection, the soak) and runs them small. No suppressions: a report is a
+# workers, fault injection, the soak, concurrent bitmap takes, the vhost log
+# swap against a back-end thread) and runs them small. No suppressions: a report is a
 # failure (exit 66). PGT_TSAN=0 leaves it out.
 run_tsan() {
   local dir=build-tsan t0=$SECONDS
-  local tests=(atomicity oracle soak dirty touch release faults shard)
+  local tests=(atomicity oracle soak dirty touch release faults shard bitmap offload)
   local targets=(tests/stress_atomicity tests/stress_oracle tests/stress_soak
                  tests/test_dirty tests/test_touch tests/test_release tests/test_faults
-                 tests/test_shard)
+                 tests/test_shard tests/test_bitmap tests/test_offload)
   local setup=(-Db_sanitize=thread -Db_lundef=false -Ddpdk=disabled -Dnuma=enabled
                -Dhwloc=enabled -Dtools=disabled)
   echo "=== clang tsan"
