@@ -100,11 +100,11 @@ run_fuzz() {
   echo "=== clang libfuzzer: $((SECONDS - t0)) s"
 }
 
-# CI time (< 20 min on a fresh 2-core machine): 400 oracle/atomicity rounds
+# CI time (< 20 min on a fresh 2-core machine): 300 oracle/atomicity rounds
 # per case natively (on this kernel build a write-protect round trip costs
 # ~14 us, so 1000 rounds took 250 s), a quarter under ASan; PGT_STRESS_ROUNDS
 # and PGT_SOAK_SECONDS raise them for a longer run on demand.
-export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-400}
+export PGT_STRESS_ROUNDS=${PGT_STRESS_ROUNDS:-300}
 run "gcc native" build -Ddpdk=enabled -Dnuma=enabled -Dhwloc=enabled -Dtools=enabled -- \
     --num-processes 1 --no-suite vm
 if [ "${PGT_QUICK:-0}" != 1 ]; then

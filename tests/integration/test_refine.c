@@ -28,7 +28,9 @@
 #define NHP 8
 #define LEN (NHP * 2 * MiB)
 #define PIECES (LEN / 4096)
-#define ROUNDS 40
+/* write/harvest rounds of the oracle tests; PGT_REFINE_ROUNDS sets them (the
+ * VM guests run fewer: TCG hashes slowly) */
+static int rounds = 40;
 
 struct consumer {
 	pgt_dirty_view *v;
@@ -198,7 +200,7 @@ static void run_oracle(int mode, bool data)
 	}
 	/* views open: the mode is fixed */
 	assert_int_equal(pgt_region_refine(f.r, PGT_REFINE_OFF), -EBUSY);
-	for (int round = 0; round < ROUNDS; round++) {
+	for (int round = 0; round < rounds; round++) {
 		random_writes(&f, c, &touched);
 		if (round % 5 == 4) {
 			uint64_t p = pgt_test_rand(&f.seed) % PIECES;
@@ -547,6 +549,7 @@ static void test_bad_input(void **state)
 
 int main(void)
 {
+	const char *env = getenv("PGT_REFINE_ROUNDS");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_word),
 		cmocka_unit_test(test_oracle_fingerprint),
@@ -557,5 +560,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 	};
 
+	if (env && atoi(env) > 0)
+		rounds = atoi(env);
 	return cmocka_run_group_tests_name("refine", tests, NULL, NULL);
 }
