@@ -87,6 +87,31 @@ uint64_t pgt_hal_or_count(uint64_t *dst, const uint64_t *src, size_t nwords);
  */
 uint64_t pgt_hal_or_count_clear(uint64_t *dst, uint64_t *src, size_t nwords);
 
+/* The words of one summary group of a page bitmap (lib/bitmap.h). */
+#define PGT_HAL_OR_GROUP_WORDS 64
+
+/**
+ * pgt_hal_or_count_groups() - pgt_hal_or_count() over a bitmap's groups,
+ * also marking the groups that received a set bit
+ * @dst, @src, @nwords: as for pgt_hal_or_count()
+ * @head: words in the first group (a range need not start on a group
+ *        boundary), then groups of PGT_HAL_OR_GROUP_WORDS; 0 means a whole
+ *        group
+ * @sum: a summary bitmap: bit @g0 + i is set (never cleared) when the
+ *       i-th group's @src words have a set bit; NULL: none
+ * @g0: the first group's index in @sum
+ *
+ * One call per merged range: no call or reduction per group (a 1 GiB
+ * bitmap has 64 groups; a call each cost a tenth of the merge).
+ * Return: the popcount of @src.
+ */
+uint64_t pgt_hal_or_count_groups(uint64_t *dst, const uint64_t *src, size_t nwords, size_t head,
+				 uint64_t *sum, size_t g0);
+
+/* pgt_hal_or_count_groups() that also zeroes @src, as pgt_hal_or_count_clear(). */
+uint64_t pgt_hal_or_count_clear_groups(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				       uint64_t *sum, size_t g0);
+
 /**
  * pgt_hal_nonzero_words() - Bit i set when words[i] is non-zero, for the
  * first min(@nwords, 64) words: a bitmap group's occupancy in a few
@@ -106,8 +131,6 @@ uint64_t pgt__hal_popcount_scalar(const uint64_t *words, size_t nwords);
 void pgt__hal_or_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt__hal_or_new_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
 uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords);
-uint64_t pgt__hal_or_count_scalar(uint64_t *dst, const uint64_t *src, size_t nwords);
-uint64_t pgt__hal_or_count_clear_scalar(uint64_t *dst, uint64_t *src, size_t nwords);
 
 /*
  * Flag for pgt__hal_force_simd() together with PGT_SIMD_AVX512: count bits

@@ -29,8 +29,9 @@ typedef uint64_t (*popcount_fn)(const uint64_t *words, size_t nwords);
 typedef void (*or_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
 typedef uint64_t (*or_new_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
 typedef uint64_t (*nonzero_fn)(const uint64_t *words, size_t nwords);
-typedef uint64_t (*or_count_fn)(uint64_t *dst, const uint64_t *src, size_t nwords);
-typedef uint64_t (*or_count_clear_fn)(uint64_t *dst, uint64_t *src, size_t nwords);
+/* or_count over groups (pgt_hal_or_count_groups()); the _clear ones write src */
+typedef uint64_t (*or_count_fn)(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				uint64_t *sum, size_t g0);
 
 #define ALL_LEVELS (PGT_SIMD_SSE2 | PGT_SIMD_AVX2 | PGT_SIMD_AVX512 | PGT_SIMD_NEON)
 
@@ -164,16 +165,40 @@ static ALWAYS_INLINE uint64_t or_count_scalar_body(uint64_t *dst, uint64_t *src,
 	return a + b;
 }
 
-uint64_t pgt__hal_or_count_scalar(uint64_t *dst, const uint64_t *src, size_t nwords)
-{
-	/* not written: clear is false */
-	return or_count_scalar_body(dst, (uint64_t *)src, nwords, false);
-}
+/*
+ * The group loop of every level's or_count kernels: @body inlined once per
+ * group (no call, one reduction a group), bit @g0 + i of @sum set when
+ * group i's source has a set bit. A whole bitmap merge is one call.
+ */
+#define OR_COUNT_GROUPS(body, clear)                                            \
+	uint64_t c_ = 0;                                                         \
+	for (size_t k_ = head ? head : PGT_HAL_OR_GROUP_WORDS; n;                \
+	     dst += k_, src += k_, n -= k_, g0++, k_ = PGT_HAL_OR_GROUP_WORDS) { \
+		uint64_t x_;                                                     \
+		if (k_ > n)                                                      \
+			k_ = n;                                                  \
+		x_ = body(dst, src, k_, clear);                                  \
+		if (sum)                                                         \
+			sum[g0 / 64] |= (uint64_t)(x_ != 0) << (g0 % 64);        \
+		c_ += x_;                                                        \
+	}                                                                        \
+	return c_
 
-uint64_t pgt__hal_or_count_clear_scalar(uint64_t *dst, uint64_t *src, size_t nwords)
-{
-	return or_count_scalar_body(dst, src, nwords, true);
-}
+/* A level's pair of grouped kernels, plain and clearing, from its body. */
+#define OR_COUNT_KERNELS(attr, level, body)                                      \
+	attr static uint64_t or_count_##level(uint64_t *dst, uint64_t *src, size_t n, \
+					      size_t head, uint64_t *sum, size_t g0) \
+	{                                                                        \
+		OR_COUNT_GROUPS(body, false);                                    \
+	}                                                                        \
+	attr static uint64_t or_count_clear_##level(uint64_t *dst, uint64_t *src,  \
+						    size_t n, size_t head,         \
+						    uint64_t *sum, size_t g0)      \
+	{                                                                        \
+		OR_COUNT_GROUPS(body, true);                                     \
+	}
+
+OR_COUNT_KERNELS(, scalar, or_count_scalar_body)
 
 uint64_t pgt__hal_nonzero_words_scalar(const uint64_t *words, size_t nwords)
 {
@@ -581,15 +606,7 @@ static ALWAYS_INLINE uint64_t or_count_sse2_body(uint64_t *dst, uint64_t *src, s
 	       or_count_scalar_body(dst, src, n, clear);
 }
 
-static uint64_t or_count_sse2(uint64_t *dst, const uint64_t *src, size_t n)
-{
-	return or_count_sse2_body(dst, (uint64_t *)src, n, false);
-}
-
-static uint64_t or_count_clear_sse2(uint64_t *dst, uint64_t *src, size_t n)
-{
-	return or_count_sse2_body(dst, src, n, true);
-}
+OR_COUNT_KERNELS(, sse2, or_count_sse2_body)
 
 TARGET_AVX2 static ALWAYS_INLINE uint64_t or_count_avx2_body(uint64_t *dst, uint64_t *src, size_t n,
 							   bool clear)
@@ -615,15 +632,7 @@ TARGET_AVX2 static ALWAYS_INLINE uint64_t or_count_avx2_body(uint64_t *dst, uint
 	       or_count_scalar_body(dst, src, n, clear);
 }
 
-TARGET_AVX2 static uint64_t or_count_avx2(uint64_t *dst, const uint64_t *src, size_t n)
-{
-	return or_count_avx2_body(dst, (uint64_t *)src, n, false);
-}
-
-TARGET_AVX2 static uint64_t or_count_clear_avx2(uint64_t *dst, uint64_t *src, size_t n)
-{
-	return or_count_avx2_body(dst, src, n, true);
-}
+OR_COUNT_KERNELS(TARGET_AVX2, avx2, or_count_avx2_body)
 
 /* One 8-word step of or_count for the lanes in @m; @cnt: bits per 64-bit lane. */
 #define OR_COUNT_512(dst, src, m, acc, cnt, clear)                            \
@@ -673,25 +682,8 @@ TARGET_VPOPCNT static ALWAYS_INLINE uint64_t or_count_vpopcntdq_body(uint64_t *d
 	OR_COUNT_512_BODY(_mm512_popcnt_epi64);
 }
 
-TARGET_AVX512 static uint64_t or_count_avx512bw(uint64_t *dst, const uint64_t *src, size_t n)
-{
-	return or_count_avx512bw_body(dst, (uint64_t *)src, n, false);
-}
-
-TARGET_AVX512 static uint64_t or_count_clear_avx512bw(uint64_t *dst, uint64_t *src, size_t n)
-{
-	return or_count_avx512bw_body(dst, src, n, true);
-}
-
-TARGET_VPOPCNT static uint64_t or_count_vpopcntdq(uint64_t *dst, const uint64_t *src, size_t n)
-{
-	return or_count_vpopcntdq_body(dst, (uint64_t *)src, n, false);
-}
-
-TARGET_VPOPCNT static uint64_t or_count_clear_vpopcntdq(uint64_t *dst, uint64_t *src, size_t n)
-{
-	return or_count_vpopcntdq_body(dst, src, n, true);
-}
+OR_COUNT_KERNELS(TARGET_AVX512, avx512bw, or_count_avx512bw_body)
+OR_COUNT_KERNELS(TARGET_VPOPCNT, vpopcntdq, or_count_vpopcntdq_body)
 
 /* SSE2 has no 64-bit compare: a word is zero when both halves are. */
 static inline unsigned nz2_sse2(const uint64_t *p)
@@ -883,15 +875,7 @@ static ALWAYS_INLINE uint64_t or_count_neon_body(uint64_t *dst, uint64_t *src, s
 	       or_count_scalar_body(dst, src, n, clear);
 }
 
-static uint64_t or_count_neon(uint64_t *dst, const uint64_t *src, size_t n)
-{
-	return or_count_neon_body(dst, (uint64_t *)src, n, false);
-}
-
-static uint64_t or_count_clear_neon(uint64_t *dst, uint64_t *src, size_t n)
-{
-	return or_count_neon_body(dst, src, n, true);
-}
+OR_COUNT_KERNELS(, neon, or_count_neon_body)
 
 static inline uint64_t nz2_neon(const uint64_t *p)
 {
@@ -929,8 +913,10 @@ static uint64_t popcount_resolve(const uint64_t *words, size_t nwords);
 static void or_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
 static uint64_t or_new_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
 static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords);
-static uint64_t or_count_resolve(uint64_t *dst, const uint64_t *src, size_t nwords);
-static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords);
+static uint64_t or_count_resolve(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				 uint64_t *sum, size_t g0);
+static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				       uint64_t *sum, size_t g0);
 
 /*
  * The code a pointer names never changes, so relaxed loads are enough: a
@@ -943,7 +929,7 @@ static _Atomic(or_fn) or_ptr = or_resolve;
 static _Atomic(or_new_fn) or_new_ptr = or_new_resolve;
 static _Atomic(nonzero_fn) nonzero_ptr = nonzero_resolve;
 static _Atomic(or_count_fn) or_count_ptr = or_count_resolve;
-static _Atomic(or_count_clear_fn) or_count_clear_ptr = or_count_clear_resolve;
+static _Atomic(or_count_fn) or_count_clear_ptr = or_count_clear_resolve;
 static _Atomic(const char *) is_zero_name = "unresolved";
 static _Atomic(const char *) popcount_name = "unresolved";
 static _Atomic(const char *) or_name = "unresolved";
@@ -961,7 +947,7 @@ struct kernels {
 	const char *zn, *pn, *on;
 	nonzero_fn nonzero;             /* named as is_zero (same level) */
 	or_count_fn or_count;           /* named as or_new (same level) */
-	or_count_clear_fn or_count_clear;
+	or_count_fn or_count_clear;
 };
 
 static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
@@ -969,7 +955,7 @@ static struct kernels level_kernels(uint32_t level, bool no_vpopcntdq)
 	struct kernels k = {
 		pgt__hal_is_zero_scalar, pgt__hal_popcount_scalar, pgt__hal_or_scalar,
 		pgt__hal_or_new_scalar, "scalar", "scalar", "scalar",
-		pgt__hal_nonzero_words_scalar, pgt__hal_or_count_scalar, pgt__hal_or_count_clear_scalar,
+		pgt__hal_nonzero_words_scalar, or_count_scalar, or_count_clear_scalar,
 	};
 
 #if defined(__x86_64__)
@@ -1072,26 +1058,47 @@ static uint64_t nonzero_resolve(const uint64_t *words, size_t nwords)
 	return atomic_load_explicit(&nonzero_ptr, memory_order_relaxed)(words, nwords);
 }
 
-static uint64_t or_count_resolve(uint64_t *dst, const uint64_t *src, size_t nwords)
+static uint64_t or_count_resolve(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				 uint64_t *sum, size_t g0)
 {
 	pthread_once(&simd_once, simd_init);
-	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, src, nwords);
+	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, src, nwords, head,
+									  sum, g0);
 }
 
-static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords)
+static uint64_t or_count_clear_resolve(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				       uint64_t *sum, size_t g0)
 {
 	pthread_once(&simd_once, simd_init);
-	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords);
+	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords,
+										head, sum, g0);
 }
 
+/* not written: the plain kernels only read src */
 uint64_t pgt_hal_or_count(uint64_t *dst, const uint64_t *src, size_t nwords)
 {
-	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, src, nwords);
+	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, (uint64_t *)src,
+									  nwords, nwords, NULL, 0);
 }
 
 uint64_t pgt_hal_or_count_clear(uint64_t *dst, uint64_t *src, size_t nwords)
 {
-	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords);
+	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords,
+										nwords, NULL, 0);
+}
+
+uint64_t pgt_hal_or_count_groups(uint64_t *dst, const uint64_t *src, size_t nwords, size_t head,
+				 uint64_t *sum, size_t g0)
+{
+	return atomic_load_explicit(&or_count_ptr, memory_order_relaxed)(dst, (uint64_t *)src,
+									  nwords, head, sum, g0);
+}
+
+uint64_t pgt_hal_or_count_clear_groups(uint64_t *dst, uint64_t *src, size_t nwords, size_t head,
+				       uint64_t *sum, size_t g0)
+{
+	return atomic_load_explicit(&or_count_clear_ptr, memory_order_relaxed)(dst, src, nwords,
+										head, sum, g0);
 }
 
 uint64_t pgt_hal_nonzero_words(const uint64_t *words, size_t nwords)

@@ -933,14 +933,16 @@ int pgt__ofl_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 /* Merging into page bitmaps                                           */
 /* ------------------------------------------------------------------ */
 
+_Static_assert(PGT_BM_GROUP_WORDS == PGT_HAL_OR_GROUP_WORDS, "the kernel's groups are the bitmap's");
+
 static inline uint64_t or_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src, size_t nw,
 				bool take)
 {
 	/*
 	 * The caller holds every other writer out, so plain loads and stores
 	 * do: _Atomic uint64_t has the plain layout (bitmap.c checks it) and
-	 * nothing else touches these words now. One fused pass per summary
-	 * group: OR and count, the count gives the summary bit too.
+	 * nothing else touches these words now. One fused pass: OR and
+	 * count, each group's count gives its summary bit too.
 	 */
 	uint64_t *d = (uint64_t *)dst->words;
 	uint64_t *sum = (uint64_t *)dst->summary;
@@ -957,18 +959,11 @@ static inline uint64_t or_words(struct pgt_bitmap *dst, size_t w0, uint64_t *src
 			src[nw - 1] = 0;
 		nw--;
 	}
-	for (size_t i = 0; i < nw;) {
-		size_t w = w0 + i, g = w / PGT_BM_GROUP_WORDS;
-		size_t k = (g + 1) * PGT_BM_GROUP_WORDS - w;
-		uint64_t n;
+	if (nw) {
+		size_t g = w0 / PGT_BM_GROUP_WORDS, head = (g + 1) * PGT_BM_GROUP_WORDS - w0;
 
-		if (k > nw - i)
-			k = nw - i;
-		n = take ? pgt_hal_or_count_clear(d + w, src + i, k) : pgt_hal_or_count(d + w, src + i, k);
-		if (n)
-			sum[g / 64] |= 1ULL << (g % 64);
-		c += n;
-		i += k;
+		c = take ? pgt_hal_or_count_clear_groups(d + w0, src, nw, head, sum, g)
+			 : pgt_hal_or_count_groups(d + w0, src, nw, head, sum, g);
 	}
 	if (tail) {
 		size_t w = w0 + nw, g = w / PGT_BM_GROUP_WORDS;

@@ -449,6 +449,8 @@ static uint64_t fill_word(uint64_t *rs, int mode)
 		return r & pgt_test_rand(rs) & pgt_test_rand(rs) & pgt_test_rand(rs);
 	case 3:         /* dense */
 		return r | pgt_test_rand(rs) | pgt_test_rand(rs);
+	case 5:         /* rare words: half the 64-word groups are empty */
+		return r % 97 ? 0 : pgt_test_rand(rs) | 1;
 	default:
 		return 0;
 	}
@@ -518,6 +520,53 @@ static uint64_t *or_want;               /* the expected words, BIG / 8 + 32 */
 static uint64_t *or_src;                /* a copy of src, for the clearing kernel */
 
 /*
+ * The grouped kernels on @n words at @d/@s (set up as or_count_check()
+ * leaves them), for a few first-group lengths and summary offsets: the
+ * words and count as the plain merge, and @sum holds exactly its old bits
+ * plus one per group whose source words are non-zero.
+ */
+static void or_groups_check(uint64_t *d, uint64_t *s, const uint64_t *d0, size_t n)
+{
+	static const size_t heads[] = { 0, 1, 7, 63, 64 };
+	const size_t nsum = (130 + n / 64 + 2) / 64 + 1;        /* g0 < 130 */
+	uint64_t *sum = xalloc(8, nsum * 8), *want_sum = xalloc(8, nsum * 8);
+	uint64_t want_n = ref_popcount(s, n);
+
+	/* the 2 MiB cases: two heads are enough */
+	for (size_t h = 0; h < (n > OR_MAX ? 2 : sizeof(heads) / sizeof(heads[0])); h++) {
+		size_t g0 = (n * 37 + h * 11) % 130, head = heads[h] ? heads[h] : 64;
+
+		for (size_t i = 0; i < nsum; i++)   /* old bits stay */
+			sum[i] = want_sum[i] = 0x8000000000000001ull << (i & 1);
+		for (size_t i = 0, g = g0, k = head; i < n; i += k, g++, k = 64) {
+			k = k > n - i ? n - i : k;
+			if (ref_popcount(s + i, k))
+				want_sum[g / 64] |= 1ull << (g % 64);
+		}
+		for (int clear = 0; clear < 2; clear++) {
+			uint64_t got;
+
+			memcpy(or_src, s, n * 8);
+			memcpy(d, d0, n * 8);
+			got = clear ? pgt_hal_or_count_clear_groups(d, s, n, heads[h], sum, g0)
+				    : pgt_hal_or_count_groups(d, s, n, heads[h], sum, g0);
+			if (got != want_n || memcmp(d, or_want, n * 8))
+				fail_msg("or_count%s_groups(n %zu head %zu) words or count",
+					 clear ? "_clear" : "", n, heads[h]);
+			if (memcmp(sum, want_sum, nsum * 8))
+				fail_msg("or_count%s_groups(n %zu head %zu g0 %zu) summary",
+					 clear ? "_clear" : "", n, heads[h], g0);
+			for (size_t i = 0; clear && i < n; i++)
+				if (s[i])
+					fail_msg("or_count_clear_groups(n %zu) left src[%zu]", n, i);
+			memcpy(s, or_src, n * 8);
+		}
+	}
+	free(sum);
+	free(want_sum);
+}
+
+/*
  * pgt_hal_or_count() and pgt_hal_or_count_clear() on the same words: the
  * merge as the plain loop, the count popcount(src) (the all-ones words
  * around src catch an over-read), and the clearing one zeroes exactly
@@ -546,6 +595,8 @@ static void or_count_check(uint64_t *dbuf, uint64_t *sbuf, const uint64_t *d0, s
 	if (s[-1] != before || s[n] != after)
 		fail_msg("or_count_clear(doff %zu soff %zu n %zu) wrote outside src", doff, soff, n);
 	memcpy(s, or_src, n * 8);
+	if (n % 8 == 1 || n > 290)       /* every head and tail case, in a quarter of the time */
+		or_groups_check(d, s, d0, n);
 }
 
 /*
@@ -605,7 +656,7 @@ static void test_or(void **state)
 	/* Every pair of word offsets in a line (the 8-byte alignments 0..63). */
 	for (size_t doff = 0; doff < 8; doff++) {
 		for (size_t soff = 0; soff < 8; soff++) {
-			int mode = (int)((doff * 8 + soff) % 5);
+			int mode = (int)((doff * 8 + soff) % 6);
 
 			for (size_t i = 0; i < OR_MAX; i++) {
 				d0[i] = fill_word(&rs, (mode + 2) % 5);
@@ -619,7 +670,9 @@ static void test_or(void **state)
 	}
 
 	/* 2 MiB of words, and one less (a tail after the big loop). */
-	for (int mode = 0; mode < 3; mode++) {
+	for (int k = 0; k < 4; k++) {
+		int mode = k < 3 ? k : 5;
+
 		for (size_t i = 0; i < bign; i++) {
 			d0[i] = fill_word(&rs, (mode + 2) % 5);
 			sbuf[8 + 3 + i] = fill_word(&rs, mode);
