@@ -90,6 +90,21 @@ static void svc_log(void *svc, int level, const char *fmt, va_list ap)
  * IOVA the device can be given), else a 2 MiB hugepage mapping (few TLB
  * entries for a ring written at line rate), else plain pages.
  */
+/*
+ * Zeroed words on a cache line of their own, like the views' (a bitmap
+ * merged 16 bytes off the line splits every vector load: calloc's 16-byte
+ * alignment made the merge 1.5 x slower).
+ */
+static uint64_t *alloc_words(size_t n)
+{
+	size_t bytes = (n * sizeof(uint64_t) + 63) & ~(size_t)63;
+	uint64_t *w = aligned_alloc(64, bytes ? bytes : 64);
+
+	if (w)
+		memset(w, 0, bytes);
+	return w;
+}
+
 static void *svc_alloc(void *svc, size_t bytes, uint64_t *iova, int *err)
 {
 	struct pgt_offload *o = svc;
@@ -440,7 +455,7 @@ static int alloc_targets(struct pgt_offload *o)
 
 		o->ltg[t].npages = r->npages;
 		o->ltg[t].shift = r->page_shift;
-		o->ltg[t].bits = calloc((r->npages + 63) / 64, sizeof(uint64_t));
+		o->ltg[t].bits = alloc_words((r->npages + 63) / 64);
 		if (!dirty)
 			o->ltg[t].hot = calloc(r->npages, sizeof(uint32_t));
 		if (!o->ltg[t].bits || (!dirty && !o->ltg[t].hot))

@@ -155,7 +155,8 @@ int pgt__ofl_bm_new(struct pgt_ofl_dev *d, int fd, uint32_t id, const char *what
 
 	if (!b)
 		return -ENOMEM;
-	b->bits = malloc(PGT_OFL_REPORT_BITS / 8);
+	/* page-aligned: merged with vector loads that must not split lines */
+	b->bits = aligned_alloc(4096, PGT_OFL_REPORT_BITS / 8);
 	if (!b->bits) {
 		free(b);
 		return -ENOMEM;
