@@ -341,7 +341,9 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	struct json_object *e = json_object_new_object();
 	struct json_object *c_or = json_object_new_object(), *c_vf = json_object_new_object(),
 			   *c_vh = json_object_new_object(), *c_vs = json_object_new_object();
-	uint64_t *src = calloc(words, 8), *dst = calloc(words, 8), *rep = calloc(words, 8);
+	/* page-aligned as the views' words and the VFIO/IOMMUFD REPORT buffer */
+	uint64_t *src = aligned_alloc(4096, words * 8), *dst = aligned_alloc(4096, words * 8);
+	uint64_t *rep = aligned_alloc(4096, words * 8);
 	uint64_t seed = o->seed ^ 0xb17;
 	uint64_t *t_or = calloc(o->reps, 8), *t_vf = calloc(o->reps, 8), *t_vh = calloc(o->reps, 8);
 	uint64_t *t_vs = calloc(o->reps, 8), *slog;
@@ -359,6 +361,11 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	bench_json_str(e, "backing", "anon");
 	bench_json_dbl(e, "dirty_fraction", density, true);
 	bench_json_str(e, "placement", "one thread pinned to the first allowed CPU");
+	if (!src || !dst || !rep) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto skip;
+	}
+	memset(src, 0, words * 8);
 	for (size_t i = 0; i < nbits; i++)
 		if ((double)(bench_rand(&seed) % 1000000) < density * 1e6)
 			src[i / 64] |= 1ULL << (i % 64);
@@ -387,12 +394,14 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	for (unsigned r = 0; r < o->reps + 2; r++) {
 		uint64_t t0, t1, t2;
 
-		/* plain OR into a cleared bitmap of the same size; its source
-		 * just written, as the REPORT bitmap below, and after the same
-		 * untimed view reset (a PAGEMAP_SCAN syscall) as the merges:
-		 * every timed step starts from the same cache and TLB state */
-		rig_reset(&g);
+		/* plain OR into a cleared bitmap of the same size, its source
+		 * just written as the REPORT bitmap below. The destination is
+		 * cleared where the view's words are, in the untimed view
+		 * reset (a harvest: PAGEMAP_SCAN, export, device drain), so
+		 * both meet the same cache and TLB state; cleared after it,
+		 * the OR's words were L1-hot and the view's were not */
 		memset(dst, 0, words * 8);
+		rig_reset(&g);
 		memcpy(rep, src, words * 8);
 		t0 = bench_now_ns();
 		plain_or(dst, rep, words);
