@@ -531,17 +531,22 @@ static void fast_from(struct fast *fs, struct pgt_ofl_map *m, uint32_t slot)
  * path's calls, lo/hi went through the stack, a store-to-load chain of
  * several cycles per record.
  */
-__attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec *recs,
-						     uint32_t mask, uint32_t i, uint32_t end,
-						     uint32_t want, struct fast *fs)
+/*
+ * One run of fast records from @r on, at most up to @end (same lap, so
+ * the slots are contiguous); @pf: prefetch the word of a record a few
+ * ahead (a bitmap out of L1/L2). lo/hi: the touched words, hi inclusive.
+ */
+static inline __attribute__((always_inline)) const struct pgt_offload_rec *
+fast_loop(const struct pgt_offload_rec *r, const struct pgt_offload_rec *end,
+	  const struct pgt_offload_rec *recs, uint32_t mask, uint32_t want, const struct fast *fs,
+	  size_t *plo, size_t *phi, bool pf)
 {
 	const uint32_t fslot = fs->slot;
 	const uint64_t spfn = fs->spfn, npages = fs->npages, base = fs->base;
 	uint64_t *const bits = fs->bits;
-	size_t lo = fs->lo, hi = fs->hi;
+	size_t lo = *plo, hi = *phi;
 
-	for (; i != end; i++) {
-		const struct pgt_offload_rec *r = &recs[i & mask];
+	for (; r != end; r++) {
 		uint32_t f = ld32(&r->flags), slot = ld32(&r->slot);
 		uint64_t off = ld64(&r->offset), p;
 		size_t w;
@@ -550,20 +555,49 @@ __attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec 
 			break;
 		p = base + off;
 		w = (size_t)(p >> 6);
-		if (npages > PF_MIN_PAGES) {
-			/* a hint only: never read */
-			uint64_t ahead = ld64(&recs[(i + 16) & mask].offset);
+		if (pf) {
+			/* a hint only: never read (the ring wraps at its end) */
+			uint64_t ahead = ld64(&recs[((uint32_t)(r - recs) + 16) & mask].offset);
 
 			if (ahead - spfn < npages)
 				__builtin_prefetch(&bits[(base + ahead) >> 6], 1, 3);
 		}
 		bits[w] |= 1ULL << (p & 63);
 		lo = w < lo ? w : lo;
-		hi = w >= hi ? w + 1 : hi;
+		hi = w > hi ? w : hi;
 	}
-	fs->lo = lo;
-	fs->hi = hi;
-	return i;
+	*plo = lo;
+	*phi = hi;
+	return r;
+}
+
+/*
+ * The fast path over records [i, end) of one lap: one page, by slot, any
+ * source, in the 4 KiB-page segment the last one hit. Returns where it
+ * stopped (a record it does not take, or @end). A function of its own so
+ * its dozen values stay in registers: inlined into the loop with the slow
+ * path's calls, lo/hi went through the stack, a store-to-load chain of
+ * several cycles per record. A pointer walk, the prefetch test hoisted and
+ * the span kept inclusive: 21 instructions a record instead of 28.
+ */
+__attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec *recs,
+						     uint32_t mask, uint32_t i, uint32_t end,
+						     uint32_t want, struct fast *fs)
+{
+	const struct pgt_offload_rec *r = &recs[i & mask], *e = r + (end - i), *stop;
+	size_t lo = fs->lo, hi = fs->hi ? fs->hi - 1 : 0;
+
+	if (i == end)
+		return i;
+	if (fs->npages > PF_MIN_PAGES)
+		stop = fast_loop(r, e, recs, mask, want, fs, &lo, &hi, true);
+	else
+		stop = fast_loop(r, e, recs, mask, want, fs, &lo, &hi, false);
+	if (stop != r) {
+		fs->lo = lo;
+		fs->hi = hi + 1;
+	}
+	return i + (uint32_t)(stop - r);
 }
 
 /* The records [c, prod), one lap at a time (one expected PHASE per lap). */
