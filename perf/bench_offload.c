@@ -324,10 +324,10 @@ static void swap_unmap(struct swap_be *b)
 			munmap(b->map[i], b->size);
 }
 
-static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
+static struct bm_result bench_bitmap(const struct ob_opts *o, uint64_t size, double density,
 				     struct json_object *results)
 {
-	const uint64_t size = 1ULL << 30, nbits = size >> 12;
+	const uint64_t nbits = size >> 12;
 	const size_t words = (size_t)(nbits / 64);
 	struct pgt_offload_config vc = { .size = sizeof(vc), .backend = "vhost-log" };
 	struct swap_be be = { .fd = { -1, -1 } };
@@ -352,12 +352,13 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	struct bm_result res = { 0 };
 	pgt_offload *vh = NULL, *bm = NULL, *vs = NULL;
 	uint64_t *log = NULL;
-	char why[160] = "";
+	char why[160] = "", label[16];
 	struct rig g;
 
+	bench_size_label(size, label, sizeof(label));
 	json_object_object_add(e, "method", json_object_new_string("bitmap"));
 	bench_json_u64(e, "size", size, true);
-	bench_json_str(e, "size_label", "1G");
+	bench_json_str(e, "size_label", label);
 	bench_json_str(e, "backing", "anon");
 	bench_json_dbl(e, "dirty_fraction", density, true);
 	bench_json_str(e, "placement", "one thread pinned to the first allowed CPU");
@@ -390,7 +391,7 @@ static struct bm_result bench_bitmap(const struct ob_opts *o, double density,
 	}
 	be.cur = sinfo.log_fd;
 	be.size = sinfo.log_size;
-	bench_note("offload bitmap: %.0f %% of 1 GiB, %u reps", density * 100, o->reps);
+	bench_note("offload bitmap: %.0f %% of %s, %u reps", density * 100, label, o->reps);
 	for (unsigned r = 0; r < o->reps + 2; r++) {
 		uint64_t t0, t1, t2;
 
@@ -502,7 +503,7 @@ int bench_offload_main(int argc, char **argv)
 	struct ob_opts o = { .seed = 0x9e3779b97f4a7c15ull };
 	struct json_object *root, *host, *meth, *results, *ratios;
 	struct ring_result rr[2] = { 0 };
-	struct bm_result br[3] = { 0 };
+	struct bm_result br[4] = { 0 };
 	int cpus[64], ncpus, c;
 	struct utsname u;
 	double load[3];
@@ -557,7 +558,7 @@ int bench_offload_main(int argc, char **argv)
 		       "producer and resets on it too, untimed; engine threads idle");
 	bench_json_str(meth, "ring", "65,536 one-page records at random 4 KiB pages, index protocol, "
 		       "pgt_offload_harvest() into one view; parse_only: lib/offload.c without the merge");
-	bench_json_str(meth, "bitmap", "1 bit per 4 KiB of a 1 GiB region; the OR, the VFIO/IOMMUFD "
+	bench_json_str(meth, "bitmap", "1 bit per 4 KiB of a 1 GiB region (10 % also 16 GiB); the OR, the VFIO/IOMMUFD "
 		       "merge, the vhost exchange read + merge and the vhost log swap + merge take "
 		       "turns in every repetition, each source written just before (untimed)");
 	bench_json_u64(meth, "reps", o.reps, true);
@@ -566,7 +567,9 @@ int bench_offload_main(int argc, char **argv)
 	for (unsigned i = 0; i < o.nsizes; i++)
 		rr[i] = bench_ring(&o, o.sizes[i], results);
 	for (unsigned i = 0; i < 3; i++)
-		br[i] = bench_bitmap(&o, densities[i], results);
+		br[i] = bench_bitmap(&o, o.sizes[0], densities[i], results);
+	if (o.nsizes > 1)
+		br[3] = bench_bitmap(&o, o.sizes[1], densities[1], results);
 
 	json_object_object_add(ratios, "ingest_vs_100gbe_64b",
 			       bench_ratio(rr[0].rate / LINE_RATE, rr[0].ok, ">=", 1.0,
@@ -591,6 +594,10 @@ int bench_offload_main(int argc, char **argv)
 			       bench_ratio(br[1].vhost_xchg, br[1].ok, NULL, 0,
 					   "the same log read by atomic exchange (no swap callback) "
 					   "/ plain OR, 10 %"));
+	json_object_object_add(ratios, "vfio_merge_vs_or_16g",
+			       bench_ratio(br[3].vfio, br[3].ok, NULL, 0, "the same, 16 GiB bitmap"));
+	json_object_object_add(ratios, "vhost_merge_vs_or_16g",
+			       bench_ratio(br[3].vhost, br[3].ok, NULL, 0, "the same, 16 GiB bitmap"));
 	if (getloadavg(load, 3) == 3)
 		bench_json_dbl(host, "load_end", load[0], true);
 	json_object_object_add(root, "host", host);
