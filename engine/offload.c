@@ -915,12 +915,28 @@ PGT_EXPORT int pgt_offload_start(pgt_offload *o, uint64_t page_size)
 	return ret;
 }
 
+/*
+ * What the device logged until now, into the views: a log that stopping or
+ * detaching would drop (a VFIO/IOMMUFD REPORT is refused once logging
+ * stops; a detached ring has no map) would leave pages the device wrote
+ * unreported, stale at a migration's destination. A failed read makes
+ * every attached page dirty, as any harvest does.
+ */
+static void final_harvest(struct pgt_offload *o)
+{
+	if (o->attached && (o->started || (o->caps.shape == PGT_OFFLOAD_RING && o->nrings)))
+		harvest_locked(o, 0, 0, 0, NULL);
+}
+
 static int stop_locked(struct pgt_offload *o)
 {
 	int ret;
 
 	if (!o->started)
 		return -ENOENT;
+	/* rings keep their records past the stop; logs must be read now */
+	if (o->caps.shape != PGT_OFFLOAD_RING)
+		final_harvest(o);
 	ret = o->d.ops->stop(&o->d);
 	o->started = false;
 	return ret;
@@ -940,6 +956,7 @@ PGT_EXPORT int pgt_offload_stop(pgt_offload *o)
 
 static void detach_locked(struct pgt_offload *o)
 {
+	final_harvest(o);
 	if (o->started)
 		stop_locked(o);
 	if (o->attached) {

@@ -506,17 +506,21 @@ int pgt_offload_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 			 struct pgt_offload_rec *out, size_t cap);
 
 /** pgt_offload_stop() - Stop logging (the sim device stops writing; its
- * last records stay harvestable). Returns 0, -EINVAL, -ENOENT (not
- * started) or the device's error. */
+ * last records stay harvestable). A bitmap or hot-list device's log, which
+ * cannot be read once stopped, is harvested into the views first. Returns
+ * 0, -EINVAL, -ENOENT (not started) or the device's error. */
 PGT_EXPERIMENTAL
 int pgt_offload_stop(pgt_offload *dev);
 
 /** pgt_offload_detach() - Drop the map (stops first); the regions can be
- * destroyed again. Returns 0 or -EINVAL. */
+ * destroyed again. Whatever the device logged (ring records included) is
+ * harvested into the views first: nothing it wrote goes unreported. Returns
+ * 0 or -EINVAL. */
 PGT_EXPERIMENTAL
 int pgt_offload_detach(pgt_offload *dev);
 
-/** pgt_offload_close() - Stop, detach, close the device. NULL is a no-op. */
+/** pgt_offload_close() - Harvest what is left, stop, detach, close the
+ * device. NULL is a no-op. */
 PGT_EXPERIMENTAL
 void pgt_offload_close(pgt_offload *dev);
 

@@ -33,7 +33,7 @@ static void test_app_eal(void **state)
 	snprintf(name, sizeof(name), "pgt-%lx", (unsigned long)(uintptr_t)f.r);
 	assert_non_null(rte_memzone_lookup(name));
 	dpdk_track_release(&f);
-	dpdk_offload(&f, true);
+	dpdk_offload(&f);
 	dfx_close(&f);
 	assert_null(rte_memzone_lookup(name));
 }

@@ -23,7 +23,7 @@ static void test_nohuge_eal(void **state)
 	assert_int_equal(pgt_offload_region_ranges(f.r, 0, rg, 2), 1);
 	assert_int_equal(rg[0].iova, (uint64_t)(uintptr_t)f.info.addr); /* VA mode */
 	dpdk_track_release(&f);
-	dpdk_offload(&f, true);
+	dpdk_offload(&f);
 	dfx_close(&f);
 }
 

@@ -32,7 +32,7 @@ static void test_own_eal(void **state)
 	dfx_open(&f);
 	assert_int_equal(f.info.page_size, 2 * MIB);
 	dpdk_track_release(&f);
-	dpdk_offload(&f, true);
+	dpdk_offload(&f);
 	dfx_close(&f);
 }
 
