@@ -32,6 +32,8 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
+
+#include "hal/nonzero_x86.h"
 #endif
 
 typedef size_t (*extract_fn)(const uint64_t *w, size_t nw, uint64_t base, uint64_t *out,
@@ -168,24 +170,6 @@ TARGET_AVX2 static size_t extract_avx2(const uint64_t *w, size_t nw, uint64_t ba
 	WALK_NONZERO(nonzero_avx2, word_avx2);
 }
 
-TARGET_VBMI2 static inline uint64_t nonzero_avx512(const uint64_t *w, size_t n)
-{
-	uint64_t m = 0;
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		__m512i v = _mm512_loadu_si512(w + i);
-
-		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
-	}
-	if (i < n) {
-		__m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << (n - i)) - 1), w + i);
-
-		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
-	}
-	return m;
-}
-
 /* Chunk @k (bytes 8k..8k+7) of the compressed positions, as 8 indices. */
 TARGET_VBMI2 static inline void store_chunk(__m512i pos, unsigned k, __m512i b, uint64_t *o,
 					    __mmask8 m)
@@ -229,7 +213,7 @@ TARGET_VBMI2 static inline size_t word_vbmi2(uint64_t v, uint64_t base, uint64_t
 TARGET_VBMI2 static size_t extract_vbmi2(const uint64_t *w, size_t nw, uint64_t base,
 					 uint64_t *out, size_t cap, size_t *done)
 {
-	WALK_NONZERO(nonzero_avx512, word_vbmi2);
+	WALK_NONZERO(pgt__nonzero_avx512, word_vbmi2);
 }
 
 /* CPUID for the instructions, XCR0 for the kernel saving the registers. */

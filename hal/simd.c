@@ -20,6 +20,8 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
+
+#include "hal/nonzero_x86.h"
 #elif defined(__aarch64__)
 #include <arm_neon.h>
 #endif
@@ -713,21 +715,7 @@ TARGET_AVX2 static uint64_t nonzero_avx2(const uint64_t *w, size_t n)
 
 TARGET_AVX512 static uint64_t nonzero_avx512(const uint64_t *w, size_t n)
 {
-	uint64_t m = 0;
-	size_t i = 0;
-
-	n = n < 64 ? n : 64;
-	for (; i + 8 <= n; i += 8) {
-		__m512i v = _mm512_loadu_si512(w + i);
-
-		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
-	}
-	if (i < n) {
-		__m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << (n - i)) - 1), w + i);
-
-		m |= (uint64_t)_mm512_test_epi64_mask(v, v) << i;
-	}
-	return m;
+	return pgt__nonzero_avx512(w, n);
 }
 
 /*
