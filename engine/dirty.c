@@ -295,10 +295,10 @@ void pgt__dirty_mark(struct pgt_region *r, uint64_t first, uint64_t n)
 /*
  * The first view's OR pass counts the bits per shard; views are sharded by
  * the region's NUMA geometry, so those counts are the per-node counts
- * fan_out() keeps. A shard whose bounds differ is popcounted on its own.
+ * fan_out() keeps. Whether that holds for @m, the first view's map (then
+ * the words may also be zeroed in that pass); if not, note_words()
+ * popcounts every shard.
  */
-/* Whether note_words() can take every count from the OR pass over @m (so
- * the words may be zeroed in that pass). */
 static bool counts_exact(const struct pgt_region *r, const struct pgt_shardmap *m, size_t hi)
 {
 	const struct pgt_numa_region *nr = r->numa;
@@ -315,17 +315,16 @@ static bool counts_exact(const struct pgt_region *r, const struct pgt_shardmap *
 	return true;
 }
 
+/* Per-node counts of words [lo, hi): from @cnt when counts_exact() held,
+ * else popcounted. */
 static uint64_t note_words(struct pgt_region *r, const uint64_t *words, size_t w0, size_t lo,
-			   size_t hi, const uint64_t *cnt, const struct pgt_shardmap *m)
+			   size_t hi, const uint64_t *cnt)
 {
 	const struct pgt_numa_region *nr = r->numa;
 	uint64_t c = 0;
 
-	if (!nr || !nr->nshards) {
-		if (m && m->n == 1 && !m->s[0].first && m->s[0].bm.nwords >= hi)
-			return cnt[0];
-		return pgt_hal_popcount(words + (lo - w0), hi - lo);
-	}
+	if (!nr || !nr->nshards)
+		return cnt ? cnt[0] : pgt_hal_popcount(words + (lo - w0), hi - lo);
 	for (unsigned i = 0; i < nr->nshards; i++) {
 		const struct pgt_shard_geom *g = &nr->shards[i];
 		size_t a = (size_t)(g->first / 64), b = (size_t)((g->first + g->npages + 63) / 64);
@@ -335,11 +334,7 @@ static uint64_t note_words(struct pgt_region *r, const uint64_t *words, size_t w
 		b = b < hi ? b : hi;
 		if (a >= b)
 			continue;
-		if (m && m->n == nr->nshards && m->s[i].first == g->first &&
-		    m->s[i].npages == g->npages && i < PGT_MARK_SHARDS)
-			k = cnt[i];
-		else
-			k = pgt_hal_popcount(words + (a - w0), b - a);
+		k = cnt ? cnt[i] : pgt_hal_popcount(words + (a - w0), b - a);
 		if (k)
 			pgt__numa_note_dirty(r->numa, g->first, k);
 		c += k;
@@ -353,8 +348,7 @@ static uint64_t mark_words(struct pgt_region *r, uint64_t *words, size_t w0, siz
 {
 	size_t nw = (size_t)((r->npages + 63) / 64), lo = w0, hi;
 	uint64_t cnt[PGT_MARK_SHARDS] = { 0 }, c;
-	const struct pgt_shardmap *m = NULL;
-	bool fused;
+	bool exact, fused;
 
 	if (!r->dops || w0 >= nw || !n) {
 		if (take && n)
@@ -363,8 +357,10 @@ static uint64_t mark_words(struct pgt_region *r, uint64_t *words, size_t w0, siz
 	}
 	hi = n > nw - w0 ? nw : w0 + n;
 	pthread_mutex_lock(&r->harvest_lock);
-	/* zeroed in the OR pass only when one view's pass gives every count */
-	fused = take && r->views && !r->views->next && counts_exact(r, &r->views->bm, hi);
+	/* the first view's pass gives every count, or none; the words are
+	 * zeroed in that pass only when it is the only one */
+	exact = r->views && counts_exact(r, &r->views->bm, hi);
+	fused = take && exact && !r->views->next;
 	/* views are written only under harvest_lock: plain word ORs will do */
 	for (struct pgt_dirty_view *v = r->views; v; v = v->next) {
 		for (unsigned i = 0; i < v->bm.n; i++) {
@@ -377,12 +373,11 @@ static uint64_t mark_words(struct pgt_region *r, uint64_t *words, size_t w0, siz
 				k = pgt__ofl_take_words(&s->bm, a - s0, words + (a - w0), b - a);
 			else if (a < b)
 				k = pgt__ofl_or_words(&s->bm, a - s0, words + (a - w0), b - a);
-			if (!m && i < PGT_MARK_SHARDS)
+			if (v == r->views && i < PGT_MARK_SHARDS)
 				cnt[i] = k;
 		}
-		m = m ? m : &v->bm;
 	}
-	c = note_words(r, words, w0, lo, hi, cnt, m);
+	c = note_words(r, words, w0, lo, hi, exact ? cnt : NULL);
 	pthread_mutex_unlock(&r->harvest_lock);
 	if (take && !fused)
 		memset(words, 0, (hi - lo) * sizeof(*words));
