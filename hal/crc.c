@@ -275,16 +275,25 @@ static bool clmul_detect(void)
 }
 
 /* AVX-512F + VPCLMULQDQ, and the kernel saves opmask/ZMM state (XCR0). */
-static bool vclmul_detect(void)
+/*
+ * VPCLMULQDQ (CPUID.7.0:ECX bit 10) with the leaf-7 EBX features @ebx7 and
+ * the register state @xcr0 the kernel must save (OSXSAVE first).
+ */
+static bool vclmul_with(unsigned ebx7, uint64_t xcr0)
 {
 	unsigned a, b, c, d;
 
 	if (!clmul_detect() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
 		return false;
-	if ((pgt__arch_xcr0() & 0xe6) != 0xe6)
+	if ((pgt__arch_xcr0() & xcr0) != xcr0)
 		return false;
-	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 16)) && (b & (1u << 30)) &&
-	       (c & (1u << 10));
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & ebx7) == ebx7 && (c & (1u << 10));
+}
+
+/* AVX-512F and BW; SSE, AVX and the three AVX-512 states saved. */
+static bool vclmul_detect(void)
+{
+	return vclmul_with(1u << 16 | 1u << 30, 0xe6);
 }
 
 TARGET_CLMUL static inline __m128i kv(int d)
@@ -339,15 +348,10 @@ static void crc4k_clmul(const void *p, size_t n, uint32_t *out)
 /* AVX2 + VPCLMULQDQ (CPUs with VPCLMULQDQ on ymm but no AVX-512). */
 #define TARGET_YCLMUL __attribute__((target("sse4.2,pclmul,avx2,vpclmulqdq")))
 
+/* AVX2; SSE and AVX state saved. */
 static bool yclmul_detect(void)
 {
-	unsigned a, b, c, d;
-
-	if (!clmul_detect() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
-		return false;
-	if ((pgt__arch_xcr0() & 0x6) != 0x6)
-		return false;
-	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5)) && (c & (1u << 10));
+	return vclmul_with(1u << 5, 0x6);
 }
 
 TARGET_YCLMUL static inline __m256i fold32(__m256i a, int d, __m256i into)
