@@ -442,12 +442,21 @@ static void add_host_kernel(struct json_object *h, const char *release)
 	if (read_line("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof(line)))
 		bench_json_str(h, "thp_enabled", line);
 	f = fopen("/proc/cpuinfo", "re");
-	while (f && fgets(line, sizeof(line), f))
+	while (f && fgets(line, sizeof(line), f)) {
 		if (!strncmp(line, "model name", 10)) {
 			line[strcspn(line, "\n")] = 0;
 			bench_json_str(h, "cpu_model", strchr(line, ':') ? strchr(line, ':') + 2 : line);
+		} else if (!strncmp(line, "flags", 5)) {
+			/* page-table isolation without PCID flushes the whole user
+			 * TLB at every syscall: every harvest pays for it */
+			line[strcspn(line, "\n")] = 0;
+			if (strlen(line) + 1 < sizeof(line))
+				strcat(line, " ");
+			json_object_object_add(h, "cpu_pti", json_object_new_boolean(strstr(line, " pti ") != NULL));
+			json_object_object_add(h, "cpu_pcid", json_object_new_boolean(strstr(line, " pcid ") != NULL));
 			break;
 		}
+	}
 	if (f)
 		fclose(f);
 	f = popen("dmesg 2>/dev/null | grep -m1 'Hypervisor detected'", "r");
