@@ -107,6 +107,18 @@ static pgt_offload *open_model(struct fx *f, const char *backend, const void *bc
 	return o;
 }
 
+/* The VFIO model's device over the whole region at IOVA 64 GiB, started. */
+static pgt_offload *vfio_on(struct fx *f, struct pgt_model *m,
+			    const struct pgt_offload_vfio_config *vc)
+{
+	pgt_offload *o = open_model(f, "vfio", vc, m);
+	struct pgt_offload_range rg = whole(f, 64 * GIB);
+
+	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
+	assert_int_equal(pgt_offload_start(o, 4096), 0);
+	return o;
+}
+
 /* ---------------------------------------------------------------- */
 
 static void test_backends(void **state)
@@ -746,7 +758,6 @@ static void test_vfio_model(void **state)
 	struct pgt_offload_vfio_config vc = { .size = sizeof(vc), .device_fd = pgt__model_fd(m) };
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct pgt_offload_harvest h = { .size = sizeof(h) };
-	struct pgt_offload_range rg;
 	pgt_offload *o;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
@@ -755,10 +766,7 @@ static void test_vfio_model(void **state)
 	if (why)
 		pgt_skip("%s", why);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
-	o = open_model(&f, "vfio", &vc, m);
-	rg = whole(&f, 64 * GIB);
-	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
-	assert_int_equal(pgt_offload_start(o, 4096), 0);
+	o = vfio_on(&f, m, &vc);
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	assert_int_equal(info.page_size, 2 * MIB); /* what the driver chose */
 	assert_int_equal(pgt__model_dma(m, 64 * GIB + 3 * MIB + 100, 8), 0);
@@ -811,10 +819,7 @@ static void test_final_harvest(void **state)
 		pgt_skip("%s", why);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
 	/* VFIO: a DMA write, then STOP (after which REPORT is refused) */
-	o = open_model(&f, "vfio", &vc, m);
-	rg = whole(&f, 64 * GIB);
-	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
-	assert_int_equal(pgt_offload_start(o, 4096), 0);
+	o = vfio_on(&f, m, &vc);
 	assert_int_equal(pgt__model_dma(m, 64 * GIB + 5 * 4096, 8), 0);
 	assert_int_equal(pgt_offload_stop(o), 0);
 	assert_int_equal(harvest(&f, NULL), 1);
