@@ -956,9 +956,11 @@ PGT_EXPORT int pgt_offload_stop(pgt_offload *o)
 
 static void detach_locked(struct pgt_offload *o)
 {
-	final_harvest(o);
+	/* stopped first: a ring's producer may write until then; a bitmap
+	 * log is read inside stop_locked(), the records left here */
 	if (o->started)
 		stop_locked(o);
+	final_harvest(o);
 	if (o->attached) {
 		o->d.ops->detach(&o->d);
 		drop_map(o);

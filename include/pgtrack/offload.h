@@ -507,15 +507,17 @@ int pgt_offload_pml_pack(const uint64_t *gpas, size_t n, unsigned src,
 
 /** pgt_offload_stop() - Stop logging (the sim device stops writing; its
  * last records stay harvestable). A bitmap or hot-list device's log, which
- * cannot be read once stopped, is harvested into the views first. Returns
- * 0, -EINVAL, -ENOENT (not started) or the device's error. */
+ * cannot be read once stopped, is harvested into the views first: quiesce
+ * the device before (as VFIO migration does: last REPORT, then STOP), a
+ * write between that read and the stop is not logged. Returns 0, -EINVAL,
+ * -ENOENT (not started) or the device's error. */
 PGT_EXPERIMENTAL
 int pgt_offload_stop(pgt_offload *dev);
 
 /** pgt_offload_detach() - Drop the map (stops first); the regions can be
- * destroyed again. Whatever the device logged (ring records included) is
- * harvested into the views first: nothing it wrote goes unreported. Returns
- * 0 or -EINVAL. */
+ * destroyed again. The device is stopped, then whatever it logged (ring
+ * records included) is harvested into the views: nothing it wrote before
+ * the stop goes unreported. Returns 0 or -EINVAL. */
 PGT_EXPERIMENTAL
 int pgt_offload_detach(pgt_offload *dev);
 

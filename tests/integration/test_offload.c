@@ -800,7 +800,7 @@ static void test_final_harvest(void **state)
 	struct pgt_model_params mp = { .kind = PGT_MODEL_VFIO, .vfio_page_sizes = 4096 };
 	struct pgt_model *m = pgt__model_new(&mp);
 	struct pgt_offload_vfio_config vc = { .size = sizeof(vc), .device_fd = pgt__model_fd(m) };
-	struct pgt_offload_rec *ring = aligned_alloc(4096, 64 * 16);
+	struct pgt_offload_rec *ring = aligned_alloc(4096, 4096);  /* 64 records */
 	struct pgt_offload_rec *const rings[1] = { ring };
 	struct pgt_offload_kvm_config kc = { .size = sizeof(kc), .nrings = 1, .rings = rings,
 					     .entries = 64, .vm_fd = -1 };
