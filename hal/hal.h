@@ -199,6 +199,7 @@ enum pgt__iter_level {
 	PGT_ITER_TZCNT,
 	PGT_ITER_AVX2,
 	PGT_ITER_AVX512_VBMI2,
+	PGT_ITER_NEON,
 	PGT_ITER_NLEVELS
 };
 /* Reference: exact writes, no SIMD. */

@@ -14,6 +14,8 @@
  *  - "avx2": a 256-entry table of the bit positions of each byte value,
  *    widened to 64-bit indices and stored 8 at a time (words with fewer
  *    than 8 bits take the tzcnt loop).
+ *  - "neon": the same table, widened by three vmovl steps and stored two
+ *    indices a vector (aarch64; NEON is part of the ABI).
  *  - "avx512-vbmi2": one vpcompressb of the byte iota 0..63 under the word
  *    itself gives all its bit positions at once; they are widened 8 at a
  *    time (vpmovzxbq) and stored with exact masks (the approach of
@@ -34,6 +36,8 @@
 #include <immintrin.h>
 
 #include "hal/nonzero_x86.h"
+#elif defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 typedef size_t (*extract_fn)(const uint64_t *w, size_t nw, uint64_t base, uint64_t *out,
@@ -104,11 +108,6 @@ static size_t extract_tzcnt(const uint64_t *w, size_t nw, uint64_t base, uint64_
 	WALK_NONZERO(pgt_hal_nonzero_words, word_tz);
 }
 
-#if defined(__x86_64__)
-
-#define TARGET_AVX2 __attribute__((target("avx2,bmi,bmi2,popcnt")))
-#define TARGET_VBMI2 __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi,bmi2,popcnt")))
-
 /* Byte value -> its set bit positions packed low to high (8 x u8). */
 static uint64_t pos_table[256];
 
@@ -124,6 +123,11 @@ static void pos_table_init(void)
 		pos_table[b] = e;
 	}
 }
+
+#if defined(__x86_64__)
+
+#define TARGET_AVX2 __attribute__((target("avx2,bmi,bmi2,popcnt")))
+#define TARGET_VBMI2 __attribute__((target("avx512f,avx512bw,avx512vbmi2,bmi,bmi2,popcnt")))
 
 TARGET_AVX2 static inline uint64_t nonzero_avx2(const uint64_t *w, size_t n)
 {
@@ -243,6 +247,44 @@ static uint32_t iter_detect(void)
 	return lv;
 }
 
+#elif defined(__aarch64__)
+
+/*
+ * As word_avx2: each byte stores 8 indices whatever its popcount, so at
+ * most 64 entries past n for the word (the cap - n >= 64 test); words with
+ * few bits, or too little room, take the per-bit loop.
+ */
+static inline size_t word_neon(uint64_t v, uint64_t base, uint64_t *out, size_t n, size_t cap)
+{
+	if (popc64(v) < 8 || cap - n < 64)
+		return emit_tz(v, base, out, n);
+	for (unsigned k = 0; k < 8; k++, v >>= 8) {
+		unsigned byte = (unsigned)(v & 0xff);
+		uint16x8_t p16 = vmovl_u8(vcreate_u8(pos_table[byte]));
+		uint32x4_t lo = vmovl_u16(vget_low_u16(p16)), hi = vmovl_u16(vget_high_u16(p16));
+		uint64x2_t b = vdupq_n_u64(base + 8 * k);
+
+		vst1q_u64(out + n, vaddq_u64(vmovl_u32(vget_low_u32(lo)), b));
+		vst1q_u64(out + n + 2, vaddq_u64(vmovl_u32(vget_high_u32(lo)), b));
+		vst1q_u64(out + n + 4, vaddq_u64(vmovl_u32(vget_low_u32(hi)), b));
+		vst1q_u64(out + n + 6, vaddq_u64(vmovl_u32(vget_high_u32(hi)), b));
+		n += popc64(byte);
+	}
+	return n;
+}
+
+static size_t extract_neon(const uint64_t *w, size_t nw, uint64_t base, uint64_t *out,
+			   size_t cap, size_t *done)
+{
+	WALK_NONZERO(pgt_hal_nonzero_words, word_neon);
+}
+
+/* Advanced SIMD is mandatory in the AArch64 Linux ABI. */
+static uint32_t iter_detect(void)
+{
+	return 1u << PGT_ITER_SCALAR | 1u << PGT_ITER_TZCNT | 1u << PGT_ITER_NEON;
+}
+
 #else
 
 static uint32_t iter_detect(void)
@@ -259,6 +301,7 @@ static const char *const iter_names[] = {
 	[PGT_ITER_TZCNT] = "tzcnt",
 	[PGT_ITER_AVX2] = "avx2",
 	[PGT_ITER_AVX512_VBMI2] = "avx512-vbmi2",
+	[PGT_ITER_NEON] = "neon",
 };
 
 static size_t extract_resolve(const uint64_t *w, size_t nw, uint64_t base, uint64_t *out,
@@ -280,6 +323,9 @@ static extract_fn level_fn(int level)
 		return extract_avx2;
 	case PGT_ITER_AVX512_VBMI2:
 		return extract_vbmi2;
+#elif defined(__aarch64__)
+	case PGT_ITER_NEON:
+		return extract_neon;
 #endif
 	case PGT_ITER_TZCNT:
 		return extract_tzcnt;
@@ -296,9 +342,7 @@ static void iter_install(int level)
 
 static void iter_init(void)
 {
-#if defined(__x86_64__)
 	pos_table_init();
-#endif
 	iter_levels = iter_detect();
 	iter_install(31 - __builtin_clz(iter_levels));
 }

@@ -196,6 +196,7 @@ LEVEL_TESTS(PGT_ITER_SCALAR, true)
 LEVEL_TESTS(PGT_ITER_TZCNT, true)
 LEVEL_TESTS(PGT_ITER_AVX2, false)        /* may use out[n..cap) as scratch */
 LEVEL_TESTS(PGT_ITER_AVX512_VBMI2, true)
+LEVEL_TESTS(PGT_ITER_NEON, false)        /* as avx2 */
 
 static void test_force(void **state)
 {
@@ -222,10 +223,12 @@ int main(void)
 		T(test_extract_PGT_ITER_TZCNT),
 		T(test_extract_PGT_ITER_AVX2),
 		T(test_extract_PGT_ITER_AVX512_VBMI2),
+		T(test_extract_PGT_ITER_NEON),
 		T(test_next_bits_PGT_ITER_SCALAR),
 		T(test_next_bits_PGT_ITER_TZCNT),
 		T(test_next_bits_PGT_ITER_AVX2),
 		T(test_next_bits_PGT_ITER_AVX512_VBMI2),
+		T(test_next_bits_PGT_ITER_NEON),
 	};
 
 	seed = pgt_test_seed();
