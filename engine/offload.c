@@ -86,11 +86,6 @@ static void svc_log(void *svc, int level, const char *fmt, va_list ap)
 }
 
 /*
- * Memory a device can DMA into: DPDK memory when an EAL is up (it has an
- * IOVA the device can be given), else a 2 MiB hugepage mapping (few TLB
- * entries for a ring written at line rate), else plain pages.
- */
-/*
  * Zeroed words on a cache line of their own, like the views' (a bitmap
  * merged 16 bytes off the line splits every vector load: calloc's 16-byte
  * alignment made the merge 1.5 x slower).
@@ -105,6 +100,11 @@ static uint64_t *alloc_words(size_t n)
 	return w;
 }
 
+/*
+ * Memory a device can DMA into: DPDK memory when an EAL is up (it has an
+ * IOVA the device can be given), else a 2 MiB hugepage mapping (few TLB
+ * entries for a ring written at line rate), else plain pages.
+ */
 static void *svc_alloc(void *svc, size_t bytes, uint64_t *iova, int *err)
 {
 	struct pgt_offload *o = svc;

@@ -524,14 +524,6 @@ static void fast_from(struct fast *fs, struct pgt_ofl_map *m, uint32_t slot)
 #define PF_MIN_PAGES (1ULL << 21)
 
 /*
- * The fast path over records [i, end) of one lap: one page, by slot, any
- * source, in the 4 KiB-page segment the last one hit. Returns where it
- * stopped (a record it does not take, or @end). A function of its own so
- * its dozen values stay in registers: inlined into the loop with the slow
- * path's calls, lo/hi went through the stack, a store-to-load chain of
- * several cycles per record.
- */
-/*
  * One run of fast records from @r on, at most up to @end (same lap, so
  * the slots are contiguous); @pf: prefetch the word of a record a few
  * ahead (a bitmap out of L1/L2). lo/hi: the touched words, hi inclusive.
@@ -578,7 +570,7 @@ fast_loop(const struct pgt_offload_rec *r, const struct pgt_offload_rec *end,
  * its dozen values stay in registers: inlined into the loop with the slow
  * path's calls, lo/hi went through the stack, a store-to-load chain of
  * several cycles per record. A pointer walk, the prefetch test hoisted and
- * the span kept inclusive: 21 instructions a record instead of 28.
+ * the span kept inclusive: 22 instructions a record instead of 28.
  */
 __attribute__((noinline)) static uint32_t fast_run(const struct pgt_offload_rec *recs,
 						     uint32_t mask, uint32_t i, uint32_t end,
