@@ -403,8 +403,7 @@ static void test_sim_anon(void **state)
 /* KVM-layout rings in our memory; two regions, KVM slot numbering. */
 static void test_kvm_ring_memory(void **state)
 {
-	struct pgt_offload_rec *ring = aligned_alloc(4096, 256 * 16);
-	struct pgt_offload_rec *const rings[1] = { ring };
+	struct pgt_offload_rec *ring, *rings[1];
 	struct pgt_offload_kvm_config kc = { .size = sizeof(kc), .nrings = 1, .rings = rings,
 					     .entries = 256, .vm_fd = -1 };
 	struct pgt_offload_config oc = { .size = sizeof(oc), .backend = "kvm-ring",
@@ -422,8 +421,10 @@ static void test_kvm_ring_memory(void **state)
 	const char *why = region_skip(PGT_BACKING_ANON, LEN);
 
 	(void)state;
-	if (why)
+	if (why)   /* before any allocation: a skip is a longjmp */
 		pgt_skip("%s", why);
+	rings[0] = ring = aligned_alloc(4096, 256 * 16);
+	assert_non_null(ring);
 	memset(ring, 0, 256 * 16);
 	fx_open(&f, PGT_BACKING_ANON, LEN, GPA0);
 	assert_int_equal(pgt_region_create(f.eng, &rc, &low), 0);
@@ -754,17 +755,19 @@ static void test_vhost_swap(void **state)
 static void test_vfio_model(void **state)
 {
 	struct pgt_model_params mp = { .kind = PGT_MODEL_VFIO, .vfio_page_sizes = 1ULL << 21 };
-	struct pgt_model *m = pgt__model_new(&mp);
-	struct pgt_offload_vfio_config vc = { .size = sizeof(vc), .device_fd = pgt__model_fd(m) };
+	struct pgt_offload_vfio_config vc = { .size = sizeof(vc) };
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct pgt_offload_harvest h = { .size = sizeof(h) };
+	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
 
 	(void)state;
-	if (why)
+	if (why)   /* before any allocation: a skip is a longjmp */
 		pgt_skip("%s", why);
+	m = pgt__model_new(&mp);
+	vc.device_fd = pgt__model_fd(m);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
 	o = vfio_on(&f, m, &vc);
 	assert_int_equal(pgt_offload_info(o, &info), 0);
@@ -798,10 +801,8 @@ static void test_vfio_model(void **state)
 static void test_final_harvest(void **state)
 {
 	struct pgt_model_params mp = { .kind = PGT_MODEL_VFIO, .vfio_page_sizes = 4096 };
-	struct pgt_model *m = pgt__model_new(&mp);
-	struct pgt_offload_vfio_config vc = { .size = sizeof(vc), .device_fd = pgt__model_fd(m) };
-	struct pgt_offload_rec *ring = aligned_alloc(4096, 4096);  /* 64 records */
-	struct pgt_offload_rec *const rings[1] = { ring };
+	struct pgt_offload_vfio_config vc = { .size = sizeof(vc) };
+	struct pgt_offload_rec *ring, *rings[1];
 	struct pgt_offload_kvm_config kc = { .size = sizeof(kc), .nrings = 1, .rings = rings,
 					     .entries = 64, .vm_fd = -1 };
 	struct pgt_offload_config kcfg = { .size = sizeof(kcfg), .backend = "kvm-ring",
@@ -809,14 +810,19 @@ static void test_final_harvest(void **state)
 	struct pgt_offload_config hcfg = { .size = sizeof(hcfg), .backend = "vhost-log" };
 	struct pgt_offload_info info = { .size = sizeof(info) };
 	struct pgt_offload_range rg;
+	struct pgt_model *m;
 	pgt_offload *o;
 	uint8_t *log;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
 
 	(void)state;
-	if (why)
+	if (why)   /* before any allocation: a skip is a longjmp */
 		pgt_skip("%s", why);
+	m = pgt__model_new(&mp);
+	vc.device_fd = pgt__model_fd(m);
+	rings[0] = ring = aligned_alloc(4096, 4096);  /* 64 records */
+	assert_non_null(ring);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
 	/* VFIO: a DMA write, then STOP (after which REPORT is refused) */
 	o = vfio_on(&f, m, &vc);
@@ -864,20 +870,21 @@ static void test_iommufd_model(void **state)
 {
 	struct pgt_model_params mp = { .kind = PGT_MODEL_IOMMUFD, .hwpt_id = 5, .iova_base = 0,
 				       .iova_len = 1 * GIB };
-	struct pgt_model *m = pgt__model_new(&mp);
-	struct pgt_offload_iommufd_config ic = { .size = sizeof(ic), .iommufd = pgt__model_fd(m),
-						 .hwpt_id = 5 };
+	struct pgt_offload_iommufd_config ic = { .size = sizeof(ic), .hwpt_id = 5 };
 	struct pgt_offload_harvest h = { .size = sizeof(h), .flags = PGT_OFFLOAD_HARVEST_UNMAP,
 					 .iova = 0, .length = 2 * MIB };
 	struct pgt_offload_range rg;
 	struct pgt_model_stats st;
+	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_HUGETLB, LEN);
 
 	(void)state;
-	if (why)
+	if (why)   /* before any allocation: a skip is a longjmp */
 		pgt_skip("%s", why);
+	m = pgt__model_new(&mp);
+	ic.iommufd = pgt__model_fd(m);
 	fx_open(&f, PGT_BACKING_HUGETLB, LEN, GPA0);
 	o = open_model(&f, "iommufd", &ic, m);
 	rg = whole(&f, 0);
@@ -903,20 +910,19 @@ static void test_chmu_model(void **state)
 {
 	struct pgt_model_params mp = { .kind = PGT_MODEL_CHMU, .chmu_list = 64, .chmu_width = 16,
 				       .chmu_capacity = LEN };
-	struct pgt_model *m = pgt__model_new(&mp);
-	uint64_t rlen;
-	volatile void *regs = pgt__model_regs(m, &rlen);
-	struct pgt_offload_chmu_config cc = { .size = sizeof(cc), .regs = regs, .regs_len = rlen,
-					      .unit_size = 4096, .threshold = 2 };
+	struct pgt_offload_chmu_config cc = { .size = sizeof(cc), .unit_size = 4096, .threshold = 2 };
 	struct pgt_hot_histogram hh = { .size = sizeof(hh) };
 	struct pgt_offload_range rg;
+	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
 	const char *why = region_skip(PGT_BACKING_ANON, LEN);
 
 	(void)state;
-	if (why)
+	if (why)   /* before any allocation: a skip is a longjmp */
 		pgt_skip("%s", why);
+	m = pgt__model_new(&mp);
+	cc.regs = pgt__model_regs(m, &cc.regs_len);
 	fx_open(&f, PGT_BACKING_ANON, LEN, GPA0);
 	o = open_model(&f, "chmu", &cc, m);
 	rg = whole(&f, 0); /* device physical address 0 is the region's start */
