@@ -274,7 +274,6 @@ static bool clmul_detect(void)
 	return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 20)) && (c & (1u << 1));
 }
 
-/* AVX-512F + VPCLMULQDQ, and the kernel saves opmask/ZMM state (XCR0). */
 /*
  * VPCLMULQDQ (CPUID.7.0:ECX bit 10) with the leaf-7 EBX features @ebx7 and
  * the register state @xcr0 the kernel must save (OSXSAVE first).
@@ -290,7 +289,7 @@ static bool vclmul_with(unsigned ebx7, uint64_t xcr0)
 	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & ebx7) == ebx7 && (c & (1u << 10));
 }
 
-/* AVX-512F and BW; SSE, AVX and the three AVX-512 states saved. */
+/* AVX-512F and BW; the kernel saves the SSE, AVX, opmask and ZMM states. */
 static bool vclmul_detect(void)
 {
 	return vclmul_with(1u << 16 | 1u << 30, 0xe6);
