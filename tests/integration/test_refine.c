@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "tests/common/testutil.h"
@@ -357,6 +358,54 @@ struct locker {
 	_Atomic bool stop;
 };
 
+/* Is the first 4 KiB of @p in memory (for the memfd: in the page cache)? */
+static bool in_core(const void *p)
+{
+	unsigned char vec[1] = { 0 };
+
+	assert_int_equal(mincore((void *)p, 4096, vec), 0);
+	return vec[0] & 1;
+}
+
+/*
+ * Residency, taken for the whole harvest at once: a freed huge page is
+ * refined as zeros without being read (reading it would allocate it again);
+ * the other pages of the same harvest, resident, are read.
+ */
+static void test_residency(void **state)
+{
+	struct pgt_run runs[16];
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
+	pgt_dirty_view *v;
+	struct fx f;
+	int ret;
+
+	(void)state;
+	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
+	if (ret)
+		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
+	assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
+	memset(f.mem, 1, LEN);
+	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);
+	assert_int_equal(pgt_dirty_harvest(v, &h), 0);  /* the first copy is certain */
+	assert_true(pgt_release(f.eng, GPA0 + 2 * 2 * MiB, 2 * MiB, 0, NULL) > 0);
+	assert_false(in_core(f.mem + 2 * 2 * MiB));
+	f.mem[0] = 2;
+	f.mem[7 * 2 * MiB + 3 * 4096] = 2;
+	assert_int_equal(pgt_dirty_harvest(v, &h), 1 + 512 + 1);
+	assert_int_equal(h.nruns, 3);
+	assert_int_equal(runs[0].gpa, GPA0);
+	assert_int_equal(runs[1].gpa, GPA0 + 2 * 2 * MiB);
+	assert_int_equal(runs[1].npages, 512);
+	assert_int_equal(runs[2].gpa, GPA0 + 7 * 2 * MiB + 3 * 4096);
+	assert_false(in_core(f.mem + 2 * 2 * MiB));  /* not allocated back */
+	/* freed and not written since: nothing */
+	assert_int_equal(pgt_dirty_harvest(v, &h), 0);
+	assert_false(in_core(f.mem + 2 * 2 * MiB));
+	pgt_dirty_view_close(v);
+	pgt_engine_close(f.eng);
+}
+
 /* Take and release lock words: values that change and change back. */
 static void *locker_main(void *arg)
 {
@@ -552,6 +601,7 @@ int main(void)
 	const char *env = getenv("PGT_REFINE_ROUNDS");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_word),
+		cmocka_unit_test(test_residency),
 		cmocka_unit_test(test_oracle_fingerprint),
 		cmocka_unit_test(test_oracle_compare),
 		cmocka_unit_test(test_oracle_data),
