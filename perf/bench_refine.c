@@ -19,6 +19,9 @@
  * methodology.refine_runs_only_vs_memread: a second round per repetition
  * (new pages, same pattern) harvested with runs only, no data copy, against
  * its own read: the refinement itself, without the consumer's copy (no goal).
+ * methodology.crc_only_vs_memread: the CRC32C kernel alone over the same
+ * dirty pages (pgt_hal_crc32c_4k(), no harvest) against the read: what of
+ * the harvest's time is hashing at memory speed, what is the rest (no goal).
  * methodology.memread_wide_gbps / refine_vs_memread_wide: the same read with
  * 16-byte vector loads in eight chains, timed in the same rounds, to show
  * whether the 4-chain scalar read is a fair reference (no goal).
@@ -36,6 +39,7 @@
 
 #include <pgtrack.h>
 
+#include "hal/hal.h"
 #include "perf/bench.h"
 
 #define HP (2ull << 20)
@@ -140,6 +144,18 @@ static void write_round(struct rb *b)
 		}
 }
 
+/* The hash kernel alone over the dirty pages, as the harvest calls it. */
+static uint64_t crc_only(struct rb *b)
+{
+	static uint32_t out[HP / 4096];
+	uint64_t t = bench_now_ns();
+
+	for (uint64_t i = 0; i < b->ndirty; i++)
+		pgt_hal_crc32c_4k(b->mem + b->dirty[i] * HP, HP / 4096, out);
+	sink = out[0];
+	return bench_now_ns() - t;
+}
+
 static uint64_t memread(struct rb *b)
 {
 	uint64_t t = bench_now_ns(), a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -242,13 +258,14 @@ static void usage(FILE *f)
 struct rb_figs {
 	double t_h[MAX_REPS], t_r[MAX_REPS], t_w[MAX_REPS];
 	double t_h2[MAX_REPS], t_r2[MAX_REPS];  /* runs only, and its read */
+	double t_c[MAX_REPS];                   /* the CRC kernel alone */
 	uint64_t bytes_2m, bytes_ref;
 };
 
 static int run(struct rb *b, unsigned reps, struct rb_figs *f, struct json_object *results)
 {
 	for (unsigned i = 0; i < reps; i++) {
-		uint64_t th, tr, tw, th2, tr2;
+		uint64_t th, tr, tw, th2, tr2, tc;
 		int64_t n, n2;
 
 		write_round(b);
@@ -263,6 +280,7 @@ static int run(struct rb *b, unsigned reps, struct rb_figs *f, struct json_objec
 		}
 		if (n < 0)
 			return (int)n;
+		tc = crc_only(b);
 		/* the same without the data copy: the refinement itself */
 		write_round(b);
 		if (i & 1) {
@@ -274,6 +292,7 @@ static int run(struct rb *b, unsigned reps, struct rb_figs *f, struct json_objec
 		}
 		if (n2 < 0)
 			return (int)n2;
+		f->t_c[i] = (double)tc;
 		f->t_h2[i] = (double)th2;
 		f->t_r2[i] = (double)tr2;
 		f->t_h[i] = (double)th;
@@ -291,6 +310,7 @@ static int run(struct rb *b, unsigned reps, struct rb_figs *f, struct json_objec
 		bench_json_dbl(x, "memread_wide_ms", tw / 1e6, true);
 		bench_json_dbl(x, "runs_only_harvest_ms", th2 / 1e6, true);
 		bench_json_dbl(x, "runs_only_memread_ms", tr2 / 1e6, true);
+		bench_json_dbl(x, "crc_only_ms", tc / 1e6, true);
 		json_object_array_add(results, x);
 	}
 	return 0;
@@ -330,6 +350,8 @@ static void figures(struct rb_figs *f, struct json_object *info, struct json_obj
 	th2 = bench_quantile_dbl(f->t_h2, reps, 0.5);
 	tr2 = bench_quantile_dbl(f->t_r2, reps, 0.5);
 	bench_json_dbl(info, "refine_runs_only_vs_memread", tr2 / th2, !ret && th2 > 0);
+	th2 = bench_quantile_dbl(f->t_c, reps, 0.5);
+	bench_json_dbl(info, "crc_only_vs_memread", tr / th2, !ret && th2 > 0);
 }
 
 /* declared here, not in bench.h (the harness is being reworked elsewhere) */
