@@ -246,6 +246,20 @@ static inline void *pgt__page_addr(const struct pgt_region *r, uint64_t page)
 {
 	return r->addr + (page << r->page_shift);
 }
+/*
+ * Shared hugetlbfs memory: mincore and PAGEMAP_SCAN see only this process's
+ * mapping, and hugetlbfs has no page-cache query, yet the file may hold
+ * pages we do not map (a vhost-user back-end wrote one through its own
+ * mapping after we freed it; a mapping zapped by MADV_DONTNEED). Such a page
+ * is read from the file (pgt__read_file_page), not taken for zeros.
+ */
+static inline bool pgt__file_unseen(const struct pgt_region *r)
+{
+	return r->shared && r->hugetlb && r->fd >= 0;
+}
+/* Page @p of the region's file into @buf (page_size bytes), by read(): a
+ * hole reads as zeros and stays a hole. 0, or -errno (-EIO: short). */
+int pgt__read_file_page(const struct pgt_region *r, uint64_t p, void *buf);
 /* Open r->uffd with @features, register [addr, addr+length) with @mode. */
 int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode);
 /* Write-protect (wp=true) or un-protect a range of pages via UFFDIO_WRITEPROTECT. */

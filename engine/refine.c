@@ -66,6 +66,7 @@ struct pgt_refine {
 	size_t scratch_words;
 	unsigned long *res;         /* of those, the resident ones */
 	int pagemap_fd;             /* PAGEMAP_SCAN for residency, or -1 */
+	uint8_t *bounce;            /* a page read from the file (absent_page()) */
 	uint64_t *out;              /* refined pieces of this harvest */
 };
 
@@ -78,6 +79,7 @@ static void refine_free(struct pgt_refine *f)
 		close(f->pagemap_fd);
 	free(f->scratch);
 	free(f->res);
+	free(f->bounce);
 	free(f->out);
 	free(f);
 }
@@ -154,7 +156,8 @@ size_t pgt__refine_bytes(const struct pgt_region *r)
 	if (!f)
 		return 0;
 	return sizeof(*f) + pgt__fpstore_bytes(&f->fp) +
-	       2 * f->scratch_words * sizeof(unsigned long) + r->npages * f->mw * sizeof(uint64_t);
+	       2 * f->scratch_words * sizeof(unsigned long) + r->npages * f->mw * sizeof(uint64_t) +
+	       (f->bounce ? r->page_size : 0);
 }
 
 int pgt__refine_view_init(struct pgt_region *r, struct pgt_dirty_view *v)
@@ -224,7 +227,7 @@ static bool resident(const uint8_t *addr)
  * [@lo, @hi]; clears their bits in f->res unless mincore says the page is
  * there (shmem: mincore asks the page cache, so a page whose mapping was
  * zapped but which the file keeps is read, not taken for zeros; hugetlbfs
- * answers from the mapping either way). 0 or -errno.
+ * answers from the mapping: absent_page() reads such pages). 0 or -errno.
  */
 static int find_absent(struct pgt_region *r, uint64_t lo, uint64_t hi)
 {
@@ -254,7 +257,8 @@ static int find_absent(struct pgt_region *r, uint64_t lo, uint64_t hi)
 
 			for (; p <= e; p++)
 				if (pgt__test_bit_long(f->res, p) &&
-				    (!r->shared || !resident(pgt__page_addr(r, p))))
+				    (!r->shared || pgt__file_unseen(r) ||
+				     !resident(pgt__page_addr(r, p))))
 					pgt__clear_bit_long(f->res, p);
 		}
 		if (a.walk_end >= a.end)
@@ -297,6 +301,26 @@ static void find_resident(struct pgt_region *r)
 			if (!resident(pgt__page_addr(r, p)))
 				pgt__clear_bit_long(f->res, p);
 		}
+}
+
+/*
+ * A page not mapped here: NULL where that means zero for sure (private
+ * memory; shmem, whose page cache mincore asked), else its bytes read from
+ * the file (pgt__file_unseen()), or, if that read fails, the mapping (read
+ * there, whatever it costs: zeros taken for content would be wrong data at
+ * the destination).
+ */
+static const uint8_t *absent_page(struct pgt_region *r, uint64_t p)
+{
+	struct pgt_refine *f = r->refine;
+
+	if (!pgt__file_unseen(r))
+		return NULL;
+	if (!f->bounce)
+		f->bounce = aligned_alloc(4096, r->page_size);
+	if (f->bounce && !pgt__read_file_page(r, p, f->bounce))
+		return f->bounce;
+	return pgt__page_addr(r, p);
 }
 
 /*
@@ -349,7 +373,7 @@ static uint64_t refine_page(struct pgt_region *r, struct pgt_dirty_view *v, uint
 {
 	struct pgt_refine *f = r->refine;
 	uint64_t *m = f->out + p * f->mw, *own = v->sub + p * f->mw, c = 0;
-	const uint8_t *addr = pgt__test_bit_long(f->res, p) ? pgt__page_addr(r, p) : NULL;
+	const uint8_t *addr = pgt__test_bit_long(f->res, p) ? pgt__page_addr(r, p) : absent_page(r, p);
 	bool known = pgt__fpstore_begin(&f->fp, p);
 
 	for (size_t i = 0; i < f->mw; i++) {

@@ -10,7 +10,9 @@
  * Cost: a collect reads all resident memory (the benchmark "refine" gives
  * the hashing rate); 4 bytes per 4 KiB piece (0.1 %), mapped MAP_NORESERVE.
  * Pages that are not resident (mincore) count as zero and are not read, so
- * collecting never populates or faults back a freed page.
+ * collecting never populates or faults back a freed page; shared hugetlbfs
+ * pages not mapped here are read from the file (pgt__file_unseen(): another
+ * process may write them through its own mapping).
  *
  * What it reports is changed content, not writes: a piece changed and
  * changed back between two collects is not reported (its content is what
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "engine/engine_pvt.h"
 #include "hal/hal.h"
@@ -45,6 +48,8 @@ struct fpt {
 	uint32_t zero_crc;
 	uint64_t npieces;
 	unsigned per;           /* pieces per page */
+	uint8_t *bounce;        /* a page read from the file */
+	bool file_unseen;       /* this collect: the file holds unmapped pages */
 };
 
 static int fpt_supported(const struct pgt_region *r, const struct pgt_probe *p)
@@ -60,6 +65,7 @@ static void fpt_free(struct fpt *t)
 	if (t->fp)
 		munmap(t->fp, t->fp_bytes);
 	free(t->vec);
+	free(t->bounce);
 	free(t->again);
 	free(t->now);
 	free(t);
@@ -70,8 +76,16 @@ static bool fpt_page(struct pgt_region *r, struct fpt *t, uint64_t p)
 {
 	uint32_t h[512];
 	const uint8_t *a = pgt__page_addr(r, p);
-	bool changed = false;
+	bool changed = false, whole = false;  /* whole: every piece is read */
 
+	if (!(t->vec[p * t->per] & 1) && t->file_unseen) {
+		if (!t->bounce)
+			t->bounce = aligned_alloc(4096, r->page_size);
+		/* the file's bytes, else the mapping's (read it anyway) */
+		if (t->bounce && !pgt__read_file_page(r, p, t->bounce))
+			a = t->bounce;
+		whole = true;
+	}
 	for (unsigned base = 0; base < t->per; base += 512) {
 		unsigned n = t->per - base < 512 ? t->per - base : 512;
 		uint64_t i0 = p * t->per + base;
@@ -80,7 +94,7 @@ static bool fpt_page(struct pgt_region *r, struct fpt *t, uint64_t p)
 			unsigned run = 0;
 
 			/* resident stretches hashed in one call */
-			while (k + run < n && (t->vec[i0 + k + run] & 1))
+			while (k + run < n && (whole || (t->vec[i0 + k + run] & 1)))
 				run++;
 			if (run) {
 				pgt_hal_crc32c_4k(a + (size_t)(base + k) * PIECE, run, h + k);
@@ -98,10 +112,31 @@ static bool fpt_page(struct pgt_region *r, struct fpt *t, uint64_t p)
 	return changed;
 }
 
+/*
+ * Does the file hold pages this mapping does not (pgt__file_unseen())? Not
+ * if it holds no more than we map here (the blocks it allocates, from
+ * fstat): then no page is read from it, which spares a guest whose memory
+ * is mostly untouched a read of every hole at each collect.
+ */
+static bool file_unseen(struct pgt_region *r, const struct fpt *t)
+{
+	uint64_t mapped = 0;
+	struct stat st;
+
+	if (!pgt__file_unseen(r))
+		return false;
+	if (fstat(r->fd, &st))
+		return true;
+	for (uint64_t p = 0; p < r->npages; p++)
+		mapped += t->vec[p * t->per] & 1;
+	return (uint64_t)st.st_blocks * 512 > mapped * r->page_size;
+}
+
 static int fpt_scan(struct pgt_region *r, struct fpt *t)
 {
 	if (mincore(r->addr, r->length, t->vec))
 		return -errno;
+	t->file_unseen = file_unseen(r, t);
 	memset(t->now, 0, t->words * sizeof(uint64_t));
 	for (uint64_t p = 0; p < r->npages; p++)
 		if (fpt_page(r, t, p))

@@ -406,6 +406,65 @@ static void test_residency(void **state)
 	pgt_engine_close(f.eng);
 }
 
+/*
+ * A page our mapping does not hold but the file does: a vhost-user back-end
+ * writes, through its own mapping, a page pgt_release() freed (the guest
+ * reused it), and its dirty log reports the page. The harvest must report
+ * and copy the back-end's bytes: mincore and PAGEMAP_SCAN see only our
+ * mapping, and taking the page for zeros would send zeros. The freed page
+ * must stay freed in the file where nobody wrote it.
+ */
+static void test_unmapped_file_page(void **state)
+{
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_run runs[16];
+	uint8_t *data = malloc(LEN), *other;
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16,
+				 .data = data, .data_cap = LEN };
+	unsigned long bm[1] = { 1ul << 5 | 1ul << 6 };
+	pgt_dirty_view *v;
+	struct fx f;
+	int ret;
+
+	(void)state;
+	assert_non_null(data);
+	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
+	if (ret) {
+		free(data);
+		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
+	}
+	assert_int_equal(pgt_region_info(f.r, &info), 0);
+	assert_true(info.fd >= 0);
+	assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
+	memset(f.mem, 1, LEN);
+	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);
+	assert_int_equal(pgt_dirty_harvest(v, &h), 0);
+	/* pages 5 and 6 freed; the back-end writes two pieces of page 5 */
+	assert_true(pgt_release(f.eng, GPA0 + 5 * 2 * MiB, 2 * 2 * MiB, 0, NULL) > 0);
+	other = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, info.fd, 5 * 2 * MiB);
+	assert_true(other != MAP_FAILED);
+	memset(other + 9 * 4096, 0x77, 4096);
+	other[300 * 4096 + 5] = 0x42;
+	assert_int_equal(pgt_dirty_merge(f.r, bm, NHP), 0);  /* its dirty log */
+	assert_false(in_core(f.mem + 5 * 2 * MiB));  /* our mapping: empty */
+	/* page 5: all pieces changed (zeros now, two written); page 6 too */
+	assert_int_equal(pgt_dirty_harvest(v, &h), 2 * 512);
+	assert_int_equal(h.nruns, 1);
+	assert_int_equal(runs[0].gpa, GPA0 + 5 * 2 * MiB);
+	assert_memory_equal(data, other, 2 * MiB);  /* the back-end's bytes */
+	for (uint64_t i = 0; i < 2 * MiB; i += 4096)
+		assert_int_equal(data[2 * MiB + i], 0);
+	assert_int_equal(data[9 * 4096], 0x77);
+	/* nothing new: the fingerprints describe the back-end's bytes */
+	assert_int_equal(pgt_dirty_merge(f.r, bm, NHP), 0);
+	assert_int_equal(pgt_dirty_harvest(v, &h), 0);
+	assert_false(in_core(f.mem + 6 * 2 * MiB));  /* page 6: not allocated back */
+	munmap(other, 2 * MiB);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(f.eng);
+	free(data);
+}
+
 /* Take and release lock words: values that change and change back. */
 static void *locker_main(void *arg)
 {
@@ -563,6 +622,56 @@ static void run_tracker(int backing, uint64_t len)
 	free(copy);
 }
 
+/*
+ * The fingerprint tracker on shared hugetlb: a page freed here and written
+ * by another process through its own mapping is reported at each change
+ * (read from the file, not taken for zeros); a freed page nobody wrote is
+ * not allocated back.
+ */
+static void test_tracker_file_page(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_HUGETLB, .length = LEN, .gpa = GPA0,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_FINGERPRINT, .numa_node = -1,
+	};
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_run runs[NHP];
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = NHP };
+	pgt_dirty_view *v;
+	pgt_engine *eng;
+	pgt_region *r;
+	uint8_t *mem, *other;
+	int settle;
+
+	(void)state;
+	if (pgt_test_free_hugepages() < NHP)
+		pgt_skip("needs %d free hugepages", NHP);
+	assert_int_equal(pgt_engine_open(NULL, &eng), 0);
+	assert_int_equal(pgt_region_create(eng, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	mem = info.addr;
+	memset(mem, 1, LEN);
+	assert_true(pgt_release(eng, GPA0 + 5 * 2 * MiB, 2 * 2 * MiB, 0, NULL) > 0);
+	for (settle = 0; settle < 4 && pgt_dirty_harvest(v, &h) > 0; settle++)
+		;
+	assert_true(settle < 4);  /* a changed page is reported twice, then not */
+	other = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, info.fd, 5 * 2 * MiB);
+	assert_true(other != MAP_FAILED);
+	for (int round = 0; round < 2; round++) {
+		other[100 + round] = 7;
+		assert_int_equal(pgt_dirty_harvest(v, &h), 1);
+		assert_int_equal(runs[0].gpa, GPA0 + 5 * 2 * MiB);
+		assert_int_equal(pgt_dirty_harvest(v, &h), 1);  /* once more */
+		assert_int_equal(pgt_dirty_harvest(v, &h), 0);
+	}
+	assert_false(in_core(mem + 5 * 2 * MiB));  /* ours stays unmapped */
+	assert_false(in_core(mem + 6 * 2 * MiB));
+	munmap(other, 2 * MiB);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(eng);
+}
+
 static void test_fingerprint_tracker(void **state)
 {
 	(void)state;
@@ -602,11 +711,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_word),
 		cmocka_unit_test(test_residency),
+		cmocka_unit_test(test_unmapped_file_page),
 		cmocka_unit_test(test_oracle_fingerprint),
 		cmocka_unit_test(test_oracle_compare),
 		cmocka_unit_test(test_oracle_data),
 		cmocka_unit_test(test_lock_words),
 		cmocka_unit_test(test_fingerprint_tracker),
+		cmocka_unit_test(test_tracker_file_page),
 		cmocka_unit_test(test_bad_input),
 	};
 
