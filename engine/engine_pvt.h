@@ -127,6 +127,7 @@ struct pgt_region {
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
 	bool hugetlb;               /* hugetlb memory: hugetlbfs fd or private
 	                             * MAP_HUGETLB (from the VMA's flags) */
+	bool collapse_warned;       /* release.c: MADV_NOHUGEPAGE refused once */
 
 	/* userfaultfd context of this region (-1 if none) */
 	int uffd;

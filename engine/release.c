@@ -178,6 +178,57 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 /* ------------------------------------------------------------------ */
 
 /* Free pages [p, p + n) on the host. */
+/*
+ * May khugepaged collapse this region's private memory into huge pages?
+ * Ours with MADV_HUGEPAGE, a caller's mapping (QEMU advises its RAM), or
+ * any anonymous memory when THP is "always".
+ */
+static bool may_collapse(const struct pgt_region *r)
+{
+	const char *thp = r->eng->probe.thp_enabled;
+
+	if (r->hugetlb || r->shared || !*thp || !strcmp(thp, "never"))
+		return false;
+	return r->backing == PGT_BACKING_THP || r->backing == PGT_BACKING_EXTERNAL ||
+	       !strcmp(thp, "always");
+}
+
+/*
+ * Keep khugepaged off the 2 MiB ranges that [@a, @e) frees only in part.
+ * It collapses a range with up to max_ptes_none (default 511) empty ptes:
+ * it would allocate a huge page there again and fill the units released
+ * here with zeros, taking back memory the guest gave (with khugepaged
+ * scanning eagerly, all 4,097 units test_rss_thp releases came back).
+ * MADV_NOHUGEPAGE stops that (and a later fault there takes 4 KiB, not
+ * 2 MiB); a range freed whole has nothing to collapse. It costs a VMA split
+ * per range (neighbours with the same flags merge); if the kernel refuses
+ * (vm.max_map_count), the release stands and a warning says why memory may
+ * come back.
+ */
+static void no_collapse(struct pgt_region *r, uintptr_t s)
+{
+	uintptr_t base = (uintptr_t)r->addr, end = base + r->length, t = s + PGT_SZ_2M;
+
+	s = s > base ? s : base;
+	t = t < end ? t : end;
+	if (madvise((void *)s, t - s, MADV_NOHUGEPAGE) && !r->collapse_warned) {
+		r->collapse_warned = true;
+		pgt__log(r->eng, PGT_LOG_WARN,
+			 "region %s: MADV_NOHUGEPAGE: %s: khugepaged may refill released memory",
+			 r->name, strerror(errno));
+	}
+}
+
+static void keep_collapse_off(struct pgt_region *r, uintptr_t a, uintptr_t e)
+{
+	uintptr_t lo = a & ~(uintptr_t)(PGT_SZ_2M - 1), hi = pgt__round_up(e, PGT_SZ_2M);
+
+	if (a != lo)
+		no_collapse(r, lo);
+	if (e != hi && (hi - PGT_SZ_2M != lo || a == lo))  /* not the same range again */
+		no_collapse(r, hi - PGT_SZ_2M);
+}
+
 static int free_pages(struct pgt_region *r, uint64_t p, uint64_t n)
 {
 	void *a = pgt__page_addr(r, p);
@@ -189,6 +240,9 @@ static int free_pages(struct pgt_region *r, uint64_t p, uint64_t n)
 			return -errno;
 		return 0;
 	}
+	/* first: khugepaged must not collapse between the two calls */
+	if (may_collapse(r) && r->page_size < PGT_SZ_2M)
+		keep_collapse_off(r, (uintptr_t)a, (uintptr_t)a + len);
 	/* MADV_DONTNEED on shared memory only unmaps: the page cache keeps it. */
 	if (madvise(a, len, r->shared ? MADV_REMOVE : MADV_DONTNEED))
 		return -errno;
