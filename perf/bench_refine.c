@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <json-c/json.h>
 
@@ -87,7 +88,14 @@ static int rb_open(struct rb *b, uint64_t len)
 	b->mem = info.addr;
 	b->runs_cap = len / 4096;
 	b->runs = calloc(b->runs_cap, sizeof(*b->runs));
-	b->data = malloc(len / 8);  /* up to 1/8 of the region per harvest */
+	/* up to 1/8 of the region per harvest; THP-advised, as pgtrack-sim's
+	 * staging buffer (4 KiB pages cost a TLB miss a piece: 0.01-0.08 lower) */
+	b->data = mmap(NULL, len / 8, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b->data == MAP_FAILED)
+		b->data = NULL;
+	else
+		madvise(b->data, len / 8, MADV_HUGEPAGE);
 	b->dirty = calloc(b->npages, sizeof(*b->dirty));
 	return b->runs && b->data && b->dirty ? 0 : -ENOMEM;
 }
@@ -97,7 +105,8 @@ static void rb_close(struct rb *b)
 	pgt_dirty_view_close(b->v);
 	pgt_engine_close(b->eng);
 	free(b->runs);
-	free(b->data);
+	if (b->data)
+		munmap(b->data, b->len / 8);
 	free(b->dirty);
 }
 
