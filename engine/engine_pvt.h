@@ -252,15 +252,17 @@ static inline void *pgt__page_addr(const struct pgt_region *r, uint64_t page)
  * mapping, and hugetlbfs has no page-cache query, yet the file may hold
  * pages we do not map (a vhost-user back-end wrote one through its own
  * mapping after we freed it; a mapping zapped by MADV_DONTNEED). Such a page
- * is read from the file (pgt__read_file_page), not taken for zeros.
+ * is read from the file (pgt__file_page()), not taken for zeros.
  */
 static inline bool pgt__file_unseen(const struct pgt_region *r)
 {
 	return r->shared && r->hugetlb && r->fd >= 0;
 }
-/* Page @p of the region's file into @buf (page_size bytes), by read(): a
- * hole reads as zeros and stays a hole. 0, or -errno (-EIO: short). */
-int pgt__read_file_page(const struct pgt_region *r, uint64_t p, void *buf);
+/* The bytes of page @p read from the region's file into *@bounce (a page,
+ * allocated on first use; the caller frees it): a hole reads as zeros and
+ * stays a hole. If that fails, the mapping: read there, whatever it costs
+ * (zeros taken for content would be wrong data at the destination). */
+const uint8_t *pgt__file_page(const struct pgt_region *r, uint64_t p, uint8_t **bounce);
 /* Open r->uffd with @features, register [addr, addr+length) with @mode. */
 int pgt__uffd_open(struct pgt_region *r, uint64_t features, uint64_t mode);
 /* Write-protect (wp=true) or un-protect a range of pages via UFFDIO_WRITEPROTECT. */

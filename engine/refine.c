@@ -274,9 +274,10 @@ static int find_absent(struct pgt_region *r, uint64_t lo, uint64_t hi)
  * reads them, and reading a freed huge page would allocate it again. One
  * PAGEMAP_SCAN for the whole harvest (a syscall costs microseconds in a guest
  * with page-table isolation: a mincore a page took 0.12 ms of a 4.4 ms
- * harvest of 51 pages here, the scan 0.02 ms), else a mincore a page. Pages freed by pgt_release() cannot change meanwhile (it
- * takes harvest_lock); memory someone else punches out while we read it may
- * come back, as it could between a mincore and the read.
+ * harvest of 51 pages here, the scan 0.02 ms), else a mincore a page. Pages
+ * freed by pgt_release() cannot change meanwhile (it takes harvest_lock);
+ * memory someone else punches out while we read it may come back, as it
+ * could between a mincore and the read.
  */
 static void find_resident(struct pgt_region *r)
 {
@@ -303,24 +304,11 @@ static void find_resident(struct pgt_region *r)
 		}
 }
 
-/*
- * A page not mapped here: NULL where that means zero for sure (private
- * memory; shmem, whose page cache mincore asked), else its bytes read from
- * the file (pgt__file_unseen()), or, if that read fails, the mapping (read
- * there, whatever it costs: zeros taken for content would be wrong data at
- * the destination).
- */
+/* A page not mapped here: NULL where that means zero for sure (private
+ * memory; shmem, whose page cache mincore asked), else read from the file. */
 static const uint8_t *absent_page(struct pgt_region *r, uint64_t p)
 {
-	struct pgt_refine *f = r->refine;
-
-	if (!pgt__file_unseen(r))
-		return NULL;
-	if (!f->bounce)
-		f->bounce = aligned_alloc(4096, r->page_size);
-	if (f->bounce && !pgt__read_file_page(r, p, f->bounce))
-		return f->bounce;
-	return pgt__page_addr(r, p);
+	return pgt__file_unseen(r) ? pgt__file_page(r, p, &r->refine->bounce) : NULL;
 }
 
 /*

@@ -177,7 +177,6 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 /* Kernel side                                                         */
 /* ------------------------------------------------------------------ */
 
-/* Free pages [p, p + n) on the host. */
 /*
  * May khugepaged collapse this region's private memory into huge pages?
  * Ours with MADV_HUGEPAGE, a caller's mapping (QEMU advises its RAM), or
@@ -229,6 +228,7 @@ static void keep_collapse_off(struct pgt_region *r, uintptr_t a, uintptr_t e)
 		no_collapse(r, hi - PGT_SZ_2M);
 }
 
+/* Free pages [p, p + n) on the host. */
 static int free_pages(struct pgt_region *r, uint64_t p, uint64_t n)
 {
 	void *a = pgt__page_addr(r, p);

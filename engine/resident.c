@@ -96,17 +96,19 @@ static int64_t resident_pagemap(struct pgt_region *r, uint64_t first, uint64_t n
 	return (int64_t)cnt;
 }
 
-int pgt__read_file_page(const struct pgt_region *r, uint64_t p, void *buf)
+const uint8_t *pgt__file_page(const struct pgt_region *r, uint64_t p, uint8_t **bounce)
 {
 	off_t off = (off_t)(r->fd_offset + (p << r->page_shift));
 	ssize_t got;
 
+	if (!*bounce)
+		*bounce = aligned_alloc(4096, r->page_size);
+	if (!*bounce)
+		return pgt__page_addr(r, p);
 	do
-		got = pread(r->fd, buf, r->page_size, off);
+		got = pread(r->fd, *bounce, r->page_size, off);
 	while (got < 0 && errno == EINTR);
-	if (got < 0)
-		return -errno;
-	return (uint64_t)got == r->page_size ? 0 : -EIO;
+	return (uint64_t)got == r->page_size ? *bounce : pgt__page_addr(r, p);
 }
 
 int64_t pgt__resident(struct pgt_region *r, uint64_t first, uint64_t n, bool swapped,

@@ -79,11 +79,7 @@ static bool fpt_page(struct pgt_region *r, struct fpt *t, uint64_t p)
 	bool changed = false, whole = false;  /* whole: every piece is read */
 
 	if (!(t->vec[p * t->per] & 1) && t->file_unseen) {
-		if (!t->bounce)
-			t->bounce = aligned_alloc(4096, r->page_size);
-		/* the file's bytes, else the mapping's (read it anyway) */
-		if (t->bounce && !pgt__read_file_page(r, p, t->bounce))
-			a = t->bounce;
+		a = pgt__file_page(r, p, &t->bounce);
 		whole = true;
 	}
 	for (unsigned base = 0; base < t->per; base += 512) {
