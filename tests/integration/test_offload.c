@@ -67,6 +67,23 @@ static void fx_open(struct fx *f, int backing, uint64_t len, uint64_t gpa)
 	assert_non_null(f->bm);
 }
 
+/*
+ * A region of @backing (LEN at GPA0) and a device model behind it, or a
+ * skip where the region cannot be made: checked before anything is
+ * allocated, as a skip is a longjmp.
+ */
+static struct pgt_model *model_fx(struct fx *f, int backing, const struct pgt_model_params *mp)
+{
+	const char *why = region_skip(backing, LEN);
+	struct pgt_model *m;
+
+	if (why)
+		pgt_skip("%s", why);
+	m = pgt__model_new(mp);
+	fx_open(f, backing, LEN, GPA0);
+	return m;
+}
+
 static void fx_close(struct fx *f)
 {
 	pgt_dirty_view_close(f->v);
@@ -94,6 +111,26 @@ static bool page_set(const struct fx *f, uint64_t gpa)
 static struct pgt_offload_range whole(const struct fx *f, uint64_t iova)
 {
 	return (struct pgt_offload_range){ .iova = iova, .length = f->info.length, .gpa = f->info.gpa };
+}
+
+/*
+ * A vhost-user log device (@oc) on the whole region but its last @cut bytes,
+ * started: the log as the back-end maps it (its fd and size in @info).
+ */
+static uint8_t *vhost_on(struct fx *f, const struct pgt_offload_config *oc, uint64_t cut,
+			 pgt_offload **o, struct pgt_offload_info *info)
+{
+	struct pgt_offload_range rg = whole(f, GPA0);
+	uint8_t *log;
+
+	assert_int_equal(pgt_offload_open(f->eng, oc, o), 0);
+	rg.length -= cut;
+	assert_int_equal(pgt_offload_attach(*o, &rg, 1), 0);
+	assert_int_equal(pgt_offload_start(*o, 0), 0);
+	assert_int_equal(pgt_offload_info(*o, info), 0);
+	log = mmap(NULL, info->log_size, PROT_READ | PROT_WRITE, MAP_SHARED, info->log_fd, 0);
+	assert_true(log != MAP_FAILED);
+	return log;
 }
 
 static pgt_offload *open_model(struct fx *f, const char *backend, const void *bcfg,
@@ -488,18 +525,11 @@ static void test_vhost_log(void **state)
 	if (why)
 		pgt_skip("%s", why);
 	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
-	assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
-	/* the log is in guest-physical addresses; the last page is left out */
-	rg = whole(&f, GPA0);
-	rg.length -= 4096;
-	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
-	assert_int_equal(pgt_offload_start(o, 0), 0);
-	assert_int_equal(pgt_offload_info(o, &info), 0);
+	/* the log is in guest-physical addresses; the last page is left out;
+	 * the back-end maps the log it was sent and sets bits in it */
+	log = vhost_on(&f, &oc, 4096, &o, &info);
 	assert_true(info.log_fd >= 0);
 	assert_true(info.log_size >= (GPA0 + LEN) / 4096 / 8);
-	/* the back-end maps the log it was sent and sets bits in it */
-	log = mmap(NULL, info.log_size, PROT_READ | PROT_WRITE, MAP_SHARED, info.log_fd, 0);
-	assert_true(log != MAP_FAILED);
 	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
 		uint64_t page = GPA0 / 4096 + pages[i];
 
@@ -525,13 +555,7 @@ static void test_vhost_log(void **state)
 		struct pgt_offload_harvest h2 = { .size = sizeof(h2) };
 		uint64_t *w64;
 
-		assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
-		rg = whole(&f, GPA0);
-		assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
-		assert_int_equal(pgt_offload_start(o, 0), 0);
-		assert_int_equal(pgt_offload_info(o, &info), 0);
-		log = mmap(NULL, info.log_size, PROT_READ | PROT_WRITE, MAP_SHARED, info.log_fd, 0);
-		assert_true(log != MAP_FAILED);
+		log = vhost_on(&f, &oc, 0, &o, &info);
 		w64 = (uint64_t *)log + GPA0 / 4096 / 64;
 		w64[0] = 0x8000000000000001ULL;
 		w64[LEN / 4096 / 64 - 1] = 1ULL << 40;
@@ -555,6 +579,7 @@ static void test_vhost_log(void **state)
 						       .log_size = 4096 };
 
 		oc.backend_config = &vc;
+		rg = whole(&f, GPA0);
 		assert_int_equal(pgt_offload_open(f.eng, &oc, &o), 0);
 		assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
 		assert_int_equal(pgt_offload_start(o, 0), -EINVAL);
@@ -761,14 +786,10 @@ static void test_vfio_model(void **state)
 	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
-	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
 
 	(void)state;
-	if (why)   /* before any allocation: a skip is a longjmp */
-		pgt_skip("%s", why);
-	m = pgt__model_new(&mp);
+	m = model_fx(&f, PGT_BACKING_MEMFD, &mp);
 	vc.device_fd = pgt__model_fd(m);
-	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
 	o = vfio_on(&f, m, &vc);
 	assert_int_equal(pgt_offload_info(o, &info), 0);
 	assert_int_equal(info.page_size, 2 * MIB); /* what the driver chose */
@@ -814,16 +835,12 @@ static void test_final_harvest(void **state)
 	pgt_offload *o;
 	uint8_t *log;
 	struct fx f;
-	const char *why = region_skip(PGT_BACKING_MEMFD, LEN);
 
 	(void)state;
-	if (why)   /* before any allocation: a skip is a longjmp */
-		pgt_skip("%s", why);
-	m = pgt__model_new(&mp);
+	m = model_fx(&f, PGT_BACKING_MEMFD, &mp);
 	vc.device_fd = pgt__model_fd(m);
 	rings[0] = ring = aligned_alloc(4096, 4096);  /* 64 records */
 	assert_non_null(ring);
-	fx_open(&f, PGT_BACKING_MEMFD, LEN, GPA0);
 	/* VFIO: a DMA write, then STOP (after which REPORT is refused) */
 	o = vfio_on(&f, m, &vc);
 	assert_int_equal(pgt__model_dma(m, 64 * GIB + 5 * 4096, 8), 0);
@@ -848,13 +865,7 @@ static void test_final_harvest(void **state)
 	assert_true(page_set(&f, GPA0 + 7 * 4096) && page_set(&f, GPA0 + 8 * 4096));
 	pgt_offload_close(o);
 	/* a vhost-user log with a bit set, then closed */
-	assert_int_equal(pgt_offload_open(f.eng, &hcfg, &o), 0);
-	rg = whole(&f, GPA0);
-	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
-	assert_int_equal(pgt_offload_start(o, 0), 0);
-	assert_int_equal(pgt_offload_info(o, &info), 0);
-	log = mmap(NULL, info.log_size, PROT_READ | PROT_WRITE, MAP_SHARED, info.log_fd, 0);
-	assert_true(log != MAP_FAILED);
+	log = vhost_on(&f, &hcfg, 0, &o, &info);
 	log[(GPA0 / 4096 + 100) / 8] |= (uint8_t)(1u << ((GPA0 / 4096 + 100) % 8));
 	munmap(log, info.log_size);
 	pgt_offload_close(o);
@@ -878,14 +889,10 @@ static void test_iommufd_model(void **state)
 	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
-	const char *why = region_skip(PGT_BACKING_HUGETLB, LEN);
 
 	(void)state;
-	if (why)   /* before any allocation: a skip is a longjmp */
-		pgt_skip("%s", why);
-	m = pgt__model_new(&mp);
+	m = model_fx(&f, PGT_BACKING_HUGETLB, &mp);
 	ic.iommufd = pgt__model_fd(m);
-	fx_open(&f, PGT_BACKING_HUGETLB, LEN, GPA0);
 	o = open_model(&f, "iommufd", &ic, m);
 	rg = whole(&f, 0);
 	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);
@@ -916,14 +923,10 @@ static void test_chmu_model(void **state)
 	struct pgt_model *m;
 	pgt_offload *o;
 	struct fx f;
-	const char *why = region_skip(PGT_BACKING_ANON, LEN);
 
 	(void)state;
-	if (why)   /* before any allocation: a skip is a longjmp */
-		pgt_skip("%s", why);
-	m = pgt__model_new(&mp);
+	m = model_fx(&f, PGT_BACKING_ANON, &mp);
 	cc.regs = pgt__model_regs(m, &cc.regs_len);
-	fx_open(&f, PGT_BACKING_ANON, LEN, GPA0);
 	o = open_model(&f, "chmu", &cc, m);
 	rg = whole(&f, 0); /* device physical address 0 is the region's start */
 	assert_int_equal(pgt_offload_attach(o, &rg, 1), 0);

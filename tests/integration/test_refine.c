@@ -252,6 +252,25 @@ static void test_oracle_compare(void **state)
 	run_oracle(PGT_REFINE_COMPARE, false);
 }
 
+/*
+ * open_hugetlb() in fingerprint mode with a view (skipped where it cannot
+ * run), every page written, then the view's first two harvests into @h:
+ * whole pages, then nothing (what was reported is certain now).
+ */
+static pgt_dirty_view *open_filled(struct fx *f, struct pgt_harvest *h)
+{
+	pgt_dirty_view *v;
+	int ret = open_hugetlb(f, PGT_REFINE_FINGERPRINT);
+
+	if (ret)
+		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
+	assert_int_equal(pgt_dirty_view_open(f->r, &v), 0);
+	memset(f->mem, 1, LEN);
+	assert_int_equal(pgt_dirty_harvest(v, h), PIECES);  /* first: whole pages */
+	assert_int_equal(pgt_dirty_harvest(v, h), 0);
+	return v;
+}
+
 /* One 8-byte write in each of two pages: 2 pieces, not 2 x 512. */
 static void test_one_word(void **state)
 {
@@ -259,17 +278,9 @@ static void test_one_word(void **state)
 	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
 	pgt_dirty_view *v, *v2;
 	struct fx f;
-	int ret;
 
 	(void)state;
-	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
-	if (ret)
-		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
-	assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
-	memset(f.mem, 1, LEN);
-	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);  /* first: whole pages */
-	/* nothing written: nothing, and what was reported is certain now */
-	assert_int_equal(pgt_dirty_harvest(v, &h), 0);
+	v = open_filled(&f, &h);
 	f.mem[5 * 4096 + 8] = 2;
 	f.mem[2 * MiB + 511 * 4096] = 3;
 	assert_int_equal(pgt_dirty_harvest(v, &h), 2);
@@ -378,16 +389,9 @@ static void test_residency(void **state)
 	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
 	pgt_dirty_view *v;
 	struct fx f;
-	int ret;
 
 	(void)state;
-	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
-	if (ret)
-		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
-	assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
-	memset(f.mem, 1, LEN);
-	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);
-	assert_int_equal(pgt_dirty_harvest(v, &h), 0);  /* the first copy is certain */
+	v = open_filled(&f, &h);
 	assert_true(pgt_release(f.eng, GPA0 + 2 * 2 * MiB, 2 * MiB, 0, NULL) > 0);
 	assert_false(in_core(f.mem + 2 * 2 * MiB));
 	f.mem[0] = 2;
@@ -418,27 +422,19 @@ static void test_unmapped_file_page(void **state)
 {
 	struct pgt_region_info info = { .size = sizeof(info) };
 	struct pgt_run runs[16];
-	uint8_t *data = malloc(LEN), *other;
-	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16,
-				 .data = data, .data_cap = LEN };
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
 	unsigned long bm[1] = { 1ul << 5 | 1ul << 6 };
+	uint8_t *data, *other;
 	pgt_dirty_view *v;
 	struct fx f;
-	int ret;
 
 	(void)state;
+	v = open_filled(&f, &h);
+	h.data = data = malloc(LEN);  /* after the skip: it is a longjmp */
+	h.data_cap = LEN;
 	assert_non_null(data);
-	ret = open_hugetlb(&f, PGT_REFINE_FINGERPRINT);
-	if (ret) {
-		free(data);
-		pgt_skip("no hugetlb region with dirty tracking here: %s", strerror(-ret));
-	}
 	assert_int_equal(pgt_region_info(f.r, &info), 0);
 	assert_true(info.fd >= 0);
-	assert_int_equal(pgt_dirty_view_open(f.r, &v), 0);
-	memset(f.mem, 1, LEN);
-	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);
-	assert_int_equal(pgt_dirty_harvest(v, &h), 0);
 	/* pages 5 and 6 freed; the back-end writes two pieces of page 5 */
 	assert_true(pgt_release(f.eng, GPA0 + 5 * 2 * MiB, 2 * 2 * MiB, 0, NULL) > 0);
 	other = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, info.fd, 5 * 2 * MiB);
