@@ -122,6 +122,7 @@ struct pgt_region {
 	int fd;                     /* backing fd or -1 */
 	uint64_t fd_offset;
 	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
+	bool fd_owned;              /* fd opened by pgtrack for a caller's mapping */
 	int numa_node;
 	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
@@ -411,8 +412,10 @@ void pgt__release_on_remove(struct pgt_region *r, uint64_t start, uint64_t end);
 struct pgt_vma {
 	uint64_t start, end;
 	uint64_t kernel_page_size;  /* 0 when smaps does not say */
+	uint64_t offset;            /* file offset of start (bytes) */
 	bool locked;                /* VmFlags "lo" */
 	bool hugetlb;               /* VmFlags "ht" */
+	bool shared;                /* VmFlags "sh": MAP_SHARED */
 };
 /* Called per VMA; a non-zero return stops the walk and is returned. */
 typedef int (*pgt_vma_fn)(void *arg, const struct pgt_vma *v);

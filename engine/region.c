@@ -5,10 +5,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <linux/magic.h>
 #include <linux/memfd.h>
 #include <linux/mempolicy.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -460,7 +462,7 @@ static void region_release(struct pgt_region *r)
 	if (r->owned && r->addr) /* with its guard pages (map_guarded) */
 		munmap((uint8_t *)r->addr - pgt_hal_page_size(),
 		       r->length + 2 * pgt_hal_page_size());
-	if (r->owned && r->fd >= 0)
+	if ((r->owned || r->fd_owned) && r->fd >= 0)
 		close(r->fd);
 	if (r->backing == PGT_BACKING_DPDK)
 		pgt__dpdk_zone_free(r);
@@ -539,9 +541,10 @@ PGT_EXPORT int pgt_region_create(pgt_engine *e, const struct pgt_region_config *
  * ask. A page size given by the caller must match it (tracking a hugetlb
  * VMA at 4 KiB would scan partial huge pages).
  */
-static int detect_page_size(const struct pgt_region_config *c, uint64_t *ps, bool *hugetlb)
+static int detect_page_size(const struct pgt_region_config *c, uint64_t *ps, bool *hugetlb,
+			    struct pgt_vma *vma)
 {
-	struct pgt_vma v;
+	struct pgt_vma v = { 0 };
 	struct statfs sfs;
 	bool fd_huge = c->fd >= 0 && !fstatfs(c->fd, &sfs) && sfs.f_type == HUGETLBFS_MAGIC;
 	uint64_t kps = fd_huge ? (uint64_t)sfs.f_bsize : pgt_hal_page_size();
@@ -555,13 +558,53 @@ static int detect_page_size(const struct pgt_region_config *c, uint64_t *ps, boo
 	if (c->page_size && c->page_size != kps)
 		return -EINVAL;
 	*ps = kps;
+	*vma = v;
 	return 0;
+}
+
+/*
+ * A caller's MAP_SHARED mapping registered without its fd: the memory is a
+ * file's (shmem, hugetlbfs), and the file can hold pages this mapping does
+ * not map (another process wrote them through its own mapping). Open the
+ * file through /proc/self/map_files, so that a release punches the file,
+ * and refinement and the fingerprint tracker read such pages from it
+ * instead of taking them for zeros. Opening map_files takes
+ * CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE; without it the region stays
+ * shared without a file (releases by MADV_REMOVE) and says what it lacks.
+ */
+static void adopt_file(struct pgt_region *r, const struct pgt_vma *v)
+{
+	uintptr_t a = (uintptr_t)r->addr;
+	char path[64];
+	int fd;
+
+	if (a < v->start || a + r->length > v->end) {
+		errno = EXDEV;  /* more than one mapping */
+		fd = -1;
+	} else {
+		snprintf(path, sizeof(path), "/proc/self/map_files/%" PRIx64 "-%" PRIx64,
+			 v->start, v->end);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0 && errno == EACCES)
+			fd = open(path, O_RDONLY | O_CLOEXEC);  /* reads, not punches */
+	}
+	if (fd < 0) {
+		pgt__log(r->eng, PGT_LOG_WARN,
+			 "region %s: shared mapping registered without its fd, file not "
+			 "opened (%s): pages only the file holds read as zeros; pass the fd",
+			 r->name ? r->name : "?", strerror(errno));
+		return;
+	}
+	r->fd = fd;
+	r->fd_offset = v->offset + (a - v->start);
+	r->fd_owned = true;
 }
 
 PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config *c,
 				   pgt_region **out)
 {
 	struct pgt_region *r;
+	struct pgt_vma vma = { 0 };
 	uint64_t ps;
 	int ret = begin(e, c, out);
 
@@ -576,12 +619,14 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 	r->addr = c->addr;
 	r->fd = c->fd;
 	r->fd_offset = c->fd_offset;
-	r->shared = c->fd >= 0;
-	ret = detect_page_size(c, &ps, &r->hugetlb);
+	ret = detect_page_size(c, &ps, &r->hugetlb, &vma);
 	if (!ret)
 		ret = set_page_size(r, ps);
 	if (!ret && (c->fd_offset & (r->page_size - 1)))
 		ret = -EINVAL;
+	r->shared = c->fd >= 0 || vma.shared;
+	if (!ret && c->fd < 0 && vma.shared)
+		adopt_file(r, &vma);
 	if (ret) {
 		region_release(r);
 		return ret;

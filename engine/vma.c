@@ -37,17 +37,21 @@ static bool take_hex(const char *line, size_t ll, size_t *i, uint64_t *out)
 	return n && n <= 16;
 }
 
-/* "start-end perms ..." */
-static bool vma_header(const char *line, size_t ll, uint64_t *start, uint64_t *end)
+/* "start-end perms offset ..." (the offset is 0 when it cannot be read) */
+static bool vma_header(const char *line, size_t ll, struct pgt_vma *v)
 {
 	size_t i = 0;
 
-	if (!take_hex(line, ll, &i, start) || i >= ll || line[i] != '-')
+	*v = (struct pgt_vma){ 0 };
+	if (!take_hex(line, ll, &i, &v->start) || i >= ll || line[i] != '-')
 		return false;
 	i++;
-	if (!take_hex(line, ll, &i, end) || i >= ll || line[i] != ' ')
+	if (!take_hex(line, ll, &i, &v->end) || i >= ll || line[i] != ' ')
 		return false;
-	return *end > *start;
+	i += 6;  /* " rwxp " */
+	if (i > ll || !take_hex(line, ll, &i, &v->offset) || i >= ll || line[i] != ' ')
+		v->offset = 0;
+	return v->end > v->start;
 }
 
 /* A two-letter token of a VmFlags line, delimited by blanks. */
@@ -86,7 +90,7 @@ int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg)
 		const char *line = buf + pos;
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t ll = nl ? (size_t)(nl - line) : len - pos;
-		uint64_t a, b;
+		struct pgt_vma h;
 
 		pos += ll + (nl ? 1 : 0);
 		if (ll > 8 && !memcmp(line, "VmFlags:", 8)) {
@@ -96,6 +100,7 @@ int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg)
 				continue;
 			v.locked = has_flag(line, ll, "lo");
 			v.hugetlb = has_flag(line, ll, "ht");
+			v.shared = has_flag(line, ll, "sh");
 			have = false;
 			found++;
 			ret = fn(arg, &v);
@@ -103,8 +108,8 @@ int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg)
 				return ret;
 		} else if (ll > 15 && !memcmp(line, "KernelPageSize:", 15)) {
 			v.kernel_page_size = kb_value(line, ll, 15);
-		} else if (vma_header(line, ll, &a, &b)) {
-			v = (struct pgt_vma){ .start = a, .end = b };
+		} else if (vma_header(line, ll, &h)) {
+			v = h;
 			have = true;
 		}
 	}

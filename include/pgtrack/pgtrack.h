@@ -277,7 +277,12 @@ typedef int (*pgt_quiesce_fn)(void *arg, bool pause);
  * @numa_node:   node to bind the memory to, or -1.
  * @name:        optional label (copied).
  * @addr:        register only: the caller's mapping (page aligned).
- * @fd:          register only: backing fd or -1 (used for punch-hole).
+ * @fd:          register only: backing fd or -1 (used for punch-hole, and
+ *               to read pages the file holds that the mapping does not map).
+ *               A MAP_SHARED mapping given without its fd: pgtrack opens the
+ *               file via /proc/self/map_files (CAP_SYS_ADMIN or
+ *               CAP_CHECKPOINT_RESTORE; else a warning, releases by
+ *               MADV_REMOVE and such pages read as zeros).
  * @fd_offset:   register only: offset of @addr in @fd.
  * @page_size:   register only: backing page size (0: detect from the VMA).
  * @provider:    first touch: page provider, or NULL for zero pages.
@@ -369,7 +374,7 @@ struct pgt_region_info {
 	uint64_t gpa;
 	uint64_t page_size;  /* tracking granularity (= backing page size) */
 	uint64_t npages;
-	int fd;
+	int fd;              /* the backing file's fd (owned by the region), or -1 */
 	int dirty_method;    /* the resolved method, never AUTO */
 	uint32_t track;
 	int numa_node;

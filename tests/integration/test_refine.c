@@ -11,6 +11,7 @@
  * refined volume must be a small fraction of what 2 MiB reporting sends.
  */
 #include <errno.h>
+#include <linux/memfd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/common/testutil.h"
@@ -461,6 +463,70 @@ static void test_unmapped_file_page(void **state)
 	free(data);
 }
 
+/*
+ * The same with guest memory the VMM mapped and registered without its fd
+ * (pgtrack opens the file itself): the release frees the file's pages, and
+ * the page the back-end wrote after it is read from the file, not taken
+ * for zeros.
+ */
+static void test_registered_file_page(void **state)
+{
+	struct pgt_region_info info = { .size = sizeof(info) };
+	struct pgt_run runs[16];
+	struct pgt_harvest h = { .size = sizeof(h), .runs = runs, .runs_cap = 16 };
+	unsigned long bm[1] = { 1ul << 5 };
+	struct stat st0, st1;
+	uint8_t *mem, *data, *other;
+	pgt_dirty_view *v;
+	pgt_engine *e;
+	pgt_region *r;
+	int fd;
+
+	(void)state;
+	if (pgt_test_free_hugepages() < NHP)
+		pgt_skip("needs %d free 2 MiB hugepages", NHP);
+	fd = memfd_create("vmm-guest", MFD_CLOEXEC | MFD_HUGETLB);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, LEN), 0);
+	mem = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(mem != MAP_FAILED);
+
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = LEN, .gpa = GPA0,
+		.track = PGT_TRACK_DIRTY, .dirty_method = PGT_DIRTY_AUTO, .numa_node = -1,
+		.addr = mem, .fd = -1, .name = "vmm-guest",
+	};
+
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_region_register(e, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	assert_true(info.fd >= 0);
+	assert_int_equal(pgt_region_refine(r, PGT_REFINE_FINGERPRINT), 0);
+	assert_int_equal(pgt_dirty_view_open(r, &v), 0);
+	memset(mem, 1, LEN);
+	assert_int_equal(pgt_dirty_harvest(v, &h), PIECES);
+	assert_int_equal(fstat(fd, &st0), 0);
+	assert_true(pgt_release(e, GPA0 + 5 * 2 * MiB, 2 * MiB, 0, NULL) > 0);
+	assert_int_equal(fstat(fd, &st1), 0);
+	assert_int_equal(st0.st_blocks - st1.st_blocks, 2 * MiB / 512);  /* freed */
+	other = mmap(NULL, 2 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 5 * 2 * MiB);
+	assert_true(other != MAP_FAILED);
+	memset(other + 9 * 4096, 0x77, 4096);
+	assert_int_equal(pgt_dirty_merge(r, bm, NHP), 0);
+	h.data = data = malloc(LEN);
+	h.data_cap = LEN;
+	assert_non_null(data);
+	assert_int_equal(pgt_dirty_harvest(v, &h), 512);
+	assert_memory_equal(data, other, 2 * MiB);  /* the back-end's bytes */
+	assert_int_equal(data[9 * 4096], 0x77);
+	munmap(other, 2 * MiB);
+	pgt_dirty_view_close(v);
+	pgt_engine_close(e);
+	munmap(mem, LEN);
+	close(fd);
+	free(data);
+}
+
 /* Take and release lock words: values that change and change back. */
 static void *locker_main(void *arg)
 {
@@ -708,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_one_word),
 		cmocka_unit_test(test_residency),
 		cmocka_unit_test(test_unmapped_file_page),
+		cmocka_unit_test(test_registered_file_page),
 		cmocka_unit_test(test_oracle_fingerprint),
 		cmocka_unit_test(test_oracle_compare),
 		cmocka_unit_test(test_oracle_data),

@@ -8,6 +8,7 @@
 #include "tests/common/testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/memfd.h>
 #include <pthread.h>
 #include <sched.h>
@@ -15,9 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pgtrack.h>
+#include <pgtrack/release.h>
 
 #define MB (1ULL << 20)
 
@@ -183,6 +186,68 @@ static void test_register_hugetlb(void **state)
 	close(fd);
 }
 
+/*
+ * A MAP_SHARED memfd mapping registered without its fd, at an offset into
+ * the file: pgtrack opens the file itself (map_files), so a release frees
+ * the file's pages (MADV_DONTNEED would only unmap them) and the region's
+ * info names the file at the right offset.
+ */
+static void test_register_shared_nofd(void **state)
+{
+	struct pgt_region_info info = { .size = sizeof(info) };
+	uint64_t len = 4 * MB, off = 1 * MB;
+	struct stat st0, st1, st2;
+	pgt_engine *e;
+	pgt_region *r;
+	uint8_t *mem;
+	int fd;
+
+	(void)state;
+	fd = memfd_create("vmm-shared", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(off + len)), 0);
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+	assert_true(mem != MAP_FAILED);
+	memset(mem, 1, len);
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = len,
+		.gpa = 1 << 30, .track = PGT_TRACK_DIRTY, .numa_node = -1, .addr = mem, .fd = -1,
+		.name = "vmm-shared",
+	};
+
+	assert_int_equal(pgt_region_register(e, &rc, &r), 0);
+	assert_int_equal(pgt_region_info(r, &info), 0);
+	if (info.fd < 0 && geteuid()) {
+		pgt_engine_close(e);
+		munmap(mem, len);
+		close(fd);
+		pgt_skip("/proc/self/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE");
+	}
+	assert_true(info.fd >= 0);
+	assert_int_not_equal(info.fd, fd);
+	assert_int_equal(fstat(fd, &st0), 0);
+	assert_int_equal(fstat(info.fd, &st1), 0);
+	assert_int_equal(st0.st_ino, st1.st_ino);  /* the same file */
+	/* 64 pages released: the file gives them back, the bytes read zero */
+	assert_int_equal(pgt_release(e, (1 << 30) + 8 * 4096, 64 * 4096, 0, NULL), 64);
+	assert_int_equal(fstat(fd, &st2), 0);
+	/* (at the mapping's offset into the file: the first MiB holds nothing) */
+	assert_int_equal(st0.st_blocks - st2.st_blocks, 64 * 4096 / 512);
+	for (uint64_t i = 0; i < 64 * 4096; i += 4096)
+		assert_int_equal(mem[8 * 4096 + i], 0);
+	assert_int_equal(mem[7 * 4096], 1);
+	assert_int_equal(mem[72 * 4096], 1);
+	assert_int_equal(pgt_region_destroy(r), 0);
+	/* its own fd is closed with it; ours stays */
+	assert_int_equal(fcntl(info.fd, F_GETFD), -1);
+	assert_int_equal(fstat(fd, &st2), 0);
+	pgt_engine_close(e);
+	munmap(mem, len);
+	close(fd);
+}
+
 struct writer {
 	uint8_t *mem;
 	uint64_t pages;
@@ -295,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_register_hugetlb),
+		cmocka_unit_test(test_register_shared_nofd),
 		cmocka_unit_test(test_remove_while_tracking),
 		cmocka_unit_test(test_metadata_budget),
 	};
