@@ -123,6 +123,7 @@ struct pgt_region {
 	uint64_t fd_offset;
 	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
 	bool fd_owned;              /* fd opened by pgtrack for a caller's mapping */
+	bool thp_off;               /* the caller's mapping was MADV_NOHUGEPAGE */
 	int numa_node;
 	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
@@ -416,6 +417,7 @@ struct pgt_vma {
 	bool locked;                /* VmFlags "lo" */
 	bool hugetlb;               /* VmFlags "ht" */
 	bool shared;                /* VmFlags "sh": MAP_SHARED */
+	bool thp_off;               /* VmFlags "nh": MADV_NOHUGEPAGE */
 };
 /* Called per VMA; a non-zero return stops the walk and is returned. */
 typedef int (*pgt_vma_fn)(void *arg, const struct pgt_vma *v);

@@ -625,6 +625,7 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 	if (!ret && (c->fd_offset & (r->page_size - 1)))
 		ret = -EINVAL;
 	r->shared = c->fd >= 0 || vma.shared;
+	r->thp_off = vma.thp_off;
 	if (!ret && c->fd < 0 && vma.shared)
 		adopt_file(r, &vma);
 	if (ret) {

@@ -65,6 +65,7 @@ static void rel_free(struct pgt_rel *rel)
 	pgt__bitmap_fini(&rel->removed);
 	pgt__bitmap_fini(&rel->pinned);
 	pgt__bitmap_fini(&rel->zero);
+	pgt__bitmap_fini(&rel->no_thp);
 	pthread_mutex_destroy(&rel->lock);
 	free(rel);
 }
@@ -146,6 +147,8 @@ bool pgt__rel_unit_released(const struct pgt_region *r, const struct pgt_rel *re
 	return s && (s->bits[(u & (rel->upp - 1)) / 64] >> (u % 64) & 1);
 }
 
+static void thp_back(struct pgt_region *r, struct pgt_rel *rel, uint64_t p);
+
 static void unrelease_page(struct pgt_rel *rel, uint64_t p)
 {
 	pgt__bitmap_clear(&rel->released, p);
@@ -169,6 +172,7 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 			both &= both - 1;
 			unrelease_page(rel, p);
 			rel->stat_deflated_pages++;
+			thp_back(r, rel, p);
 		}
 	}
 }
@@ -180,13 +184,14 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 /*
  * May khugepaged collapse this region's private memory into huge pages?
  * Ours with MADV_HUGEPAGE, a caller's mapping (QEMU advises its RAM), or
- * any anonymous memory when THP is "always".
+ * any anonymous memory when THP is "always"; not a caller's mapping that
+ * was MADV_NOHUGEPAGE when registered (nothing to stop, nothing to undo).
  */
 static bool may_collapse(const struct pgt_region *r)
 {
 	const char *thp = r->eng->probe.thp_enabled;
 
-	if (r->hugetlb || r->shared || !*thp || !strcmp(thp, "never"))
+	if (r->hugetlb || r->shared || r->thp_off || !*thp || !strcmp(thp, "never"))
 		return false;
 	return r->backing == PGT_BACKING_THP || r->backing == PGT_BACKING_EXTERNAL ||
 	       !strcmp(thp, "always");
@@ -202,37 +207,75 @@ static bool may_collapse(const struct pgt_region *r)
  * 2 MiB); a range freed whole has nothing to collapse. It costs a VMA split
  * per range (neighbours with the same flags merge); if the kernel refuses
  * (vm.max_map_count), the release stands and a warning says why memory may
- * come back.
+ * come back. rel->no_thp remembers the range: when its last released unit
+ * comes back (reclaim, or deflate by touch), thp_back() advises it
+ * MADV_HUGEPAGE again, so a guest that inflates and deflates its balloon
+ * does not end up on 4 KiB pages for good, and the VMA merges back.
  */
-static void no_collapse(struct pgt_region *r, uintptr_t s)
+static uintptr_t thp_base(const struct pgt_region *r)
+{
+	return (uintptr_t)r->addr & ~(uintptr_t)(PGT_SZ_2M - 1);
+}
+
+static void no_collapse(struct pgt_region *r, struct pgt_rel *rel, uintptr_t s)
 {
 	uintptr_t base = (uintptr_t)r->addr, end = base + r->length, t = s + PGT_SZ_2M;
+	uint64_t i = (s - thp_base(r)) / PGT_SZ_2M;
 
 	s = s > base ? s : base;
 	t = t < end ? t : end;
-	if (madvise((void *)s, t - s, MADV_NOHUGEPAGE) && !r->collapse_warned) {
+	if (madvise((void *)s, t - s, MADV_NOHUGEPAGE)) {
+		if (!r->collapse_warned)
+			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_NOHUGEPAGE: %s: "
+				 "khugepaged may refill released memory", r->name, strerror(errno));
 		r->collapse_warned = true;
-		pgt__log(r->eng, PGT_LOG_WARN,
-			 "region %s: MADV_NOHUGEPAGE: %s: khugepaged may refill released memory",
-			 r->name, strerror(errno));
+		return;
 	}
+	if (!rel->no_thp.words &&
+	    pgt__bitmap_init(&rel->no_thp, (pgt__round_up(end, PGT_SZ_2M) - thp_base(r)) /
+					   PGT_SZ_2M))
+		return;  /* no memory to remember it: the range stays 4 KiB */
+	pgt__bitmap_set(&rel->no_thp, i);
 }
 
-static void keep_collapse_off(struct pgt_region *r, uintptr_t a, uintptr_t e)
+static void keep_collapse_off(struct pgt_region *r, struct pgt_rel *rel, uintptr_t a, uintptr_t e)
 {
 	uintptr_t lo = a & ~(uintptr_t)(PGT_SZ_2M - 1), hi = pgt__round_up(e, PGT_SZ_2M);
 
 	if (a != lo)
-		no_collapse(r, lo);
+		no_collapse(r, rel, lo);
 	if (e != hi && (hi - PGT_SZ_2M != lo || a == lo))  /* not the same range again */
-		no_collapse(r, hi - PGT_SZ_2M);
+		no_collapse(r, rel, hi - PGT_SZ_2M);
+}
+
+/* Page @p is no longer released: if that was the last of a range
+ * no_collapse() took huge pages from, give them back. rel->lock held. */
+static void thp_back(struct pgt_region *r, struct pgt_rel *rel, uint64_t p)
+{
+	uintptr_t base = (uintptr_t)r->addr, end = base + r->length;
+	uintptr_t a = (uintptr_t)pgt__page_addr(r, p);
+	uint64_t i = (a - thp_base(r)) / PGT_SZ_2M;
+	uintptr_t s, t;
+
+	if (!rel->no_thp.words || !pgt__bitmap_test(&rel->no_thp, i))
+		return;
+	s = thp_base(r) + i * PGT_SZ_2M;
+	t = s + PGT_SZ_2M < end ? s + PGT_SZ_2M : end;
+	s = s > base ? s : base;
+	if (pgt__bitmap_count_range(&rel->released, (s - base) >> r->page_shift,
+				    (t - s) >> r->page_shift))
+		return;
+	if (madvise((void *)s, t - s, MADV_HUGEPAGE))
+		return;  /* stays 4 KiB; tried again when another unit comes back */
+	pgt__bitmap_clear(&rel->no_thp, i);
 }
 
 /* Free pages [p, p + n) on the host. */
-static int free_pages(struct pgt_region *r, uint64_t p, uint64_t n)
+static int free_pages(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, uint64_t n)
 {
 	void *a = pgt__page_addr(r, p);
 	uint64_t len = n << r->page_shift;
+	bool thp = may_collapse(r) && r->page_size < PGT_SZ_2M;
 
 	if (r->shared && r->fd >= 0) {
 		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -241,11 +284,18 @@ static int free_pages(struct pgt_region *r, uint64_t p, uint64_t n)
 		return 0;
 	}
 	/* first: khugepaged must not collapse between the two calls */
-	if (may_collapse(r) && r->page_size < PGT_SZ_2M)
-		keep_collapse_off(r, (uintptr_t)a, (uintptr_t)a + len);
+	if (thp)
+		keep_collapse_off(r, rel, (uintptr_t)a, (uintptr_t)a + len);
 	/* MADV_DONTNEED on shared memory only unmaps: the page cache keeps it. */
-	if (madvise(a, len, r->shared ? MADV_REMOVE : MADV_DONTNEED))
-		return -errno;
+	if (madvise(a, len, r->shared ? MADV_REMOVE : MADV_DONTNEED)) {
+		int err = -errno;
+
+		if (thp) {  /* nothing freed: nothing to keep khugepaged off */
+			thp_back(r, rel, p);
+			thp_back(r, rel, p + n - 1);
+		}
+		return err;
+	}
 	return 0;
 }
 
@@ -421,7 +471,7 @@ static int release_run(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, ui
 
 	if (lock)
 		pthread_mutex_lock(&r->harvest_lock);
-	ret = free_pages(r, p, n);
+	ret = free_pages(r, rel, p, n);
 	if (!ret)
 		freed_pages_dirty(r, p, n);
 	if (lock)
@@ -659,6 +709,7 @@ uint64_t pgt__rel_reclaim(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0
 			unrelease_page(rel, p);
 			if (b - a == upp) {
 				done += upp;
+				thp_back(r, rel, p);
 				continue;
 			}
 			/* Part of a freed large page comes back: the rest stays
@@ -676,6 +727,7 @@ uint64_t pgt__rel_reclaim(struct pgt_region *r, struct pgt_rel *rel, uint64_t u0
 			/* touched again already; just drop the stale bit */
 			unrelease_page(rel, p);
 			rel->stat_deflated_pages++;
+			thp_back(r, rel, p);
 			continue;
 		}
 		s = rel->sub ? rel->sub[p] : NULL;

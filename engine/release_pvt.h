@@ -69,6 +69,9 @@ struct pgt_rel {
 
 	/* account.c: zero scan */
 	struct pgt_bitmap zero;        /* pages found all-zero; lazily */
+	/* release.c: 2 MiB ranges (from the region's start rounded down to
+	 * 2 MiB) a partial release made MADV_NOHUGEPAGE; lazily */
+	struct pgt_bitmap no_thp;
 	/* account.c: age */
 	struct pgt_age *age;
 };

@@ -448,6 +448,109 @@ static void test_thp_collapse_off(void **state)
 	close_region(&f);
 }
 
+/* How many VMAs [@a, @a + @len) spans (/proc/self/maps). */
+static int vma_count(const void *a, uint64_t len)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	uintptr_t lo0 = (uintptr_t)a, hi0 = lo0 + len;
+	unsigned long lo, hi;
+	char line[512];
+	int n = 0;
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && lo < hi0 && hi > lo0)
+			n++;
+	fclose(fp);
+	return n;
+}
+
+/*
+ * The huge pages come back with the memory: when the last released unit
+ * of a range the release took them from is reclaimed (balloon deflate) or
+ * touched again by the guest, the range is MADV_HUGEPAGE again and the
+ * VMA whole. A guest that inflates and deflates must not end up on 4 KiB
+ * pages for good.
+ */
+static void test_thp_back(void **state)
+{
+	bool touch = probe.touch_tracking;
+	volatile uint8_t *m;
+	struct fx f;
+
+	(void)state;
+	if (!strcmp(probe.thp_enabled, "never")) {
+		pgt_skip("THP disabled on this host");
+		return;
+	}
+	assert_int_equal(open_region(&f, PGT_BACKING_THP, 8 * MiB, touch ? PGT_TRACK_TOUCH : 0,
+				     PGT_DIRTY_NONE), 0);
+	m = f.info.addr;
+	fill(&f, 0, 8 * MiB, 3);
+	assert_int_equal(vma_count((void *)m, 8 * MiB), 1);
+	/* two units of the second range, one of the third */
+	assert_int_equal(pgt_release(f.eng, GPA0 + 2 * MiB + 5 * UNIT, UNIT, 0, NULL), 1);
+	assert_int_equal(pgt_release(f.eng, GPA0 + 2 * MiB + 9 * UNIT, UNIT, 0, NULL), 1);
+	assert_int_equal(pgt_release(f.eng, GPA0 + 4 * MiB + 3 * UNIT, UNIT, 0, NULL), 1);
+	assert_true(vma_flag((void *)(m + 2 * MiB), "nh"));
+	assert_true(vma_flag((void *)(m + 4 * MiB), "nh"));
+	assert_int_equal(vma_count((void *)m, 8 * MiB), 3);
+	/* one unit back: the range still holds a released one */
+	assert_int_equal(pgt_reclaim(f.eng, GPA0 + 2 * MiB + 5 * UNIT, UNIT), 1);
+	assert_true(vma_flag((void *)(m + 2 * MiB), "nh"));
+	/* the last one: huge pages again there, not in the third range */
+	assert_int_equal(pgt_reclaim(f.eng, GPA0 + 2 * MiB + 9 * UNIT, UNIT), 1);
+	assert_false(vma_flag((void *)(m + 2 * MiB), "nh"));
+	assert_true(vma_flag((void *)(m + 2 * MiB), "hg"));
+	assert_true(vma_flag((void *)(m + 4 * MiB), "nh"));
+	assert_int_equal(vma_count((void *)m, 8 * MiB), 3);
+	if (touch) {
+		/* the guest writes to its released unit: deflated, noticed on
+		 * the next look at the released set */
+		m[4 * MiB + 3 * UNIT] = 7;
+		assert_int_equal(pgt_released_count(f.r), 0);
+	} else {
+		pgt_test_note("no touch tracking: the third range comes back by reclaim");
+		assert_int_equal(pgt_reclaim(f.eng, GPA0 + 4 * MiB + 3 * UNIT, UNIT), 1);
+	}
+	assert_false(vma_flag((void *)(m + 4 * MiB), "nh"));
+	assert_int_equal(vma_count((void *)m, 8 * MiB), 1);
+	assert_int_equal(m[2 * MiB + 6 * UNIT], 3);  /* the data stayed */
+	assert_int_equal(m[4 * MiB + 3 * UNIT], touch ? 7 : 0);
+	close_region(&f);
+}
+
+/* A caller's mapping it advised MADV_NOHUGEPAGE keeps that advice: the
+ * release has nothing to stop and must not turn huge pages on afterwards. */
+static void test_thp_caller_off(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = 4 * MiB,
+		.gpa = GPA0, .numa_node = -1, .fd = -1, .name = "nothp",
+	};
+	pgt_engine *e = NULL;
+	pgt_region *r = NULL;
+	uint8_t *m;
+
+	(void)state;
+	m = mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(madvise(m, 4 * MiB, MADV_NOHUGEPAGE), 0);
+	memset(m, 1, 4 * MiB);
+	rc.addr = m;
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_region_register(e, &rc, &r), 0);
+	assert_int_equal(pgt_release(e, GPA0 + 5 * UNIT, UNIT, 0, NULL), 1);
+	assert_int_equal(pgt_reclaim(e, GPA0 + 5 * UNIT, UNIT), 1);
+	assert_true(vma_flag(m + 2 * MiB, "nh"));
+	assert_false(vma_flag(m, "hg"));
+	assert_true(vma_flag(m, "nh"));
+	assert_int_equal(vma_count(m, 4 * MiB), 1);
+	pgt_region_destroy(r);
+	pgt_engine_close(e);
+	munmap(m, 4 * MiB);
+}
+
 static void test_memfd_release(void **state)
 {
 	struct fx f;
@@ -1024,6 +1127,8 @@ int main(void)
 		cmocka_unit_test(test_rss_anon),
 		cmocka_unit_test(test_rss_thp),
 		cmocka_unit_test(test_thp_collapse_off),
+		cmocka_unit_test(test_thp_back),
+		cmocka_unit_test(test_thp_caller_off),
 		cmocka_unit_test(test_memfd_release),
 		cmocka_unit_test(test_dirty_after_release),
 		cmocka_unit_test(test_touch_deflate),
