@@ -507,7 +507,7 @@ void pgt__probe_thp(const char *root, struct pgt_probe *p)
 	long n;
 	int ret;
 
-	p->thp_enabled[0] = p->thp_defrag[0] = '\0';
+	p->thp_enabled[0] = p->thp_defrag[0] = p->shmem_thp_enabled[0] = '\0';
 	p->thp_pmd_size = 0;
 	p->mthp_sizes = 0;
 	p->thp_error = 0;
@@ -520,6 +520,12 @@ void pgt__probe_thp(const char *root, struct pgt_probe *p)
 		p->thp_error = ret;
 		return; /* no THP (CONFIG_TRANSPARENT_HUGEPAGE off) */
 	}
+	/* shmem (memfd, memory-backend-memfd): its own switch; a missing or
+	 * bad file leaves "" and is not an error of anonymous THP */
+	n = pgt__read_file(root, THP_DIR "/shmem_enabled", buf, sizeof(buf));
+	if (n < 0 || pgt__parse_bracketed(buf, (size_t)n, p->shmem_thp_enabled,
+					  sizeof(p->shmem_thp_enabled)))
+		p->shmem_thp_enabled[0] = '\0';
 	n = pgt__read_file(root, THP_DIR "/defrag", buf, sizeof(buf));
 	ret = n < 0 ? (int)n : pgt__parse_bracketed(buf, (size_t)n, p->thp_defrag,
 						    sizeof(p->thp_defrag));

@@ -172,6 +172,7 @@ static json_object *thp_json(const struct pgt_probe *p)
 
 	add(o, "enabled", json_object_new_string(p->thp_enabled));
 	add(o, "defrag", json_object_new_string(p->thp_defrag));
+	add(o, "shmem_enabled", json_object_new_string(p->shmem_thp_enabled));
 	add(o, "pmd_size", json_object_new_uint64(p->thp_pmd_size));
 	for (unsigned b = 0; b < 64; b++)
 		if (p->mthp_sizes & (1ULL << b))
@@ -534,8 +535,8 @@ static void print_thp(const struct pgt_probe *p)
 				snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " %s",
 					 size_str(1ULL << b, s1, sizeof(s1)));
 		row("THP", strcmp(p->thp_enabled, "never") ? "yes" : "off",
-		    "enabled=%s defrag=%s, PMD %s%s%s", p->thp_enabled, p->thp_defrag,
-		    size_str(p->thp_pmd_size, s2, sizeof(s2)), buf[0] ? ", mTHP" : "", buf);
+		    "enabled=%s defrag=%s shmem=%s, PMD %s%s%s", p->thp_enabled, p->thp_defrag,
+		    p->shmem_thp_enabled[0] ? p->shmem_thp_enabled : "?", size_str(p->thp_pmd_size, s2, sizeof(s2)), buf[0] ? ", mTHP" : "", buf);
 		if (!strcmp(p->thp_enabled, "never"))
 			cost("THP: enabled=never → thp regions get 4 KiB pages");
 	}

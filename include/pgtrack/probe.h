@@ -124,6 +124,10 @@ struct pgt_probe {
 	 * in one step; without it pgtrack continues, protects, then wakes. */
 	bool uffd_continue_wp;
 	int uffd_continue_wp_error; /* 0 or why not (-EINVAL: mode unknown) */
+
+	/* transparent_hugepage/shmem_enabled: "always", "within_size",
+	 * "advise", "never", "deny", "force", or "" (no such file) */
+	char shmem_thp_enabled[16];
 };
 
 /** sizeof(struct pgt_probe) in pgtrack 0.1 (it ended with touch_tracking):

@@ -312,6 +312,7 @@ static void test_fixture_x86(void **state)
 	assert_int_equal(p.thp_error, 0);
 	assert_string_equal(p.thp_enabled, "madvise");
 	assert_string_equal(p.thp_defrag, "madvise");
+	assert_string_equal(p.shmem_thp_enabled, "never");
 	assert_int_equal(p.thp_pmd_size, 2u << 20);
 	/* 16 KiB .. 2 MiB anonymous; 8 KiB has only shmem_enabled. */
 	assert_int_equal(p.mthp_sizes, (4u << 20) - (16u << 10));
@@ -375,6 +376,7 @@ static void test_fixture_arm64(void **state)
 	assert_int_equal(p.simd, PGT_SIMD_NEON);
 	assert_string_equal(p.thp_enabled, "madvise");
 	assert_string_equal(p.thp_defrag, "madvise");
+	assert_string_equal(p.shmem_thp_enabled, "never");
 	assert_int_equal(p.thp_pmd_size, 2u << 20);
 	assert_int_equal(p.mthp_sizes, 0);
 	assert_int_equal(p.thp_error, 0);
@@ -435,6 +437,7 @@ static void test_fixture_truncated(void **state)
 	assert_string_equal(p.arch, "");
 	assert_int_equal(p.thp_error, -EBADMSG);
 	assert_string_equal(p.thp_enabled, "");
+	assert_string_equal(p.shmem_thp_enabled, "");  /* reset, not left over */
 	assert_int_equal(p.pools_error, -EBADMSG);
 	assert_int_equal(p.numa_error, -EBADMSG);
 	assert_int_equal(p.numa_nodes, 0);
