@@ -124,6 +124,7 @@ struct pgt_region {
 	bool owned;                 /* pgtrack mapped (and will unmap/close) it */
 	bool fd_owned;              /* fd opened by pgtrack for a caller's mapping */
 	bool thp_off;               /* the caller's mapping was MADV_NOHUGEPAGE */
+	bool thp_on;                /* ... MADV_HUGEPAGE (or ours, PGT_BACKING_THP) */
 	int numa_node;
 	struct pgt_numa_region *numa; /* layout and shards (numa/layout.c) */
 	bool shared;                /* MAP_SHARED backing (shmem/hugetlbfs) */
@@ -418,6 +419,7 @@ struct pgt_vma {
 	bool hugetlb;               /* VmFlags "ht" */
 	bool shared;                /* VmFlags "sh": MAP_SHARED */
 	bool thp_off;               /* VmFlags "nh": MADV_NOHUGEPAGE */
+	bool thp_on;                /* VmFlags "hg": MADV_HUGEPAGE */
 };
 /* Called per VMA; a non-zero return stops the walk and is returned. */
 typedef int (*pgt_vma_fn)(void *arg, const struct pgt_vma *v);

@@ -311,6 +311,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		if (p && madvise(p, r->length, MADV_NOHUGEPAGE))
 			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_NOHUGEPAGE: %s", r->name,
 				 strerror(errno));
+		r->thp_off = true;  /* and a release must not advise it otherwise */
 		break;
 	case PGT_BACKING_THP:
 		/* Tracked at 4 KiB: a write splits the PMD under WP (PLATFORM-NOTES). */
@@ -320,6 +321,7 @@ static int map_backing(struct pgt_region *r, uint32_t backing)
 		if (p && madvise(p, r->length, MADV_HUGEPAGE))
 			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_HUGEPAGE: %s", r->name,
 				 strerror(errno));
+		r->thp_on = true;
 		break;
 	case PGT_BACKING_HUGETLB:
 	case PGT_BACKING_MEMFD: {
@@ -626,6 +628,7 @@ PGT_EXPORT int pgt_region_register(pgt_engine *e, const struct pgt_region_config
 		ret = -EINVAL;
 	r->shared = c->fd >= 0 || vma.shared;
 	r->thp_off = vma.thp_off;
+	r->thp_on = vma.thp_on;
 	if (!ret && c->fd < 0 && vma.shared)
 		adopt_file(r, &vma);
 	if (ret) {

@@ -182,19 +182,26 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 /* ------------------------------------------------------------------ */
 
 /*
- * May khugepaged collapse this region's private memory into huge pages?
- * Ours with MADV_HUGEPAGE, a caller's mapping (QEMU advises its RAM), or
- * any anonymous memory when THP is "always"; not a caller's mapping that
- * was MADV_NOHUGEPAGE when registered (nothing to stop, nothing to undo).
+ * May khugepaged collapse this region's 4 KiB pages into huge pages?
+ * Private memory: a MADV_HUGEPAGE mapping (ours, PGT_BACKING_THP, or a
+ * caller's: QEMU advises its RAM), or any when THP is "always". Shared memory (memfd, shmem) has
+ * its own switch, shmem_enabled: "advise" takes a MADV_HUGEPAGE mapping.
+ * Never a mapping that is MADV_NOHUGEPAGE (ours, PGT_BACKING_ANON, or a
+ * caller's when registered): nothing to stop, and nothing to undo after.
+ * Per-size mTHP switches (hugepages-2048kB/shmem_enabled) are not read.
  */
 static bool may_collapse(const struct pgt_region *r)
 {
-	const char *thp = r->eng->probe.thp_enabled;
+	const char *thp = r->eng->probe.thp_enabled, *sh = r->eng->probe.shmem_thp_enabled;
 
-	if (r->hugetlb || r->shared || r->thp_off || !*thp || !strcmp(thp, "never"))
+	if (r->hugetlb || r->thp_off || r->page_size >= PGT_SZ_2M)
 		return false;
-	return r->backing == PGT_BACKING_THP || r->backing == PGT_BACKING_EXTERNAL ||
-	       !strcmp(thp, "always");
+	if (r->shared)
+		return !strcmp(sh, "always") || !strcmp(sh, "within_size") ||
+		       !strcmp(sh, "force") || (!strcmp(sh, "advise") && r->thp_on);
+	if (!*thp || !strcmp(thp, "never"))
+		return false;
+	return r->thp_on || !strcmp(thp, "always");
 }
 
 /*
@@ -275,21 +282,21 @@ static int free_pages(struct pgt_region *r, struct pgt_rel *rel, uint64_t p, uin
 {
 	void *a = pgt__page_addr(r, p);
 	uint64_t len = n << r->page_shift;
-	bool thp = may_collapse(r) && r->page_size < PGT_SZ_2M;
+	bool thp = may_collapse(r);
+	int err = 0;
 
-	if (r->shared && r->fd >= 0) {
-		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(r->fd_offset + (p << r->page_shift)), (off_t)len))
-			return -errno;
-		return 0;
-	}
 	/* first: khugepaged must not collapse between the two calls */
 	if (thp)
 		keep_collapse_off(r, rel, (uintptr_t)a, (uintptr_t)a + len);
-	/* MADV_DONTNEED on shared memory only unmaps: the page cache keeps it. */
-	if (madvise(a, len, r->shared ? MADV_REMOVE : MADV_DONTNEED)) {
-		int err = -errno;
-
+	if (r->shared && r->fd >= 0) {
+		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(r->fd_offset + (p << r->page_shift)), (off_t)len))
+			err = -errno;
+	} else if (madvise(a, len, r->shared ? MADV_REMOVE : MADV_DONTNEED)) {
+		/* MADV_DONTNEED on shared memory only unmaps: the file keeps it */
+		err = -errno;
+	}
+	if (err) {
 		if (thp) {  /* nothing freed: nothing to keep khugepaged off */
 			thp_back(r, rel, p);
 			thp_back(r, rel, p + n - 1);

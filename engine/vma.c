@@ -102,6 +102,7 @@ int pgt__smaps_walk(const char *buf, size_t len, pgt_vma_fn fn, void *arg)
 			v.hugetlb = has_flag(line, ll, "ht");
 			v.shared = has_flag(line, ll, "sh");
 			v.thp_off = has_flag(line, ll, "nh");
+			v.thp_on = has_flag(line, ll, "hg");
 			have = false;
 			found++;
 			ret = fn(arg, &v);

@@ -551,6 +551,123 @@ static void test_thp_caller_off(void **state)
 	munmap(m, 4 * MiB);
 }
 
+/*
+ * shmem THP (memfd guest RAM, QEMU's memory-backend-memfd under
+ * shmem_enabled=advise): punching a 4 KiB hole splits the huge folio, and
+ * khugepaged's file collapse would fill the hole again (up to max_ptes_none
+ * holes per range). The release keeps collapse off the range through this
+ * mapping, and lifts it when the unit comes back. The host's switch is
+ * "never" here: the test sets "advise" for itself and restores it.
+ */
+#define SHMEM_THP "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+static char shmem_thp_was[16];
+
+static bool shmem_thp_set(const char *v)
+{
+	FILE *fp = fopen(SHMEM_THP, "w");
+	bool ok = fp && fputs(v, fp) >= 0;
+
+	if (fp && fclose(fp))
+		ok = false;
+	if (ok)
+		pgt_probe_refresh(&probe);
+	return ok;
+}
+
+static int shmem_thp_setup(void **state)
+{
+	(void)state;
+	shmem_thp_was[0] = '\0';
+	if (!geteuid() && probe.shmem_thp_enabled[0]) {
+		snprintf(shmem_thp_was, sizeof(shmem_thp_was), "%s", probe.shmem_thp_enabled);
+		if (strcmp(shmem_thp_was, "advise") && !shmem_thp_set("advise"))
+			shmem_thp_was[0] = '\0';
+	}
+	return 0;
+}
+
+static int shmem_thp_teardown(void **state)
+{
+	(void)state;
+	if (shmem_thp_was[0] && strcmp(shmem_thp_was, "advise"))
+		shmem_thp_set(shmem_thp_was);
+	return 0;
+}
+
+/* Bytes of this process's shmem mapped by PMDs (/proc/self/smaps_rollup). */
+static uint64_t shmem_pmd_mapped(void)
+{
+	FILE *fp = fopen("/proc/self/smaps_rollup", "r");
+	unsigned long long kb = 0;
+	char line[256];
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "ShmemPmdMapped: %llu kB", &kb) == 1)
+			break;
+	fclose(fp);
+	return (uint64_t)kb << 10;
+}
+
+static void test_shmem_thp_collapse_off(void **state)
+{
+	struct pgt_region_config rc = {
+		.size = sizeof(rc), .backing = PGT_BACKING_EXTERNAL, .length = 8 * MiB,
+		.gpa = GPA0, .numa_node = -1, .name = "shmthp",
+	};
+	pgt_engine *e = NULL;
+	pgt_region *r = NULL;
+	uint8_t *res, *m;
+	struct stat st;
+	int fd;
+
+	(void)state;
+	if (strcmp(probe.shmem_thp_enabled, "advise")) {
+		pgt_skip("shmem THP: cannot set shmem_enabled=advise (%s)",
+			 probe.shmem_thp_enabled[0] ? probe.shmem_thp_enabled : "no such file");
+		return;
+	}
+	fd = memfd_create("shmthp", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(8 * MiB)), 0);
+	/* 2 MiB aligned, so that the file's huge folios map by PMD */
+	res = mmap(NULL, 10 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(res != MAP_FAILED);
+	m = (uint8_t *)(((uintptr_t)res + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
+	assert_true(mmap(m, 8 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == m);
+	assert_int_equal(madvise(m, 8 * MiB, MADV_HUGEPAGE), 0);
+	memset(m, 1, 8 * MiB);
+	if (shmem_pmd_mapped() < 8 * MiB) {
+		pgt_skip("shmem THP: no huge folios allocated (%llu KiB PMD-mapped)",
+			 (unsigned long long)shmem_pmd_mapped() >> 10);
+		goto out;
+	}
+	rc.addr = m;
+	rc.fd = fd;
+	assert_int_equal(pgt_engine_open(NULL, &e), 0);
+	assert_int_equal(pgt_region_register(e, &rc, &r), 0);
+	assert_int_equal(pgt_release(e, GPA0 + 2 * MiB + 5 * UNIT, UNIT, 0, NULL), 1);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 8 * MiB - UNIT);
+	assert_true(vma_flag(m + 2 * MiB, "nh"));
+	assert_false(vma_flag(m, "nh"));
+	/* what khugepaged would do, at once: refused, the hole stays */
+	(void)madvise(m + 2 * MiB, 2 * MiB, MADV_COLLAPSE);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal((uint64_t)st.st_blocks * 512, 8 * MiB - UNIT);
+	assert_int_equal(m[2 * MiB + 6 * UNIT], 1);
+	/* deflate: huge pages allowed there again, one VMA */
+	assert_int_equal(pgt_reclaim(e, GPA0 + 2 * MiB + 5 * UNIT, UNIT), 1);
+	assert_false(vma_flag(m + 2 * MiB, "nh"));
+	assert_true(vma_flag(m + 2 * MiB, "hg"));
+	assert_int_equal(vma_count(m, 8 * MiB), 1);
+	pgt_region_destroy(r);
+	pgt_engine_close(e);
+out:
+	munmap(res, 10 * MiB);
+	close(fd);
+}
+
 static void test_memfd_release(void **state)
 {
 	struct fx f;
@@ -1129,6 +1246,8 @@ int main(void)
 		cmocka_unit_test(test_thp_collapse_off),
 		cmocka_unit_test(test_thp_back),
 		cmocka_unit_test(test_thp_caller_off),
+		cmocka_unit_test_setup_teardown(test_shmem_thp_collapse_off, shmem_thp_setup,
+						shmem_thp_teardown),
 		cmocka_unit_test(test_memfd_release),
 		cmocka_unit_test(test_dirty_after_release),
 		cmocka_unit_test(test_touch_deflate),
