@@ -89,12 +89,15 @@ struct pgt_release_result {
  * Whole backing pages are freed at once: MADV_DONTNEED for private memory,
  * fallocate(PUNCH_HOLE) on the region's fd (or MADV_REMOVE) for shared
  * memory, so the host sees the memory come back (RSS, HugePages_Free). In
- * private memory the kernel may collapse into huge pages (THP), a 2 MiB
- * range freed only in part is first marked MADV_NOHUGEPAGE, so khugepaged
- * does not fill the freed units again (a later fault there maps 4 KiB);
- * when its last released unit comes back (pgt_reclaim(), or a touch seen
- * as deflate) the range is MADV_HUGEPAGE again. A caller's mapping that was
- * MADV_NOHUGEPAGE when registered is never re-advised. Their
+ * memory the kernel may collapse into huge pages (THP: a MADV_HUGEPAGE
+ * mapping, or THP "always"; for memfd/shmem, transparent_hugepage/
+ * shmem_enabled), a 2 MiB range freed only in part is first marked
+ * MADV_NOHUGEPAGE, so khugepaged does not fill the freed units again (a
+ * later fault there maps 4 KiB); when its last released unit comes back
+ * (pgt_reclaim(), or a touch seen as deflate) the range is MADV_HUGEPAGE
+ * again. A mapping that was MADV_NOHUGEPAGE when registered is never
+ * re-advised. Another process's mapping of the same shmem file is out of
+ * reach: it must not be MADV_HUGEPAGE, or khugepaged may refill. Their
  * touched, dirty (in every view) and zero state is cleared; the dirty
  * tracker is re-armed so a later write is reported again. A 4 KiB piece of a
  * larger page is zeroed (punched) and counted; when all pieces of the page
