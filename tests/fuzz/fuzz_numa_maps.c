@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz target: the smaps / numa_maps parsers (numa/procmap.c) and the CPU
- * list parser. Input: smaps text, a NUL byte, numa_maps text (without a NUL
- * the whole input is tried as each of the two). Any bytes must give a map or
- * an error; a parsed map must satisfy the invariants below, else abort().
+ * Fuzz target: the smaps / numa_maps parsers (numa/procmap.c), the
+ * engine's smaps walk (engine/vma.c) and the CPU list parser. Input: smaps
+ * text, a NUL byte, numa_maps text (without a NUL the whole input is tried
+ * as each of the two). Any bytes must give a map or an error; a parsed map
+ * must satisfy the invariants below, else abort().
  */
 #include <errno.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include <pgtrack.h>
 
+#include "engine/engine_pvt.h"
 #include "lib/cpuset.h"
 #include "tools/lib/pgtool.h"
 
@@ -65,6 +67,24 @@ static void parse(const char *s, size_t sl, const char *nm, size_t nl)
 	}
 }
 
+/* The engine's own smaps walk (engine/vma.c): every VMA it reports has a
+ * range and a whole-KiB page size, and it reports each one it counts. */
+static int vma_check(void *arg, const struct pgt_vma *v)
+{
+	if (v->end <= v->start || (v->kernel_page_size & 1023))
+		abort();
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void walk(const char *s, size_t sl)
+{
+	int seen = 0, n = pgt__smaps_walk(s, sl, vma_check, &seen);
+
+	if (n != seen)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *p = (const char *)data;
@@ -72,6 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pgt_cpuset cs;
 	struct pgtool_mapping one;
 
+	walk(p, nul ? (size_t)(nul - p) : size);
 	if (nul) {
 		parse(p, (size_t)(nul - p), nul + 1, size - (size_t)(nul - p) - 1);
 	} else {

@@ -184,6 +184,68 @@ static void test_smaps_locked(void **state)
 	}
 }
 
+struct vma_list {
+	struct pgt_vma v[8];
+	int n;
+};
+
+static int keep_vma(void *arg, const struct pgt_vma *v)
+{
+	struct vma_list *x = arg;
+
+	if (x->n < 8)
+		x->v[x->n] = *v;
+	x->n++;
+	return 0;
+}
+
+/* What register and release read of a VMA: range, file offset, kernel page
+ * size, and the flags sh/ht/lo/hg/nh, each only as a whole token. */
+static void test_smaps_fields(void **state)
+{
+	struct vma_list x = { .n = 0 };
+	char buf[8192];
+	FILE *f = fopen(FIX "smaps-vma", "r");
+	size_t len;
+
+	(void)state;
+	assert_non_null(f);
+	len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	assert_int_equal(pgt__smaps_walk(buf, len, keep_vma, &x), 5);
+	assert_int_equal(x.n, 5);
+	/* a memfd mapped from 1 MiB into the file, advised huge */
+	assert_int_equal(x.v[0].start, 0x7f1000000000ULL);
+	assert_int_equal(x.v[0].end, 0x7f1000400000ULL);
+	assert_int_equal(x.v[0].offset, 0x100000);
+	assert_int_equal(x.v[0].kernel_page_size, 4096);
+	assert_true(x.v[0].shared && x.v[0].thp_on);
+	assert_false(x.v[0].thp_off || x.v[0].hugetlb || x.v[0].locked);
+	/* private, MADV_NOHUGEPAGE last on the line */
+	assert_true(x.v[1].thp_off);
+	assert_false(x.v[1].shared || x.v[1].thp_on);
+	/* shared hugetlb, a large offset */
+	assert_int_equal(x.v[2].offset, 0x7fffffe00000ULL);
+	assert_int_equal(x.v[2].kernel_page_size, 2u << 20);
+	assert_true(x.v[2].hugetlb && x.v[2].shared);
+	/* a bad offset reads as 0; "nhx" is not "nh" */
+	assert_int_equal(x.v[3].offset, 0);
+	assert_false(x.v[3].thp_off || x.v[3].thp_on || x.v[3].shared);
+	/* no VmFlags line: not reported; a header cut after the perms still
+	 * gives its range, offset 0 */
+	assert_int_equal(x.v[4].start, 0x7f1001200000ULL);
+	assert_int_equal(x.v[4].offset, 0);
+	assert_true(x.v[4].thp_on);
+	for (size_t cut = 0; cut < len; cut += 5) {
+		char *p = malloc(cut ? cut : 1);
+
+		memcpy(p, buf, cut);
+		x.n = 0;
+		assert_true(pgt__smaps_walk(p, cut, keep_vma, &x) <= 5);
+		free(p);
+	}
+}
+
 static void fake_account(struct pgt_account *a)
 {
 	memset(a, 0, sizeof(*a));
@@ -287,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_live),
 		cmocka_unit_test(test_kv_parser),
 		cmocka_unit_test(test_smaps_locked),
+		cmocka_unit_test(test_smaps_fields),
 		cmocka_unit_test(test_explain_closes),
 		cmocka_unit_test(test_render),
 	};
