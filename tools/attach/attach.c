@@ -585,7 +585,8 @@ static int add_candidates(struct pgt_attach *a, const struct att_candidate *c, i
 			ram.fd = pgt_attach__find_fd(&c[k]);
 		if (c[k].ino && ram.fd < 0)
 			pgt_attach__log(a, PGT_LOG_WARN, "%s: no file descriptor of this process "
-					"maps it; tracked as private memory", c[k].name);
+					"maps it; its file is opened through /proc/self/map_files "
+					"where that is allowed", c[k].name);
 		ret = add_locked(a, &ram, c[k].name);
 		if (ram.fd >= 0)
 			close(ram.fd);
