@@ -184,8 +184,9 @@ void pgt__rel_sync_touch(struct pgt_region *r, struct pgt_rel *rel)
 /*
  * May khugepaged collapse this region's 4 KiB pages into huge pages?
  * Private memory: a MADV_HUGEPAGE mapping (ours, PGT_BACKING_THP, or a
- * caller's: QEMU advises its RAM), or any when THP is "always". Shared memory (memfd, shmem) has
- * its own switch, shmem_enabled: "advise" takes a MADV_HUGEPAGE mapping.
+ * caller's: QEMU advises its RAM), or any when THP is "always". Shared
+ * memory (memfd, shmem) has its own switch, shmem_enabled: "advise" takes
+ * a MADV_HUGEPAGE mapping.
  * Never a mapping that is MADV_NOHUGEPAGE (ours, PGT_BACKING_ANON, or a
  * caller's when registered): nothing to stop, and nothing to undo after.
  * Per-size mTHP switches (hugepages-2048kB/shmem_enabled) are not read.
@@ -224,13 +225,24 @@ static uintptr_t thp_base(const struct pgt_region *r)
 	return (uintptr_t)r->addr & ~(uintptr_t)(PGT_SZ_2M - 1);
 }
 
-static void no_collapse(struct pgt_region *r, struct pgt_rel *rel, uintptr_t s)
+/* The 2 MiB range holding address @a, as rel->no_thp's index, and its part
+ * inside the region, [*s, *t). */
+static uint64_t thp_range(const struct pgt_region *r, uintptr_t a, uintptr_t *s, uintptr_t *t)
 {
-	uintptr_t base = (uintptr_t)r->addr, end = base + r->length, t = s + PGT_SZ_2M;
-	uint64_t i = (s - thp_base(r)) / PGT_SZ_2M;
+	uintptr_t base = (uintptr_t)r->addr, end = base + r->length;
+	uint64_t i = (a - thp_base(r)) / PGT_SZ_2M;
 
-	s = s > base ? s : base;
-	t = t < end ? t : end;
+	*s = thp_base(r) + i * PGT_SZ_2M;
+	*t = *s + PGT_SZ_2M < end ? *s + PGT_SZ_2M : end;
+	*s = *s > base ? *s : base;
+	return i;
+}
+
+static void no_collapse(struct pgt_region *r, struct pgt_rel *rel, uintptr_t a)
+{
+	uintptr_t s, t;
+	uint64_t i = thp_range(r, a, &s, &t);
+
 	if (madvise((void *)s, t - s, MADV_NOHUGEPAGE)) {
 		if (!r->collapse_warned)
 			pgt__log(r->eng, PGT_LOG_WARN, "region %s: MADV_NOHUGEPAGE: %s: "
@@ -239,8 +251,8 @@ static void no_collapse(struct pgt_region *r, struct pgt_rel *rel, uintptr_t s)
 		return;
 	}
 	if (!rel->no_thp.words &&
-	    pgt__bitmap_init(&rel->no_thp, (pgt__round_up(end, PGT_SZ_2M) - thp_base(r)) /
-					   PGT_SZ_2M))
+	    pgt__bitmap_init(&rel->no_thp, (pgt__round_up((uintptr_t)r->addr + r->length,
+							  PGT_SZ_2M) - thp_base(r)) / PGT_SZ_2M))
 		return;  /* no memory to remember it: the range stays 4 KiB */
 	pgt__bitmap_set(&rel->no_thp, i);
 }
@@ -259,16 +271,11 @@ static void keep_collapse_off(struct pgt_region *r, struct pgt_rel *rel, uintptr
  * no_collapse() took huge pages from, give them back. rel->lock held. */
 static void thp_back(struct pgt_region *r, struct pgt_rel *rel, uint64_t p)
 {
-	uintptr_t base = (uintptr_t)r->addr, end = base + r->length;
-	uintptr_t a = (uintptr_t)pgt__page_addr(r, p);
-	uint64_t i = (a - thp_base(r)) / PGT_SZ_2M;
-	uintptr_t s, t;
+	uintptr_t base = (uintptr_t)r->addr, s, t;
+	uint64_t i = thp_range(r, (uintptr_t)pgt__page_addr(r, p), &s, &t);
 
 	if (!rel->no_thp.words || !pgt__bitmap_test(&rel->no_thp, i))
 		return;
-	s = thp_base(r) + i * PGT_SZ_2M;
-	t = s + PGT_SZ_2M < end ? s + PGT_SZ_2M : end;
-	s = s > base ? s : base;
 	if (pgt__bitmap_count_range(&rel->released, (s - base) >> r->page_shift,
 				    (t - s) >> r->page_shift))
 		return;

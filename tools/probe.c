@@ -536,7 +536,8 @@ static void print_thp(const struct pgt_probe *p)
 					 size_str(1ULL << b, s1, sizeof(s1)));
 		row("THP", strcmp(p->thp_enabled, "never") ? "yes" : "off",
 		    "enabled=%s defrag=%s shmem=%s, PMD %s%s%s", p->thp_enabled, p->thp_defrag,
-		    p->shmem_thp_enabled[0] ? p->shmem_thp_enabled : "?", size_str(p->thp_pmd_size, s2, sizeof(s2)), buf[0] ? ", mTHP" : "", buf);
+		    p->shmem_thp_enabled[0] ? p->shmem_thp_enabled : "?",
+		    size_str(p->thp_pmd_size, s2, sizeof(s2)), buf[0] ? ", mTHP" : "", buf);
 		if (!strcmp(p->thp_enabled, "never"))
 			cost("THP: enabled=never → thp regions get 4 KiB pages");
 	}

@@ -156,17 +156,25 @@ static void add_vma(void *arg, uint64_t a, uint64_t b)
 	x->n++;
 }
 
+/* A fixture file's bytes (up to @cap) into @buf. */
+static size_t read_fixture(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t len;
+
+	assert_non_null(f);
+	len = fread(buf, 1, cap, f);
+	fclose(f);
+	return len;
+}
+
 static void test_smaps_locked(void **state)
 {
 	struct vmas x = { .n = 0 };
 	char buf[8192];
-	FILE *f = fopen(FIX "smaps", "r");
-	size_t len;
+	size_t len = read_fixture(FIX "smaps", buf, sizeof(buf));
 
 	(void)state;
-	assert_non_null(f);
-	len = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
 	assert_int_equal(pgt__parse_smaps_locked(buf, len, add_vma, &x), 3);
 	assert_int_equal(x.n, 3);
 	assert_int_equal(x.v[0][0], 0x7f0000000000ULL);
@@ -205,13 +213,9 @@ static void test_smaps_fields(void **state)
 {
 	struct vma_list x = { .n = 0 };
 	char buf[8192];
-	FILE *f = fopen(FIX "smaps-vma", "r");
-	size_t len;
+	size_t len = read_fixture(FIX "smaps-vma", buf, sizeof(buf));
 
 	(void)state;
-	assert_non_null(f);
-	len = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
 	assert_int_equal(pgt__smaps_walk(buf, len, keep_vma, &x), 5);
 	assert_int_equal(x.n, 5);
 	/* a memfd mapped from 1 MiB into the file, advised huge */
